@@ -1,0 +1,35 @@
+"""``zsl-bench ls methods|datasets|metrics``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ls", help="list registered methods, datasets or metrics",
+                       description="List what is registered, one line each.")
+    p.add_argument("what", choices=["methods", "datasets", "metrics"])
+    p.set_defaults(func=cmd_ls)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from ..registry import DATASETS, METHODS, METRICS, load_all
+
+    load_all()
+    if args.what == "methods":
+        rows = [(n, c.family, c.input, c.paper or c.description) for n, c in METHODS.items()]
+        _table(["method", "family", "input", "paper"], rows)
+    elif args.what == "datasets":
+        rows = [(n, s.dirname, f"{s.seen}/{s.unseen}", str(s.semantic_dim), s.description)
+                for n, s in DATASETS.items()]
+        _table(["dataset", "dir", "seen/unseen", "sem. dim", "description"], rows)
+    else:
+        rows = [(n, (f.__doc__ or "").strip().splitlines()[0] if f.__doc__ else "") for n, f in METRICS.items()]
+        _table(["metric", "description"], rows)
+    return 0
+
+
+def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for r in [header, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())

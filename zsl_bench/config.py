@@ -1,0 +1,246 @@
+"""Configuration: frozen dataclasses, YAML files, dotted CLI overrides.
+
+Precedence: CLI ``--set`` > config file > per-dataset method preset > dataclass defaults.
+A run's configuration has three sections: ``method`` (the method's own frozen dataclass, defined
+beside the method), ``train`` (:class:`TrainConfig`) and ``eval`` (:class:`EvalConfig`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+SECTIONS = ("method", "train", "eval")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the engine trains (ignored by closed-form methods except ``device`` and ``seed``)."""
+
+    epochs: int = 30
+    batch_size: int = 50
+    optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    sampler: str = "uniform"  # uniform | class_balanced
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast on CUDA only
+    grad_clip: float = 0.0  # 0 = off
+    eval_every: int = 1
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 0, "train.epochs", self.epochs, "an integer >= 0")
+        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        _check(self.optimizer in ("adam", "adamw", "rmsprop", "sgd"), "train.optimizer", self.optimizer,
+               "one of adam, adamw, rmsprop, sgd")
+        _check(self.lr > 0, "train.lr", self.lr, "a float > 0")
+        _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a float >= 0")
+        _check(self.sampler in ("uniform", "class_balanced"), "train.sampler", self.sampler,
+               "uniform or class_balanced")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+               "train.device", self.device, "auto, cpu, cuda or cuda:N")
+        _check(self.eval_every >= 1, "train.eval_every", self.eval_every, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How the harness evaluates. ``gamma: null`` means: choose γ on validation data."""
+
+    gamma: float | None = None
+    protocol: str = "val"  # val | test-oracle
+
+    def __post_init__(self) -> None:
+        _check(self.protocol in ("val", "test-oracle"), "eval.protocol", self.protocol, "val or test-oracle")
+
+
+def _check(ok: bool, key: str, value: Any, valid: str) -> None:
+    if not ok:
+        raise ConfigError(f"bad value for {key}: {value!r}; valid: {valid}")
+
+
+# ---------------------------------------------------------------- dict <-> dataclass
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"bad value for {key}: {value!r}; expected {tp}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"bad value for {key}: {value!r}; expected a list")
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        seq = [_coerce(v, inner, key) for v in value]
+        return tuple(seq) if origin is tuple else seq
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"bad value for {key}: {value!r}; expected true or false")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"bad value for {key}: {value!r}; expected an integer")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"bad value for {key}: {value!r}; expected an integer") from None
+        if f != int(f):
+            raise ConfigError(f"bad value for {key}: {value!r}; expected an integer")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"bad value for {key}: {value!r}; expected a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"bad value for {key}: {value!r}; expected a number") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"bad value for {key}: {value!r}; expected a string")
+        return str(value)
+    return value
+
+
+def build(cls: type, values: dict[str, Any] | None, section: str) -> Any:
+    """Build frozen dataclass ``cls`` from ``values``; unknown keys raise listing the valid ones."""
+    values = dict(values or {})
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls) if f.init]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {section}.{unknown[0]}; valid keys of {section}: {', '.join(valid)}"
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad {section} config: {exc}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+
+
+def _plain(v: Any) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return to_dict(v)
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+# ---------------------------------------------------------------- files and overrides
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping with sections {', '.join(SECTIONS)}")
+    return data
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.lr=3e-4", "method.intervention=none"]`` -> nested dict; values parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"bad --set {item!r}; expected SECTION.KEY=VALUE, e.g. train.lr=3e-4")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or parts[0] not in SECTIONS or not parts[1]:
+            raise ConfigError(
+                f"bad --set key {key!r}; expected SECTION.KEY with SECTION one of {', '.join(SECTIONS)}"
+            )
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, str) and _looks_float(value):
+            value = float(value)
+        out.setdefault(parts[0], {})[parts[1]] = value
+    return out
+
+
+def _looks_float(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def merge(*layers: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge section dicts; later layers win key by key."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for section, values in (layer or {}).items():
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown config section {section!r}; valid: {', '.join(SECTIONS)}")
+            if values is None:
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"config section {section!r} must be a mapping")
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    method: Any
+    train: TrainConfig
+    eval: EvalConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": to_dict(self.method), "train": to_dict(self.train), "eval": to_dict(self.eval)}
+
+    def digest(self) -> str:
+        blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def resolve(method_cls: type, dataset: str | None, file_cfg: dict[str, Any] | None = None,
+            cli: dict[str, Any] | None = None) -> ResolvedConfig:
+    """Resolve a run's config for ``method_cls`` on ``dataset`` (lowercase name or None).
+
+    Layers: defaults < ``method_cls.presets[dataset]`` < file < CLI.
+    """
+    preset = {}
+    if dataset is not None:
+        preset = getattr(method_cls, "presets", {}).get(dataset.lower(), {})
+    layers = merge(preset, file_cfg, cli)
+    return ResolvedConfig(
+        method=build(method_cls.config_cls, layers.get("method"), "method"),
+        train=build(TrainConfig, layers.get("train"), "train"),
+        eval=build(EvalConfig, layers.get("eval"), "eval"),
+    )

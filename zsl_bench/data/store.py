@@ -1,0 +1,226 @@
+"""The harness's feature store: one HDF5 file per dataset, read in batches, never whole.
+
+Layout of ``<root>/<DATASET>/features.h5``:
+
+- ``regions``: ``(N, F, R)`` float16, chunked one image per chunk (random batch reads touch only
+  the rows asked for). Optional when the dataset only has pooled features.
+- ``pooled``: ``(N, F)`` float32, optional. When absent, pooled features are the mean of
+  ``regions`` over R, computed per batch (no second copy on disk or in memory).
+- file attributes: ``provenance`` (JSON: source real/simulated, generator version and seed, weights,
+  ...), ``format_version``.
+
+Rows follow the dataset's image order (``image_files`` of the proposed-split release).
+Writes go to ``features.h5.tmp`` and are renamed at the end: a killed write leaves no store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+STORE_NAME = "features.h5"
+FORMAT_VERSION = 1
+
+
+class FeatureStore:
+    """Read access to a store (or any HDF5 with a compatible dataset, e.g. MSDN's ``feature_map``).
+
+    Args:
+        path: the HDF5 file.
+        regions_key: dataset holding ``(N, F, R)`` or ``(N, F, h, w)`` region features.
+        pooled_key: dataset holding ``(N, F)`` pooled features.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], regions_key: str = "regions",
+                 pooled_key: str = "pooled") -> None:
+        import h5py
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"feature store not found: {self.path}")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise DataError(f"{self.path}: not a readable HDF5 file ({exc})") from None
+        self._regions = self._h5[regions_key] if regions_key in self._h5 else None
+        self._pooled = self._h5[pooled_key] if pooled_key in self._h5 else None
+        if self._regions is None and self._pooled is None:
+            raise DataError(
+                f"{self.path}: no '{regions_key}' or '{pooled_key}' dataset; keys present: {list(self._h5)}"
+            )
+        if self._regions is not None and self._regions.ndim not in (3, 4):
+            raise DataError(f"{self.path}: '{regions_key}' must be (N, F, R) or (N, F, h, w), got {self._regions.shape}")
+        if self._pooled is not None and self._pooled.ndim != 2:
+            raise DataError(f"{self.path}: '{pooled_key}' must be (N, F), got {self._pooled.shape}")
+        raw = self._h5.attrs.get("provenance", "{}")
+        self.provenance: dict[str, Any] = json.loads(raw if isinstance(raw, str) else raw.decode())
+
+    # -------------------------------------------------------------- shape
+    @property
+    def has_regions(self) -> bool:
+        return self._regions is not None
+
+    @property
+    def num_rows(self) -> int:
+        ds = self._regions if self._regions is not None else self._pooled
+        return int(ds.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        ds = self._regions if self._regions is not None else self._pooled
+        return int(ds.shape[1])
+
+    @property
+    def num_regions(self) -> int | None:
+        if self._regions is None:
+            return None
+        return int(np.prod(self._regions.shape[2:]))
+
+    @property
+    def grid_side(self) -> int | None:
+        r = self.num_regions
+        if r is None:
+            return None
+        side = int(round(r ** 0.5))
+        return side if side * side == r else None
+
+    @property
+    def dtype(self) -> np.dtype:
+        ds = self._regions if self._regions is not None else self._pooled
+        return ds.dtype
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path), "rows": self.num_rows, "feature_dim": self.feature_dim,
+            "regions": self.num_regions, "regions_dtype": str(self._regions.dtype) if self._regions is not None else None,
+            "pooled": self._pooled is not None, "provenance": self.provenance,
+        }
+
+    # -------------------------------------------------------------- reads
+    def read_regions(self, idx: np.ndarray) -> np.ndarray:
+        """Region features of rows ``idx`` (any order, repeats allowed) -> float32 ``[B, F, R]``."""
+        if self._regions is None:
+            raise DataError(f"{self.path}: holds pooled features only; this method needs region features")
+        idx = np.asarray(idx, dtype=np.int64)
+        self._check_idx(idx)
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        uniq, inverse = np.unique(sorted_idx, return_inverse=True)
+        block = np.empty((len(uniq),) + tuple(self._regions.shape[1:]), dtype=self._regions.dtype)
+        # Contiguous runs are read in one call; isolated rows one by one (each row is one chunk).
+        start = 0
+        while start < len(uniq):
+            stop = start + 1
+            while stop < len(uniq) and uniq[stop] == uniq[stop - 1] + 1:
+                stop += 1
+            self._regions.read_direct(block, np.s_[uniq[start]:uniq[stop - 1] + 1], np.s_[start:stop])
+            start = stop
+        out = np.empty((len(idx), block.shape[1], int(np.prod(block.shape[2:]))), dtype=np.float32)
+        out[order] = block.reshape(len(uniq), block.shape[1], -1)[inverse]
+        return out
+
+    def read_pooled(self, idx: np.ndarray) -> np.ndarray:
+        """Pooled features of rows ``idx`` -> float32 ``[B, F]`` (mean over regions if not stored)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        self._check_idx(idx)
+        if self._pooled is not None:
+            order = np.argsort(idx, kind="stable")
+            uniq, inverse = np.unique(idx[order], return_inverse=True)
+            block = self._pooled[uniq]
+            out = np.empty((len(idx), block.shape[1]), dtype=np.float32)
+            out[order] = block[inverse]
+            return out
+        return self.read_regions(idx).mean(axis=2)
+
+    def read(self, idx: np.ndarray, kind: str) -> np.ndarray:
+        return self.read_regions(idx) if kind == "regions" else self.read_pooled(idx)
+
+    def iter_batches(self, idx: np.ndarray, batch_size: int, kind: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Sequential scan over ``idx`` in batches -> (row indices, features)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        for s in range(0, len(idx), batch_size):
+            b = idx[s:s + batch_size]
+            yield b, self.read(b, kind)
+
+    def _check_idx(self, idx: np.ndarray) -> None:
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
+            raise DataError(f"{self.path}: row index out of range [0, {self.num_rows}): "
+                            f"min {idx.min()}, max {idx.max()}")
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StoreWriter:
+    """Chunked writer: ``with StoreWriter(path, n, f, r) as w: w.write(start, block)``.
+
+    The file is written as ``<path>.tmp`` and renamed on a clean exit; on an exception it is
+    removed unless ``keep_partial`` (resumable writers such as extraction keep it and track the
+    rows done in the ``rows_done`` attribute).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], num_rows: int, feature_dim: int,
+                 num_regions: int | None, provenance: dict[str, Any], with_pooled: bool = False,
+                 keep_partial: bool = False) -> None:
+        import h5py
+
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.keep_partial = keep_partial
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        resume = keep_partial and self.tmp.exists()
+        self._h5 = h5py.File(self.tmp, "a" if resume else "w")
+        if not resume:
+            self._h5.attrs["format_version"] = FORMAT_VERSION
+            self._h5.attrs["provenance"] = json.dumps(provenance, sort_keys=True, default=str)
+            self._h5.attrs["rows_done"] = 0
+            if num_regions is not None:
+                self._h5.create_dataset("regions", shape=(num_rows, feature_dim, num_regions),
+                                        dtype="float16", chunks=(1, feature_dim, num_regions))
+            if with_pooled or num_regions is None:
+                self._h5.create_dataset("pooled", shape=(num_rows, feature_dim), dtype="float32",
+                                        chunks=(min(num_rows, 256), feature_dim))
+        self.num_rows = num_rows
+
+    @property
+    def rows_done(self) -> int:
+        return int(self._h5.attrs["rows_done"])
+
+    def write(self, start: int, regions: np.ndarray | None = None, pooled: np.ndarray | None = None) -> None:
+        """Write rows ``start:start+len(block)``; ``regions`` [B, F, R] and/or ``pooled`` [B, F]."""
+        n = len(regions) if regions is not None else len(pooled)  # type: ignore[arg-type]
+        if regions is not None:
+            if not np.isfinite(regions).all():
+                raise DataError(f"{self.path}: NaN/Inf in region features of rows {start}..{start + n - 1}")
+            self._h5["regions"][start:start + n] = regions.astype(np.float16, copy=False)
+        if pooled is not None:
+            if not np.isfinite(pooled).all():
+                raise DataError(f"{self.path}: NaN/Inf in pooled features of rows {start}..{start + n - 1}")
+            self._h5["pooled"][start:start + n] = pooled.astype(np.float32, copy=False)
+        elif "pooled" in self._h5 and regions is not None:
+            self._h5["pooled"][start:start + n] = regions.astype(np.float32).mean(axis=2)
+        self._h5.attrs["rows_done"] = max(self.rows_done, start + n)
+        self._h5.flush()
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._h5.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif not self.keep_partial:
+            self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""Placeholder: metrics are pure functions (owned by the protocol work)."""

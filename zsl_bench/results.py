@@ -1,0 +1,84 @@
+"""Result rows: one long-format row per (method, variant, dataset, source, protocol, seed, metric).
+
+Rows are appended atomically to ``<out>/results.csv``: the new file is written beside the old one
+and renamed over it, so a kill never leaves a half-written table.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    "run_id", "method", "variant", "dataset", "source", "sim_preset", "generator_version", "data_seed",
+    "protocol", "seed", "metric", "value", "gamma", "epoch", "config_hash", "config",
+    "git_commit", "versions", "wall_time_s", "timestamp",
+)
+METRIC_NAMES = ("zsl_acc", "u", "s", "h", "gamma", "ausuc")
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        commit = out.stdout.strip()
+        if out.returncode != 0 or not commit:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for pkg in ("zsl-bench", "torch", "numpy", "scipy", "h5py"):
+        try:
+            parts.append(f"{pkg}={version(pkg)}")
+        except PackageNotFoundError:
+            continue
+    return ";".join(parts)
+
+
+def read_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    p = Path(path)
+    if not p.exists():
+        return []
+    with p.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Append ``rows`` to the CSV at ``path`` atomically (write-new-then-rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    old = p.read_text() if p.exists() else ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="raise")
+    if not old:
+        writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k, "") for k in COLUMNS})
+    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(old + buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
