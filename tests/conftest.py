@@ -34,4 +34,3 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     cache = tmp_path_factory.mktemp("zsl-cache")
     os.environ["ZSL_BENCH_CACHE"] = str(cache)
     os.environ.pop("ZSL_BENCH_DATA", None)
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{cache}/mlflow.db")
