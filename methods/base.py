@@ -13,6 +13,11 @@ A method is an ``nn.Module`` subclass of :class:`ZSLMethod`:
 - ``loss(out, y)`` -> ``{"loss": total, "<term>": ..., ...}``; ``y`` are global class ids [B].
 - ``scores(x)`` -> ``[B, K]`` scores used for evaluation (default: ``forward(x)["logits"]``).
 - ``fit(x, y)`` (only when ``fits_closed_form``): train on all of ``x`` [N, F(, R)] / ``y`` [N].
+- ``tiny`` (class attribute): method-config overrides giving a very small, fast model for tests
+  (timm-style tiny variants); ``build(cls.config_cls, cls.tiny, "method")`` must succeed.
+- ``fit_grad_norms`` (instance attribute, set by :meth:`fit` of methods that train parameters by
+  gradient inside ``fit``, e.g. generative ones): ``{parameter name: summed |grad|}`` over the fit,
+  so tests can check every trainable parameter learned. Closed-form solutions live in buffers.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class ZSLMethod(nn.Module):
     config_cls: ClassVar[type] = object
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     fits_closed_form: ClassVar[bool] = False
+    tiny: ClassVar[dict[str, Any]] = {}  # method-config overrides for a tiny test model
 
     def __init__(self, cfg: Any, task: TaskInfo) -> None:
         super().__init__()

@@ -1,9 +1,243 @@
-"""Placeholder: replaced by the module's owner."""
+"""``zsl-bench run METHOD``: train and evaluate one method on datasets × seeds, print a table.
+
+Rows go to ``<out>/results.csv`` (appended atomically after each run) and the resolved config of
+each dataset to ``<out>/config.yaml``. Rerunning with the same ``--out`` skips runs whose rows are
+already there and resumes an interrupted run from its last checkpoint.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EPILOG = """examples:
+  zsl-bench run eszsl --datasets cub --sim tiny --seeds 0          seconds: tiny simulated CUB
+  zsl-bench run ale --datasets all --sim                          simulated benchmark (small preset)
+  zsl-bench run msdn --datasets cub,sun --data-root DATA           real features
+  zsl-bench run msdn --datasets cub --sim --protocol test-oracle   papers' protocol (labelled)
+  zsl-bench run ale --datasets cub --sim --set train.lr=0.1 --set method.margin=0.5
+"""
+
+TABLE_METRICS = (("zsl_acc", "ZSL acc"), ("u", "U"), ("s", "S"), ("h", "H"), ("gamma", "γ"), ("ausuc", "AUSUC"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "run", help="train and evaluate a method on datasets x seeds",
+        description="Train and evaluate METHOD on each dataset and seed under one selection protocol; "
+                    "append long-format rows to <out>/results.csv and print mean ± std per dataset.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("method", metavar="METHOD", help="registered method (zsl-bench ls methods)")
+    p.add_argument("--datasets", required=True, metavar="LIST", help="'all' or a comma list: cub,sun,awa2,flo")
+    p.add_argument("--sim", nargs="?", const="small", default=None, metavar="PRESET",
+                   help="use the simulated benchmark (preset tiny|small|full; default small)")
+    p.add_argument("--sim-seed", type=int, default=0, metavar="S", help="seed of the simulated data (default 0)")
+    p.add_argument("--seeds", default="0,1,2", metavar="LIST", help="training seeds (default 0,1,2)")
+    p.add_argument("--protocol", choices=("val", "test-oracle"), default=None,
+                   help="model selection: val (default) or test-oracle (labelled in every output)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="shortcut for --set train.epochs=N")
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="config file (sections method/train/eval)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                   help="override one config value (repeatable), e.g. train.lr=3e-4")
+    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/<time>-<method>)")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="real data root (default $ZSL_BENCH_DATA)")
+    p.add_argument("--device", default=None, metavar="D", help="auto | cpu | cuda | cuda:N (train.device)")
+    p.set_defaults(func=cmd_run)
+
+
+def parse_seeds(value: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]``; anything else raises naming ``--seeds``."""
+    from ..errors import ConfigError
+
+    try:
+        seeds = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds: bad value {value!r}; expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds: bad value {value!r}; expected comma-separated integers >= 0, e.g. 0,1,2")
+    return list(dict.fromkeys(seeds))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .. import config as C
+    from ..data.datasets import parse_dataset_list
+    from ..registry import METHODS, load_all
+    from ..results import append_rows, read_rows
+    from ..runner import RunSpec, resolve_config, run_one
+
+    load_all()
+    method_cls = METHODS.get(args.method)  # an unknown method is a one-line error before anything else
+    datasets = parse_dataset_list(args.datasets)
+    seeds = parse_seeds(args.seeds)
+    if args.sim is not None:
+        from ..data.sim import PRESETS
+
+        if args.sim not in PRESETS:
+            raise C.ConfigError(f"--sim: unknown preset {args.sim!r}; valid: {', '.join(PRESETS)}")
+    file_cfg = C.merge(C.load_yaml(args.config)) if args.config else {}
+    flags: dict[str, Any] = {"train": {}}
+    if args.epochs is not None:
+        flags["train"]["epochs"] = args.epochs
+    if args.device is not None:
+        flags["train"]["device"] = args.device
+    cli = C.merge(C.parse_overrides(args.overrides), flags)
+    protocol = args.protocol or cli.get("eval", {}).get("protocol") or file_cfg.get("eval", {}).get("protocol") or "val"
+
+    specs = {(ds, seed): RunSpec(method=args.method, dataset=ds, seed=seed, overrides=file_cfg, protocol=protocol,
+                                 sim_preset=args.sim, sim_seed=args.sim_seed, data_root=args.data_root)
+             for ds in datasets for seed in seeds}
+    # Resolve every config before training anything: a bad value fails in a second, not after a run.
+    configs = {ds: resolve_config(specs[(ds, seeds[0])], cli) for ds in datasets}
+    # Load (or generate) every dataset and check its features before writing anything.
+    from ..data.loader import load_dataset
+
+    datas = {}
+    for ds in datasets:
+        datas[ds] = load_dataset(ds, args.data_root, sim_preset=args.sim, sim_seed=args.sim_seed)
+        datas[ds].require_features(method_cls.input)
+    out = Path(args.out) if args.out else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{args.method}"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_yaml(out / "config.yaml", {
+        "method": args.method, "protocol": protocol, "seeds": seeds,
+        "data": {"source": "simulated", "sim_preset": args.sim, "sim_seed": args.sim_seed} if args.sim
+        else {"source": "real", "data_root": args.data_root},
+        "configs": {ds: cfg.as_dict() for ds, cfg in configs.items()},
+    })
+    results = out / "results.csv"
+
+    with _tracking(out, f"run {args.method}", {"method": args.method, "datasets": datasets, "seeds": seeds,
+                                              "protocol": protocol, "sim": args.sim or ""}) as track:
+        for ds in datasets:
+            done = _done_seeds(read_rows(results), args.method, ds, protocol, configs[ds].digest(), args.sim,
+                               args.sim_seed)
+            todo = [s for s in seeds if s not in done]
+            if len(todo) < len(seeds):
+                log.info("%s: seeds %s already in %s, skipped", ds, sorted(set(seeds) - set(todo)), results)
+            for seed in todo:
+                spec = specs[(ds, seed)]
+                run_dir = out / "runs" / f"{ds}-seed{seed}"
+                with track(f"{args.method}/{ds}/s{seed}") as reporter:
+                    result = run_one(spec, out_dir=run_dir, cli_overrides=cli, reporter=reporter,
+                                    data=datas[ds])
+                    append_rows(results, result.rows)
+                    if reporter is not None:
+                        track.log_result(reporter, result)
+                # The rows are the run's record now; its checkpoints would only be skipped on a rerun.
+                shutil.rmtree(run_dir / "ckpt", ignore_errors=True)
+    print(format_table(read_rows(results), method=args.method, datasets=datasets, seeds=seeds, protocol=protocol,
+                       hashes={ds: configs[ds].digest() for ds in datasets}, sim=args.sim, sim_seed=args.sim_seed))
+    print(f"\nrows: {results}\nconfig: {out / 'config.yaml'}")
+    return 0
+
+
+# ---------------------------------------------------------------- hooks and files
+
+
+class _NoTracking:
+    """Stands in for MLflow when ``zsl_bench.tracking`` is absent: every run gets no reporter."""
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        yield None
+
+    def log_result(self, reporter: Any, result: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _tracking(out: Path, name: str, params: dict[str, Any]) -> Iterator[Any]:
+    """MLFLOW HOOK: a parent run for this command when ``zsl_bench.tracking`` exists.
+
+    Yields ``track``: ``with track(child_name) as reporter`` opens a child run whose reporter gets
+    ``on_epoch`` from the engine; ``track.log_result(reporter, result)`` records the finished run.
+    """
+    import importlib
+
+    try:
+        tracking = importlib.import_module("zsl_bench.tracking")
+    except ModuleNotFoundError as exc:
+        if exc.name != "zsl_bench.tracking":
+            raise
+        yield _NoTracking()
+        return
+    with tracking.command_run(out, name, params=params) as parent:
+
+        class _Track:
+            def __call__(self, child: str) -> contextlib.AbstractContextManager[Any]:
+                return tracking.make_reporter(parent, child)
+
+            def log_result(self, reporter: Any, result: Any) -> None:
+                parent.log_result(reporter, result)
+
+        yield _Track()
+
+
+def _write_yaml(path: Path, obj: dict[str, Any]) -> None:
+    import yaml
+
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(obj, fh, sort_keys=False, allow_unicode=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _matches(r: dict[str, str], method: str, ds: str, protocol: str, digest: str, sim: str | None,
+             sim_seed: int) -> bool:
+    same_data = (r["source"] == "simulated" and r["sim_preset"] == sim and r["data_seed"] == str(sim_seed)) \
+        if sim else r["source"] == "real"
+    return (r["method"] == method and r["dataset"] == ds and r["protocol"] == protocol
+            and r["config_hash"] == digest and same_data)
+
+
+def _done_seeds(rows: list[dict[str, str]], method: str, ds: str, protocol: str, digest: str,
+                sim: str | None, sim_seed: int) -> set[int]:
+    return {int(r["seed"]) for r in rows if _matches(r, method, ds, protocol, digest, sim, sim_seed)}
+
+
+# ---------------------------------------------------------------- the table
+
+
+def format_table(rows: list[dict[str, str]], *, method: str, datasets: list[str], seeds: list[int],
+                 protocol: str, hashes: dict[str, str], sim: str | None, sim_seed: int) -> str:
+    """Per dataset: mean ± std over seeds of ZSL acc, U, S, H, γ, AUSUC (from result rows)."""
+    import numpy as np
+
+    from ..protocol import protocol_label
+
+    source = f"simulated data (preset {sim}, data seed {sim_seed})" if sim else "real data"
+    label = protocol_label(protocol) or f"{protocol} protocol (selection on validation data)"
+    title = f"{method} — {source} — {label} — mean ± std over {len(seeds)} seed(s)"
+    header = ["dataset"] + [name for _, name in TABLE_METRICS]
+    lines = [header]
+    for ds in datasets:
+        mine = [r for r in rows if _matches(r, method, ds, protocol, hashes[ds], sim, sim_seed)
+                and int(r["seed"]) in seeds]
+        cells = [ds]
+        for key, _ in TABLE_METRICS:
+            # The latest row per seed counts (a rerun with the same config appends, never edits).
+            per_seed = {int(r["seed"]): float(r["value"]) for r in mine if r["metric"] == key}
+            vals = np.array(list(per_seed.values()))
+            if len(vals) == 0:
+                cells.append("–")
+            elif len(vals) == 1:
+                cells.append(f"{vals[0]:.2f}")
+            else:
+                cells.append(f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}")
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
+    return "\n".join([title, body[0], "  ".join("-" * w for w in widths), *body[1:]])

@@ -1,9 +1,252 @@
-"""Placeholder: replaced by the module's owner."""
+"""``zsl-bench ablate``, ``zsl-bench table``, ``zsl-bench plot``: studies and what is made of their rows."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ABLATE_EPILOG = """examples:
+  zsl-bench ablate                                   the MSDN++ ablation (benchmarks/msdnpp_ablation.yaml)
+  zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
+  zsl-bench ablate msdnpp_search.yaml --sim small    an Optuna search on simulated data
+  zsl-bench ablate main_table.yaml --storage postgresql://u:p@host/db --workers 4
+                                                     run the same command on many machines: each unit runs once
+Specs without a path are looked up in ./benchmarks, then beside the installed package
+($ZSL_BENCH_BENCHMARKS overrides). Rerun the same command after an interruption to resume.
+"""
+
+TABLE_EPILOG = """examples:
+  zsl-bench table runs/smoke/results.csv
+  zsl-bench table runs/*/results.csv --kind main --published ../shared/reference/published_results.csv --out tables
+  zsl-bench table --tracking-uri sqlite:///runs/smoke/mlflow.db --kind ablation
+"""
+
+PLOT_EPILOG = """examples:
+  zsl-bench plot runs/ablation/results.csv --out figs                       ablation bars + sensitivity
+  zsl-bench plot --curves runs/ablation/curves --out figs                    U-S curves with AUSUC
+  zsl-bench plot --storage sqlite:///runs/search/optuna.db --study msdnpp_search.cub.search --out figs
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("ablate", help="run a study spec: grid ablation or Optuna search (resumable)",
+                       epilog=ABLATE_EPILOG, formatter_class=fmt)
+    p.add_argument("spec", nargs="?", default=None, metavar="SPEC.yaml",
+                   help="study spec (default: msdnpp_ablation.yaml)")
+    p.add_argument("--sim", nargs="?", const="small", default=None, metavar="PRESET",
+                   help="use simulated data (default preset: small); overrides the spec's sim")
+    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/<spec name>)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage (default sqlite:///<out>/optuna.db; postgresql://... for many workers)")
+    p.add_argument("--tracking-uri", default=None, metavar="URI",
+                   help="MLflow tracking URI (default sqlite:///<out>/mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="local worker processes on the same storage (N>1 needs a server --storage)")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
+                   help="override the spec's base config, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="real data root (default $ZSL_BENCH_DATA)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_ablate)
+
+    t = sub.add_parser("table", help="LaTeX / Markdown tables from result rows", epilog=TABLE_EPILOG,
+                       formatter_class=fmt)
+    t.add_argument("results", nargs="*", metavar="RESULTS.csv", help="result files (deduplicated)")
+    t.add_argument("--tracking-uri", default=None, metavar="URI", help="read rows from MLflow instead")
+    t.add_argument("--kind", choices=("main", "ablation"), default="main", help="table layout (default main)")
+    t.add_argument("--published", default=None, metavar="CSV", help="published numbers to add as extra rows")
+    t.add_argument("--out", default=None, metavar="DIR", help="write <kind>_table.tex/.md here")
+    t.add_argument("--format", choices=("latex", "markdown", "both"), default="both",
+                   help="what to write (default both); stdout shows Markdown")
+    t.set_defaults(func=cmd_table)
+
+    g = sub.add_parser("plot", help="figures (PNG + PDF) from result rows, curves and Optuna studies",
+                       epilog=PLOT_EPILOG, formatter_class=fmt)
+    g.add_argument("results", nargs="*", metavar="RESULTS.csv", help="result files for ablation/sensitivity")
+    g.add_argument("--kind", choices=("ablation", "sensitivity", "curves", "optuna", "all"), default="all",
+                   help="which figures (default: all that the inputs allow)")
+    g.add_argument("--metric", default="h", choices=("zsl_acc", "u", "s", "h"), help="metric of bars/curves")
+    g.add_argument("--curves", default=None, metavar="DIR", help="directory of saved U-S curves (*.npz)")
+    g.add_argument("--storage", default=None, metavar="URL", help="Optuna storage of a search")
+    g.add_argument("--study", default=None, metavar="NAME", help="Optuna study name (with --storage)")
+    g.add_argument("--out", required=True, metavar="DIR", help="output directory for the figures")
+    g.set_defaults(func=cmd_plot)
+
+
+# ---------------------------------------------------------------- ablate
+
+
+def _spec_with_cli(spec: Any, args: argparse.Namespace) -> Any:
+    import dataclasses
+
+    from ..config import parse_overrides
+    from ..study import merge_overrides
+
+    changes: dict[str, Any] = {}
+    if args.sim is not None:
+        changes["sim"] = args.sim
+    if args.data_root is not None:
+        changes["data_root"] = str(args.data_root)
+    if args.overrides:
+        changes["base"] = merge_overrides(spec.base, parse_overrides(args.overrides))
+    return dataclasses.replace(spec, **changes) if changes else spec
+
+
+def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
+    argv = [sys.executable, "-m", "zsl_bench", "ablate"]
+    if args.spec:
+        argv.append(str(args.spec))
+    if args.sim is not None:
+        argv += ["--sim", args.sim]
+    argv += ["--out", str(out), "--workers", "1", "--no-progress"]
+    for flag, value in (("--storage", args.storage), ("--tracking-uri", args.tracking_uri),
+                        ("--data-root", args.data_root)):
+        if value:
+            argv += [flag, str(value)]
+    if args.no_mlflow:
+        argv.append("--no-mlflow")
+    for o in args.overrides:
+        argv += ["--set", o]
+    return argv
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..study import StudyRunner, is_server_storage, load_spec, storage_url
+    from ..tables import build_table, render_markdown, write_tables
+
+    spec = _spec_with_cli(load_spec(args.spec), args)
+    out = Path(args.out or Path("runs") / spec.name)
+    if args.workers < 1:
+        raise ConfigError(f"bad --workers {args.workers}; valid: an integer >= 1")
+    url = storage_url(out, args.storage)
+    if args.workers > 1 and not is_server_storage(url):
+        raise ConfigError("--workers N>1 needs a server --storage (e.g. postgresql://user:pw@host/db): "
+                          "SQLite is safe for one worker process only")
+    # N workers: this process plus N-1 children running the same command on the same storage.
+    children = [subprocess.Popen(_worker_argv(args, out)) for _ in range(args.workers - 1)]
+    tracker = None
+    if not args.no_mlflow:
+        from ..tracking import Tracker
+
+        tracker = Tracker(out, args.tracking_uri)
+    try:
+        outcome = StudyRunner(spec, out, storage=args.storage, tracker=tracker,
+                              progress=not args.no_progress).run()
+    finally:
+        codes = [c.wait() for c in children]
+    if any(codes):
+        log.warning("worker exit codes: %s", codes)
+
+    log.info("%s: %d units run here; results in %s", spec.name, outcome.ran, out / "results.csv")
+    for desc, reason in outcome.failed:
+        log.warning("failed: %s: %s", desc, reason)
+    for ds, best in outcome.best.items():
+        log.info("%s best (trial %d, val H %.2f): %s", ds, best["trial"], best["value"], best["params"])
+    if not outcome.rows:
+        log.warning("no finished unit produced rows; no table")
+        return 3 if outcome.failed else 0
+    table = build_table(outcome.rows, spec.table)
+    write_tables(table, out / "tables", "both", stem=f"{spec.table}_table")
+    _figures(outcome.rows, out, spec, url)
+    if tracker is not None:
+        with tracker.study_run(spec):  # re-attach to the parent run to add tables and figures
+            tracker.log_study_artifacts(out)
+    sys.stdout.write(render_markdown(table))
+    return 0
+
+
+def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None:
+    """Best-effort figures beside the tables: a figure that cannot be drawn is logged, not fatal."""
+    from .. import plots
+    from ..errors import ZSLError
+
+    figs = out / "figures"
+    jobs = [lambda: plots.plot_ablation(rows, figs)]
+    if any("=" in str(r.get("variant", "")) for r in rows):
+        jobs.append(lambda: plots.plot_sensitivity(rows, figs))
+    if (out / "curves").is_dir():
+        jobs.append(lambda: plots.plot_us_curves(plots.load_curves(out / "curves"), figs))
+    if spec.is_search:
+        for ds in spec.datasets:
+            jobs.append(lambda ds=ds: plots.plot_optuna(url, f"{spec.name}.{ds}.search", figs))
+    for job in jobs:
+        try:
+            job()
+        except ZSLError as exc:
+            log.warning("figure skipped: %s", exc)
+
+
+# ---------------------------------------------------------------- table / plot
+
+
+def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from ..errors import ZSLError
+    from ..study import read_study_rows
+
+    if args.results and getattr(args, "tracking_uri", None):
+        raise ZSLError("give RESULTS.csv files or --tracking-uri, not both")
+    if getattr(args, "tracking_uri", None):
+        from ..tracking import rows_from_mlflow
+
+        return rows_from_mlflow(args.tracking_uri)
+    if not args.results:
+        raise ZSLError("no input: give RESULTS.csv files (or --tracking-uri for table)")
+    return read_study_rows(args.results)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from ..tables import build_table, load_published, render_markdown, write_tables
+
+    rows = _rows(args)
+    published = load_published(args.published) if args.published else None
+    table = build_table(rows, args.kind, published)
+    if args.out:
+        for p in write_tables(table, args.out, args.format):
+            log.info("wrote %s", p)
+    sys.stdout.write(render_markdown(table))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .. import plots
+    from ..errors import ZSLError
+
+    made: list[Path] = []
+    want = {args.kind} if args.kind != "all" else {"ablation", "sensitivity", "curves", "optuna"}
+    if args.kind in ("ablation", "sensitivity") and not args.results:
+        raise ZSLError(f"--kind {args.kind} needs RESULTS.csv files")
+    if args.kind == "curves" and not args.curves:
+        raise ZSLError("--kind curves needs --curves DIR (a study's <out>/curves)")
+    if args.kind == "optuna" and not (args.storage and args.study):
+        raise ZSLError("--kind optuna needs --storage URL and --study NAME")
+    if bool(args.storage) != bool(args.study):
+        raise ZSLError("--storage and --study go together")
+    if args.results:
+        rows = _rows(args)
+        if "ablation" in want:
+            made += plots.plot_ablation(rows, args.out, args.metric)
+        if "sensitivity" in want:
+            try:
+                made += plots.plot_sensitivity(rows, args.out, args.metric)
+            except ZSLError as exc:
+                if args.kind == "sensitivity":
+                    raise
+                log.info("no sensitivity figure: %s", exc)
+    if args.curves and "curves" in want:
+        made += plots.plot_us_curves(plots.load_curves(args.curves), args.out)
+    if args.storage and "optuna" in want:
+        made += plots.plot_optuna(args.storage, args.study, args.out)
+    if not made:
+        raise ZSLError("nothing to plot: give RESULTS.csv, --curves DIR or --storage/--study")
+    for p in made:
+        sys.stdout.write(f"{p}\n")
+    return 0
+

@@ -68,14 +68,19 @@ class FeatureStore:
         return self._regions is not None
 
     @property
-    def num_rows(self) -> int:
+    def _main(self) -> Any:
+        """The dataset that defines rows, width and dtype (regions if present); never None."""
         ds = self._regions if self._regions is not None else self._pooled
-        return int(ds.shape[0])
+        assert ds is not None  # the constructor requires one of the two
+        return ds
+
+    @property
+    def num_rows(self) -> int:
+        return int(self._main.shape[0])
 
     @property
     def feature_dim(self) -> int:
-        ds = self._regions if self._regions is not None else self._pooled
-        return int(ds.shape[1])
+        return int(self._main.shape[1])
 
     @property
     def num_regions(self) -> int | None:
@@ -93,8 +98,7 @@ class FeatureStore:
 
     @property
     def dtype(self) -> np.dtype:
-        ds = self._regions if self._regions is not None else self._pooled
-        return ds.dtype
+        return self._main.dtype
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -162,6 +166,80 @@ class FeatureStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MemoryStore:
+    """Pooled features held in memory, with :class:`FeatureStore`'s read API.
+
+    Used for ``res101.mat`` (at most ~300 MB of pooled features), which cannot be read in batches.
+
+    Args:
+        features: ``[N, F]`` pooled features (kept as float32).
+        path: the file they came from (for messages).
+        provenance: where they came from.
+    """
+
+    has_regions = False
+    num_regions = None
+    grid_side = None
+
+    def __init__(self, features: np.ndarray, path: str | os.PathLike[str],
+                 provenance: dict[str, Any] | None = None) -> None:
+        if features.ndim != 2:
+            raise DataError(f"{path}: pooled features must be (N, F), got {features.shape}")
+        self._pooled = np.ascontiguousarray(features, dtype=np.float32)  # [N, F]
+        self.path = Path(path)
+        self.provenance: dict[str, Any] = dict(provenance or {})
+
+    @property
+    def num_rows(self) -> int:
+        return int(self._pooled.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self._pooled.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._pooled.dtype
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path), "rows": self.num_rows, "feature_dim": self.feature_dim,
+                "regions": None, "regions_dtype": None, "pooled": True, "provenance": self.provenance}
+
+    def read_regions(self, idx: np.ndarray) -> np.ndarray:
+        raise DataError(f"{self.path}: holds pooled features only; this method needs region features")
+
+    def read_pooled(self, idx: np.ndarray) -> np.ndarray:
+        """Pooled features of rows ``idx`` -> float32 ``[B, F]`` (a copy)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
+            raise DataError(f"{self.path}: row index out of range [0, {self.num_rows}): "
+                            f"min {idx.min()}, max {idx.max()}")
+        return self._pooled[idx]
+
+    def read(self, idx: np.ndarray, kind: str) -> np.ndarray:
+        return self.read_regions(idx) if kind == "regions" else self.read_pooled(idx)
+
+    def iter_batches(self, idx: np.ndarray, batch_size: int, kind: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Sequential scan over ``idx`` in batches -> (row indices, features)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        for s in range(0, len(idx), batch_size):
+            b = idx[s:s + batch_size]
+            yield b, self.read(b, kind)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# What a dataset's ``features`` may be: an HDF5 store read in batches or pooled features in memory.
+FeatureSource = FeatureStore | MemoryStore
 
 
 class StoreWriter:

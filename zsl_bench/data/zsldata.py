@@ -1,4 +1,11 @@
-"""``ZSLData``: everything the harness knows about one dataset, with provenance."""
+"""``ZSLData``: everything the harness knows about one dataset, with provenance.
+
+Unknown labels: when no file gives per-image labels (real FLO here: only ``att_splits.mat``), ``labels``
+is still an int64 array of length N, filled with ``UNKNOWN_LABEL`` (-1), ``has_labels`` is False,
+the class sets are empty and ``val_train`` / ``val_seen`` (which need labels to stratify) are empty.
+Such a dataset can be summarised (``data info``) but not trained on: ``require_labels()`` and
+``require_features()`` raise a one-line :class:`~zsl_bench.errors.DataError`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .store import FeatureStore
+from .store import FeatureSource
+
+UNKNOWN_LABEL = -1  # fills ``labels`` when no file gives per-image labels
 
 # Split names, all 0-based int64 row indices into ``labels`` / the feature store.
 FINAL_SPLITS = ("trainval", "test_seen", "test_unseen")
@@ -22,7 +31,7 @@ VAL_SPLITS = ("train", "val", "val_train", "val_seen", "val_unseen")
 class ZSLData:
     name: str  # lowercase registry name: cub, sun, awa2, flo
     att: np.ndarray  # [K, A] float32, class semantics (published 'att', transposed to rows)
-    labels: np.ndarray  # [N] int64, 0-based class ids
+    labels: np.ndarray  # [N] int64, 0-based class ids; all UNKNOWN_LABEL when unknown (see module doc)
     seen_classes: np.ndarray  # [S] int64, sorted
     unseen_classes: np.ndarray  # [U] int64, sorted
     splits: dict[str, np.ndarray]  # FINAL_SPLITS + VAL_SPLITS
@@ -34,7 +43,7 @@ class ZSLData:
     class_names: list[str] | None = None
     attribute_names: list[str] | None = None
     image_files: list[str] | None = None
-    features: FeatureStore | None = None
+    features: FeatureSource | None = None  # FeatureStore (HDF5) or MemoryStore (res101.mat)
     ground_truth: Path | None = None  # simulated only: part centres and visibility (npz)
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -50,10 +59,28 @@ class ZSLData:
     def is_simulated(self) -> bool:
         return self.source == "simulated"
 
-    def require_features(self, kind: str) -> FeatureStore:
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.labels.size) and bool((self.labels != UNKNOWN_LABEL).all())
+
+    def require_labels(self) -> np.ndarray:
+        """Per-image labels, or a one-line error saying which files would provide them."""
+        from ..errors import DataError
+
+        if not self.has_labels:
+            where = self.provenance.get("dir", f"{self.provenance.get('root', 'the data root')}/{self.name.upper()}")
+            raise DataError(
+                f"{self.name.upper()}: per-image labels are unknown (no image_index.npz, res101.mat or MSDN "
+                f"feature-map HDF5 under {where}); add one of them or use the simulated benchmark (--sim)"
+            )
+        return self.labels
+
+    def require_features(self, kind: str) -> FeatureSource:
         """The feature handle, or a one-line error naming the missing file and the two ways forward."""
         from ..errors import DataError
 
+        if self.features is not None:
+            self.require_labels()  # features without labels cannot be trained or evaluated on
         if self.features is None or (kind == "regions" and not self.features.has_regions):
             where = self.provenance.get("root", "the data root")
             want = "region features (features.h5 with 'regions', or an MSDN feature-map HDF5)" \

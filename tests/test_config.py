@@ -1,0 +1,97 @@
+"""Config resolution: precedence, unknown keys, bad values, files and --set parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zsl_bench import config as C
+from zsl_bench.errors import ConfigError
+from zsl_bench.registry import METHODS, load_all
+from zsl_bench.runner import RunSpec, resolve_config
+
+load_all()
+ALE = METHODS.get("ale")
+ESZSL = METHODS.get("eszsl")
+
+
+def test_precedence_defaults_preset_file_cli() -> None:
+    assert C.resolve(ALE, None).train.lr == C.TrainConfig().lr  # defaults
+    assert C.resolve(ALE, "cub").train.lr == 0.3  # the CUB preset
+    assert C.resolve(ALE, "awa2").train.lr == 0.01
+    file_cfg = {"train": {"lr": 0.2, "batch_size": 7}}
+    assert C.resolve(ALE, "cub", file_cfg).train.lr == 0.2  # file beats preset
+    r = C.resolve(ALE, "cub", file_cfg, {"train": {"lr": 0.1}})
+    assert r.train.lr == 0.1 and r.train.batch_size == 7  # CLI beats file, key by key
+    assert r.train.optimizer == "sgd"  # untouched preset values survive
+    assert C.resolve(ESZSL, "sun").method.gamma == 100.0
+
+
+def test_run_spec_layers_and_protocol() -> None:
+    spec = RunSpec("ale", "cub", overrides={"train": {"lr": 0.2}, "eval": {"protocol": "val"}}, protocol="test-oracle")
+    r = resolve_config(spec, {"method": {"margin": 0.5}})
+    assert (r.train.lr, r.method.margin, r.eval.protocol) == (0.2, 0.5, "test-oracle")
+    with pytest.raises(ConfigError, match="bad protocol 'oracle'; valid: val, test-oracle"):
+        RunSpec("ale", "cub", protocol="oracle")
+
+
+def test_unknown_key_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key train\.lrr; valid keys of train: epochs, batch_size"):
+        C.resolve(ALE, "cub", {"train": {"lrr": 1}})
+    with pytest.raises(ConfigError, match=r"method\.alfa; valid keys of method: alpha, gamma, normalize_features"):
+        C.resolve(ESZSL, "cub", None, {"method": {"alfa": 1}})
+    with pytest.raises(ConfigError, match=r"unknown config section 'model'; valid: method, train, eval"):
+        C.resolve(ALE, "cub", {"model": {"x": 1}})
+
+
+@pytest.mark.parametrize("layer,msg", [
+    ({"train": {"optimizer": "adagrad"}}, r"train\.optimizer: 'adagrad'; valid: one of adam, adamw, rmsprop, sgd"),
+    ({"train": {"epochs": -1}}, r"train\.epochs: -1; valid: an integer >= 0"),
+    ({"train": {"epochs": 2.5}}, r"train\.epochs: 2\.5; expected an integer"),
+    ({"train": {"lr": "fast"}}, r"train\.lr: 'fast'; expected a number"),
+    ({"train": {"lr": 0}}, r"train\.lr: 0\.0; valid: a float > 0"),
+    ({"train": {"sampler": "balanced"}}, r"train\.sampler: 'balanced'; valid: uniform or class_balanced"),
+    ({"train": {"device": "tpu"}}, r"train\.device: 'tpu'; valid: auto, cpu, cuda or cuda:N"),
+    ({"train": {"amp": "maybe"}}, r"train\.amp: 'maybe'; expected true or false"),
+    ({"eval": {"protocol": "test"}}, r"eval\.protocol: 'test'; valid: val or test-oracle"),
+    ({"method": {"alpha": -1}}, r"method\.alpha: -1\.0; valid: a float > 0"),
+])
+def test_bad_values_name_the_key_and_what_is_valid(layer: dict, msg: str) -> None:
+    method = ALE if "alpha" not in layer.get("method", {}) else ESZSL
+    with pytest.raises(ConfigError, match=msg):
+        C.resolve(method, "cub", None, layer)
+
+
+def test_parse_overrides() -> None:
+    out = C.parse_overrides(["train.lr=3e-4", "method.normalize_features=false", "eval.gamma=null",
+                             "train.optimizer=sgd"])
+    assert out == {"train": {"lr": 3e-4, "optimizer": "sgd"}, "method": {"normalize_features": False},
+                   "eval": {"gamma": None}}
+    with pytest.raises(ConfigError, match="bad --set 'lr'; expected SECTION.KEY=VALUE"):
+        C.parse_overrides(["lr"])
+    with pytest.raises(ConfigError, match="bad --set key 'optim.lr'; expected SECTION.KEY"):
+        C.parse_overrides(["optim.lr=1"])
+
+
+def test_yaml_files(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("train:\n  lr: 0.05\nmethod:\n  margin: 2\n")
+    r = C.resolve(ALE, "cub", C.load_yaml(good))
+    assert (r.train.lr, r.method.margin) == (0.05, 2.0)
+    with pytest.raises(ConfigError, match=f"config file not found: {tmp_path / 'nope.yaml'}"):
+        C.load_yaml(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [lr: 1\n")
+    with pytest.raises(ConfigError, match=f"config file {bad} is not valid YAML"):
+        C.load_yaml(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("3\n")
+    with pytest.raises(ConfigError, match="must hold a mapping with sections method, train, eval"):
+        C.load_yaml(scalar)
+
+
+def test_digest_tracks_values() -> None:
+    a, b = C.resolve(ALE, "cub"), C.resolve(ALE, "cub")
+    assert a.digest() == b.digest() and len(a.digest()) == 12
+    assert C.resolve(ALE, "cub", None, {"train": {"lr": 0.11}}).digest() != a.digest()

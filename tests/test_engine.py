@@ -1,0 +1,219 @@
+"""The engine and runner on a tiny synthetic task built here from random arrays (CPU, seconds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from methods.base import TaskInfo, ZSLMethod
+from zsl_bench import engine as E
+from zsl_bench.config import TrainConfig, resolve
+from zsl_bench.data.store import FeatureStore, StoreWriter
+from zsl_bench.data.zsldata import ZSLData
+from zsl_bench.errors import TrainingError
+from zsl_bench.registry import METHODS, load_all
+from zsl_bench.results import COLUMNS
+from zsl_bench.runner import RunSpec, run_one
+
+load_all()
+
+K, A, F = 20, 8, 16
+SEEN, UNSEEN = np.arange(14), np.arange(14, 20)
+
+
+def make_data(tmp: Path, seed: int = 0, noise: float = 0.3) -> ZSLData:
+    """20 classes (14 seen, 6 unseen) whose pooled features are a linear map of their attributes."""
+    rng = np.random.default_rng(seed)
+    att = rng.random((K, A)).astype(np.float32)
+    att /= np.linalg.norm(att, axis=1, keepdims=True)
+    proj = rng.normal(size=(A, F)).astype(np.float32)
+    per_class = 20
+    labels = np.repeat(np.arange(K), per_class).astype(np.int64)
+    x = att[labels] @ proj + noise * rng.normal(size=(len(labels), F)).astype(np.float32)
+    rows = np.arange(len(labels))
+    seen_rows = rows[labels < len(SEEN)]
+    pick = rng.random(len(seen_rows)) < 0.2
+    test_seen, trainval = seen_rows[pick], seen_rows[~pick]
+    val_seen_classes, val_unseen_classes = SEEN[:10], SEEN[10:]
+    train = trainval[np.isin(labels[trainval], val_seen_classes)]
+    val = trainval[np.isin(labels[trainval], val_unseen_classes)]
+    vs = rng.random(len(train)) < 0.2
+    splits = {"trainval": trainval, "test_seen": test_seen, "test_unseen": rows[labels >= len(SEEN)],
+              "train": train, "val": val, "val_train": train[~vs], "val_seen": train[vs], "val_unseen": val}
+    path = tmp / "TOY" / "features.h5"
+    with StoreWriter(path, len(labels), F, None, {"source": "simulated"}) as w:
+        w.write(0, pooled=x)
+    return ZSLData(name="cub", att=att, labels=labels, seen_classes=SEEN, unseen_classes=UNSEEN, splits=splits,
+                   val_seen_classes=val_seen_classes, val_unseen_classes=val_unseen_classes, source="simulated",
+                   features=FeatureStore(path), provenance={"generator": "toy/1", "root": str(tmp)})
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> ZSLData:
+    return make_data(tmp_path_factory.mktemp("toy"))
+
+
+def _run(data: ZSLData, out: Path, method: str = "ale", protocol: str = "val", epochs: int = 3, seed: int = 0,
+         method_cfg: dict | None = None, **train: object) -> Any:
+    cli = {"train": {"epochs": epochs, "device": "cpu", **train}, "method": method_cfg or {}}
+    return run_one(RunSpec(method, "cub", seed=seed, protocol=protocol, sim_preset="toy"), out_dir=out,
+                   cli_overrides=cli, progress=False, data=data)
+
+
+# ---------------------------------------------------------------- determinism and resume
+
+
+def test_same_seed_same_numbers_to_the_last_digit(data: ZSLData, tmp_path: Path) -> None:
+    a = _run(data, tmp_path / "a")
+    b = _run(data, tmp_path / "b")
+    c = _run(data, tmp_path / "c", seed=1)
+    assert a.metrics == b.metrics and a.history == b.history
+    assert a.history != c.history  # the seed reaches initialisation and sampling
+
+
+def test_streamed_features_equal_in_memory(data: ZSLData, tmp_path: Path) -> None:
+    cfg = resolve(METHODS.get("ale"), "cub", None, {"train": {"epochs": 2, "device": "cpu"}})
+    mem = E.Engine(METHODS.get("ale"), cfg, data)
+    stream = E.Engine(METHODS.get("ale"), cfg, data, budget=0)
+    rows = data.splits["trainval"]
+    assert mem.rows(rows).in_memory and not stream.rows(rows).in_memory
+    kw = dict(phase="final", train_rows=rows, seen=SEEN, unseen=UNSEEN, epochs=2, seed=0, progress=False)
+    sa, sb = mem.train(**kw), stream.train(**kw)  # type: ignore[arg-type]
+    assert sa.history == sb.history
+    assert np.array_equal(mem.score(sa.model, data.splits["test_unseen"]),
+                          stream.score(sb.model, data.splits["test_unseen"]))
+
+
+def test_resume_equals_uninterrupted(data: ZSLData, tmp_path: Path) -> None:
+    cfg2 = resolve(METHODS.get("ale"), "cub", None, {"train": {"epochs": 2, "device": "cpu"}})
+    cfg4 = resolve(METHODS.get("ale"), "cub", None, {"train": {"epochs": 4, "device": "cpu"}})
+    split = E.EvalSplit("val", data.splits["val_seen"], data.splits["val_unseen"], data.val_seen_classes,
+                        data.val_unseen_classes)
+    kw = dict(phase="val", train_rows=data.splits["val_train"], seen=data.val_seen_classes,
+              unseen=data.val_unseen_classes, seed=3, evaluation=split, progress=False)
+    ckpt = tmp_path / "ckpt" / "val.pt"
+    first = E.Engine(METHODS.get("ale"), cfg2, data).train(epochs=2, ckpt_path=ckpt, **kw)  # type: ignore[arg-type]
+    assert first.resumed_from == 0 and ckpt.is_file() and not ckpt.with_name("val.pt.tmp").exists()
+    resumed = E.Engine(METHODS.get("ale"), cfg4, data).train(epochs=4, ckpt_path=ckpt, **kw)  # type: ignore[arg-type]
+    straight = E.Engine(METHODS.get("ale"), cfg4, data).train(epochs=4, **kw)  # type: ignore[arg-type]
+    assert resumed.resumed_from == 2
+    assert resumed.history == straight.history and len(straight.history) == 4
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+    # The same through the runner: 2 epochs, then the same run directory to 4 epochs.
+    _run(data, tmp_path / "run", epochs=2, seed=5)
+    r_resumed = _run(data, tmp_path / "run", epochs=4, seed=5)
+    r_straight = _run(data, tmp_path / "straight", epochs=4, seed=5)
+    assert r_resumed.metrics == r_straight.metrics and r_resumed.history == r_straight.history
+
+
+# ---------------------------------------------------------------- NaN guard
+
+
+@dataclass(frozen=True)
+class NaNConfig:
+    nan_epoch: int = 2
+
+
+@METHODS.register("nan_test")
+class NaNMethod(ZSLMethod):
+    """Test-only: a linear scorer whose 'bad' loss term turns NaN at ``nan_epoch``, step 1."""
+
+    name = "nan_test"
+    config_cls = NaNConfig
+
+    def __init__(self, cfg: NaNConfig, task: TaskInfo) -> None:
+        super().__init__(cfg, task)
+        self.lin = torch.nn.Linear(task.feature_dim, task.num_classes)
+        self.steps = 0
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.lin(x)}
+
+    def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.steps += 1
+        ce = torch.nn.functional.cross_entropy(out["logits"], y)
+        # The test trains with one batch per epoch, so step n is epoch n.
+        bad = ce * float("nan") if self.steps == self.cfg.nan_epoch else ce * 0
+        return {"loss": ce + bad, "ce": ce, "bad": bad}
+
+
+def test_nan_loss_stops_with_epoch_step_and_term(data: ZSLData, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"epoch 2, step 1: term 'bad' = nan"):
+        _run(data, tmp_path, method="nan_test", protocol="test-oracle", epochs=3, batch_size=10_000)
+
+
+# ---------------------------------------------------------------- samplers and optimizers
+
+
+def test_class_balanced_sampler_draws_classes_uniformly() -> None:
+    labels = np.concatenate([np.zeros(900, np.int64), np.repeat(np.arange(1, 10), 10)])  # 90% class 0
+    rng = np.random.default_rng(0)
+    batches = [b for _ in range(20) for b in E.class_balanced_batches(labels, 5, rng)]
+    pos = np.concatenate(batches)
+    assert len(batches[0]) == 5 and len(batches) == 20 * 198
+    counts = np.bincount(labels[pos], minlength=10)
+    expected = len(pos) / 10
+    assert np.all(np.abs(counts - expected) < 0.05 * expected), counts
+    # no class twice within a batch (5 <= 10 classes), and every image of a rare class is used
+    assert all(len(set(labels[b])) == 5 for b in batches[:200])
+    rare = np.bincount(pos[labels[pos] == 3] - 920, minlength=10)  # class 3: rows 920..929
+    assert rare.min() > 0.6 * rare.mean()
+    # the uniform sampler is a permutation
+    u = E.uniform_batches(37, 10, np.random.default_rng(0))
+    assert sorted(np.concatenate(u).tolist()) == list(range(37)) and len(u) == 4
+
+
+@pytest.mark.parametrize("name,cls", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
+                                      ("rmsprop", torch.optim.RMSprop), ("sgd", torch.optim.SGD)])
+def test_optimizers_from_config(name: str, cls: type) -> None:
+    opt = E.build_optimizer([torch.nn.Parameter(torch.zeros(2))], TrainConfig(optimizer=name, lr=0.5, momentum=0.3))
+    assert isinstance(opt, cls) and opt.param_groups[0]["lr"] == 0.5
+    if name in ("rmsprop", "sgd"):
+        assert opt.param_groups[0]["momentum"] == 0.3
+
+
+# ---------------------------------------------------------------- methods beat chance, rows
+
+
+# ESZSL's presets are for ResNet-101 features; the toy features need less ridge.
+@pytest.mark.parametrize("method,cfg", [("ale", {}), ("eszsl", {"alpha": 1.0, "gamma": 0.01})])
+def test_baselines_beat_chance(data: ZSLData, tmp_path: Path, method: str, cfg: dict) -> None:
+    r = _run(data, tmp_path, method=method, epochs=15, lr=0.3, method_cfg=cfg)
+    chance = 100 / len(UNSEEN)
+    assert r.metrics["zsl_acc"] > chance + 30, r.metrics
+    assert r.metrics["h"] > 20, r.metrics
+
+
+def test_eszsl_equals_numpy_solve(data: ZSLData) -> None:
+    cls = METHODS.get("eszsl")
+    cfg = cls.config_cls(alpha=2.0, gamma=0.5)
+    task = TaskInfo(dataset="cub", att=data.att, seen=SEEN, unseen=UNSEEN, feature_dim=F)
+    model = cls(cfg, task)
+    rows = data.splits["trainval"]
+    x, y = data.features.read_pooled(rows).astype(np.float64), data.labels[rows]
+    model.fit(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y))
+    X = x.T  # [F, m]
+    Y = np.where(y[:, None] == SEEN[None, :], 1.0, -1.0)  # [m, z]
+    S = data.att[SEEN].astype(np.float64).T  # [A, z]
+    V = np.linalg.inv(X @ X.T + 2.0 * np.eye(F)) @ X @ Y @ S.T @ np.linalg.inv(S @ S.T + 0.5 * np.eye(A))
+    np.testing.assert_allclose(model.V.numpy(), V, rtol=1e-4, atol=1e-6)
+    scores = model.scores(torch.as_tensor(x[:5], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(scores, x[:5] @ V @ data.att.T.astype(np.float64), rtol=1e-4, atol=1e-5)
+
+
+def test_test_oracle_reports_best_epoch_and_rows_are_complete(data: ZSLData, tmp_path: Path) -> None:
+    r = _run(data, tmp_path, protocol="test-oracle", epochs=4)
+    hs = [h["h"] for h in r.history]
+    assert r.selection["best_epoch"] == int(np.argmax(hs)) + 1 and r.metrics["h"] == max(hs)
+    assert {row["metric"] for row in r.rows} == {"zsl_acc", "u", "s", "h", "gamma", "ausuc"}
+    for row in r.rows:
+        assert set(COLUMNS) <= set(row) and all(row[c] != "" for c in COLUMNS), row
+        assert row["protocol"] == "test-oracle" and row["source"] == "simulated"
+    assert set(r.curve) == {"gamma", "u", "s"}

@@ -1,0 +1,139 @@
+"""Convert a published MSDN / TransZero feature-map HDF5 into the harness's feature store.
+
+Source layout (``../shared/data/zsl/README.md``): ``feature_map`` (N, 2048, h, w) float32 (14×14 for
+448-px input, 7×7 for 224), ``labels`` (N,) 0-based, ``trainval_loc`` / ``test_seen_loc`` /
+``test_unseen_loc`` 0-based, optionally ``att``, ``original_att`` (C×A), ``w2v_att``. Rows follow
+res101.mat's ``image_files``. The conversion streams ``chunk`` rows at a time (the sources are
+19 to 60 GB) and writes ``regions`` (N, 2048, h·w) float16 + ``pooled`` (N, 2048) float32 through
+:class:`~zsl_bench.data.store.StoreWriter` (temporary file renamed at the end).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .datasets import get_spec
+from .store import STORE_NAME, StoreWriter
+
+log = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("feature_map", "labels")
+LOC_KEYS = ("trainval_loc", "test_seen_loc", "test_unseen_loc")
+
+
+def import_msdn_hdf5(src: Path, dataset: str, root: Path, *, out: Path | None = None, chunk: int = 32,
+                     progress: bool = True) -> Path:
+    """Validate ``src`` and write it as ``<root>/<DIR>/features.h5`` (or ``out``).
+
+    Args:
+        src: the MSDN-layout HDF5 file.
+        dataset: registry name; selects ``<root>/<DIR>/`` and the published facts checked against.
+        root: data root; ``att_splits.mat`` and ``image_index.npz`` there are used for checks when present.
+        out: store path to write instead of the default.
+        chunk: rows per read/write (memory: chunk × 2048 × h·w × 4 bytes).
+
+    Returns:
+        The written store.
+    """
+    import h5py
+    from tqdm import tqdm
+
+    spec = get_spec(dataset)
+    src = Path(src)
+    if not src.is_file():
+        raise DataError(f"{src}: no such file (expected an MSDN feature-map HDF5)")
+    try:
+        h5 = h5py.File(src, "r")
+    except OSError as exc:
+        raise DataError(f"{src}: not a readable HDF5 file ({exc})") from None
+    with h5:
+        fmap, labels, locs = _validate_layout(src, h5)
+        n, f, h, w = fmap.shape
+        _check_against_release(src, spec.dirname, Path(root), n, labels, locs)
+        out = Path(out) if out else Path(root) / spec.dirname / STORE_NAME
+        prov: dict[str, Any] = {
+            "source": "real", "dataset": dataset, "imported_from": str(src.resolve()),
+            "source_format": "MSDN/TransZero feature_map HDF5", "source_bytes": src.stat().st_size,
+            "grid": [h, w], "image_size": h * 32,
+            "weights": "ImageNet ResNet-101 as used by the source release (not re-extracted)",
+            "image_list": "res101.mat image_files order (as the source)",
+        }
+        with StoreWriter(out, n, f, h * w, prov, with_pooled=True) as writer, \
+                tqdm(total=n, unit="img", desc=f"import {spec.dirname}", disable=not progress) as bar:
+            for s in range(0, n, chunk):
+                block = np.asarray(fmap[s:s + chunk], dtype=np.float32).reshape(-1, f, h * w)  # [B, F, R]
+                if not np.isfinite(block).all():
+                    bad = s + int(np.flatnonzero(~np.isfinite(block).reshape(len(block), -1).all(axis=1))[0])
+                    raise DataError(f"{src}: 'feature_map' holds NaN/Inf (first at row {bad}); "
+                                    "the file is corrupt or truncated")
+                writer.write(s, regions=block, pooled=block.mean(axis=2))
+                bar.update(len(block))
+    log.info("imported %s -> %s (%d rows, %d×%d regions)", src, out, n, h, w)
+    return out
+
+
+def _validate_layout(src: Path, h5: Any) -> tuple[Any, np.ndarray, dict[str, np.ndarray]]:
+    missing = [k for k in REQUIRED_KEYS if k not in h5]
+    if missing:
+        raise DataError(f"{src}: missing dataset(s) {missing}; an MSDN feature-map HDF5 has "
+                        f"'feature_map' (N, 2048, h, w) and 'labels' (N,); keys present: {sorted(h5.keys())}")
+    fmap = h5["feature_map"]
+    if fmap.ndim != 4 or fmap.shape[2] != fmap.shape[3] or fmap.shape[0] == 0:
+        raise DataError(f"{src}: 'feature_map' must be (N, F, h, h) with N > 0, got {fmap.shape}")
+    if fmap.dtype.kind != "f":
+        raise DataError(f"{src}: 'feature_map' must be floating point, got {fmap.dtype}")
+    n = fmap.shape[0]
+    labels = np.asarray(h5["labels"][()]).ravel()
+    if labels.shape != (n,):
+        raise DataError(f"{src}: 'labels' has {labels.size} entries but 'feature_map' has {n} rows")
+    if labels.dtype.kind not in "iu" and not np.array_equal(labels, np.round(labels)):
+        raise DataError(f"{src}: 'labels' must be integers, got {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if labels.min() < 0:
+        raise DataError(f"{src}: 'labels' must be 0-based non-negative class indices (min {labels.min()})")
+    locs: dict[str, np.ndarray] = {}
+    for k in LOC_KEYS:
+        if k in h5:
+            loc = np.asarray(h5[k][()]).ravel().astype(np.int64)
+            if loc.size and (loc.min() < 0 or loc.max() >= n):
+                raise DataError(f"{src}: '{k}' indexes rows outside [0, {n}) (min {loc.min()}, max {loc.max()})")
+            locs[k] = loc
+    return fmap, labels, locs
+
+
+def _check_against_release(src: Path, dirname: str, root: Path, n: int, labels: np.ndarray,
+                           locs: dict[str, np.ndarray]) -> None:
+    """Compare rows, split indices and labels with the dataset's att_splits.mat / image_index.npz."""
+    mat = root / dirname / "att_splits.mat"
+    if not mat.is_file():
+        log.warning("%s not found: labels and split indices of %s are not checked", mat, src.name)
+        return
+    import scipy.io
+
+    try:
+        splits = scipy.io.loadmat(mat, variable_names=list(LOC_KEYS) + ["att"])
+    except (OSError, ValueError, NotImplementedError) as exc:
+        raise DataError(f"{mat}: not a readable MATLAB file ({exc})") from None
+    ref = {k: np.asarray(splits[k]).ravel().astype(np.int64) - 1 for k in LOC_KEYS if k in splits}
+    expected_rows = sum(len(v) for v in ref.values())
+    if len(ref) == len(LOC_KEYS) and n != expected_rows:
+        raise DataError(f"{src}: {n} rows, but {mat} indexes {expected_rows} images; "
+                        f"is this the {dirname} feature file?")
+    for k, loc in locs.items():
+        if k in ref and not np.array_equal(np.sort(loc), np.sort(ref[k])):
+            raise DataError(f"{src}: '{k}' differs from {mat} ({k} - 1): rows are not in the release order")
+    if "att" in splits and labels.max() >= splits["att"].shape[1]:
+        raise DataError(f"{src}: label {labels.max()} but {mat} has {splits['att'].shape[1]} classes")
+    index = root / dirname / "image_index.npz"
+    if index.is_file():
+        with np.load(index, allow_pickle=False) as z:
+            ref_labels = np.asarray(z["labels"]).astype(np.int64)
+        if ref_labels.shape != labels.shape or not np.array_equal(ref_labels, labels):
+            diff = int((ref_labels != labels).sum()) if ref_labels.shape == labels.shape else "all"
+            raise DataError(f"{src}: 'labels' differ from {index} ({diff} rows); rows are not in the release order")
+    log.info("%s: rows, split indices and labels agree with %s", src.name, mat)

@@ -1,0 +1,266 @@
+"""Figures from result rows and saved files (matplotlib Agg; PNG and PDF side by side).
+
+Every figure is regenerated from files: result rows (``results.csv``), U–S curves saved per run
+under ``<out>/curves/*.npz``, and the Optuna storage of a search. Titles say "simulated" when the
+data were, and name the protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+DATASET_ORDER = ("cub", "sun", "awa2", "flo")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, stem: str | os.PathLike[str]) -> list[Path]:
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (each written to a temporary name first)."""
+    plt = _pyplot()
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        final = stem.with_name(f"{stem.name}.{ext}")
+        tmp = stem.with_name(f".{stem.name}.tmp.{ext}")
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        os.replace(tmp, final)
+        paths.append(final)
+    plt.close(fig)
+    return paths
+
+
+def _label_suffix(rows: list[dict[str, Any]]) -> str:
+    protocols = sorted({str(r.get("protocol", "")) for r in rows if r.get("protocol")})
+    sim = any("sim" in str(r.get("source", "")).lower() for r in rows)
+    return f" [{', '.join(protocols)}{'; simulated' if sim else ''}]"
+
+
+def _datasets(rows: list[dict[str, Any]]) -> list[str]:
+    present = {str(r.get("dataset", "")).lower() for r in rows}
+    return [d for d in DATASET_ORDER if d in present] + sorted(present - set(DATASET_ORDER))
+
+
+def _metric_values(rows: Iterable[dict[str, Any]], metric: str) -> dict[tuple[str, str], list[float]]:
+    """(variant label, dataset) -> per-seed values of ``metric``."""
+    multi = len({r.get("method") for r in rows}) > 1  # type: ignore[union-attr]
+    out: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        if r.get("metric") != metric:
+            continue
+        try:
+            v = float(r["value"])
+        except (TypeError, ValueError, KeyError):
+            continue
+        if math.isfinite(v):
+            label = str(r.get("variant") or "default")
+            if multi:
+                label = f"{r.get('method')}: {label}"
+            out[(label, str(r.get("dataset", "")).lower())].append(v)
+    return out
+
+
+def _mean_std(vals: list[float]) -> tuple[float, float]:
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def plot_ablation(rows: list[dict[str, Any]], out: str | os.PathLike[str], metric: str = "h") -> list[Path]:
+    """Grouped bars: one group per dataset, one bar per variant, mean ± std over seeds."""
+    import numpy as np
+
+    rows = list(rows)
+    vals = _metric_values(rows, metric)
+    if not vals:
+        raise DataError(f"no rows with metric {metric!r} to plot")
+    variants = list(dict.fromkeys(k[0] for k in vals))
+    datasets = _datasets(rows)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(datasets) * max(1, len(variants)) / 2), 3.6))
+    width = 0.8 / len(variants)
+    x = np.arange(len(datasets))
+    for i, v in enumerate(variants):
+        ms = [_mean_std(vals.get((v, d), [])) if vals.get((v, d)) else (np.nan, 0.0) for d in datasets]
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, [m for m, _ in ms], width, yerr=[s for _, s in ms],
+               capsize=2, label=v)
+    ax.set_xticks(x, [d.upper() for d in datasets])
+    ax.set_ylabel(f"{metric.upper() if metric != 'zsl_acc' else 'ZSL acc'} (%)")
+    ax.set_title("Ablation" + _label_suffix(rows))
+    ax.legend(fontsize=7, ncol=2, frameon=False)
+    return save_figure(fig, Path(out) / f"ablation_{metric}")
+
+
+def parse_sweep(variant: str) -> dict[str, str]:
+    """``"full,method.lambda_eff=0.1"`` -> ``{"method.lambda_eff": "0.1"}`` (names from ``expand_grid``)."""
+    return dict(p.split("=", 1) for p in variant.split(",") if "=" in p)
+
+
+def plot_sensitivity(rows: list[dict[str, Any]], out: str | os.PathLike[str], metric: str = "h") -> list[Path]:
+    """One panel per swept key: ``metric`` vs the key's value, a line per dataset, error bars over seeds."""
+    rows = list(rows)
+    by_key: dict[str, dict[str, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r.get("metric") != metric:
+            continue
+        for k, v in parse_sweep(str(r.get("variant", ""))).items():
+            try:
+                x, y = float(v), float(r["value"])
+            except (TypeError, ValueError):
+                continue
+            by_key[k][str(r.get("dataset", "")).lower()].setdefault(x, []).append(y)
+    if not by_key:
+        raise DataError("no swept variants (names like 'method.w_distill=0.01') to plot sensitivity curves")
+    plt = _pyplot()
+    keys = sorted(by_key)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.0), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        xs_all: list[float] = []
+        for d in [d for d in DATASET_ORDER if d in by_key[k]] + sorted(set(by_key[k]) - set(DATASET_ORDER)):
+            pts = sorted(by_key[k][d].items())
+            xs = [x for x, _ in pts]
+            xs_all += xs
+            ms = [_mean_std(v) for _, v in pts]
+            ax.errorbar(xs, [m for m, _ in ms], yerr=[s for _, s in ms], marker="o", capsize=2, label=d.upper())
+        positive = [x for x in xs_all if x > 0]
+        if positive and len(positive) == len(xs_all) and max(positive) / min(positive) >= 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(k)
+        ax.set_ylabel(f"{metric.upper()} (%)")
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle("Sensitivity" + _label_suffix(rows), fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, Path(out) / f"sensitivity_{metric}")
+
+
+def load_curves(curves_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read every ``*.npz`` U–S curve saved by a study (``<out>/curves``)."""
+    import numpy as np
+
+    d = Path(curves_dir)
+    if not d.is_dir():
+        raise DataError(f"curves directory not found: {d} (studies save them under <out>/curves)")
+    curves = []
+    for p in sorted(d.glob("*.npz")):
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                curves.append({k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files})
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{p} is not a readable curve file: {exc}") from None
+    return curves
+
+
+def plot_us_curves(curves: list[dict[str, Any]], out: str | os.PathLike[str]) -> list[Path]:
+    """U–S curves per dataset, one line per (method, variant) at its first seed; legend gives AUSUC."""
+    if not curves:
+        raise DataError("no U–S curves to plot")
+    by_ds: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for c in curves:
+        label = f"{c.get('method')}: {c.get('variant')}"
+        by_ds[str(c.get("dataset"))][label].append(c)
+    plt = _pyplot()
+    datasets = [d for d in DATASET_ORDER if d in by_ds] + sorted(set(by_ds) - set(DATASET_ORDER))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.4), squeeze=False)
+    sim = any(str(c.get("source")) == "simulated" for c in curves)
+    for ax, d in zip(axes[0], datasets):
+        for label, cs in by_ds[d].items():
+            cs = sorted(cs, key=lambda c: int(c.get("seed", 0)))
+            ausuc = [float(c["ausuc"]) for c in cs if "ausuc" in c and math.isfinite(float(c["ausuc"]))]
+            tag = f" (AUSUC {statistics.fmean(ausuc):.1f})" if ausuc else ""
+            ax.plot(cs[0]["u"], cs[0]["s"], lw=1.2, label=label + tag)
+        ax.set_xlabel("U (%)")
+        ax.set_ylabel("S (%)")
+        ax.set_title(d.upper() + (" (simulated)" if sim else ""))
+        ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return save_figure(fig, Path(out) / "us_curves")
+
+
+def plot_optuna(storage: str, study_name: str, out: str | os.PathLike[str]) -> list[Path]:
+    """Optimisation history (value and best so far) and parameter importances of a search study."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise DataError(f"no Optuna study {study_name!r} in {storage}") from None
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not done:
+        raise DataError(f"study {study_name!r} has no completed trial to plot")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
+    nums, vals = [t.number for t in done], [float(t.value) for t in done]  # type: ignore[arg-type]
+    best = [max(vals[: i + 1]) for i in range(len(vals))]
+    axes[0].scatter(nums, vals, s=12, label="trial")
+    axes[0].step(nums, best, where="post", color="C3", label="best so far")
+    axes[0].set_xlabel("trial")
+    axes[0].set_ylabel("validation H (%)")
+    axes[0].set_title("Optimisation history")
+    axes[0].legend(fontsize=7, frameon=False)
+    try:
+        imp = optuna.importance.get_param_importances(study) if len(done) >= 2 else {}
+    except (RuntimeError, ValueError) as exc:  # e.g. a single distinct value per parameter
+        log.warning("parameter importances unavailable: %s", exc)
+        imp = {}
+    if imp:
+        names = list(imp)[::-1]
+        axes[1].barh(names, [imp[n] for n in names])
+        axes[1].set_xlabel("importance (fANOVA)")
+    else:
+        axes[1].text(0.5, 0.5, "importances need\n>= 2 varied trials", ha="center", va="center")
+        axes[1].set_axis_off()
+    axes[1].set_title("Parameter importances")
+    fig.suptitle(study_name, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, Path(out) / f"optuna_{study_name}")
+
+
+def plot_attention(maps: Any, gt: Any, out: str | os.PathLike[str], *, grid: tuple[int, int] | None = None,
+                   titles: list[str] | None = None, stem: str = "attention") -> list[Path]:
+    """Attention maps over regions with the simulated ground-truth regions outlined.
+
+    Args:
+        maps: ``[N, R]`` attention weights (e.g. one attribute's α for N images).
+        gt: ``[N, R]`` boolean ground truth (regions where the simulator put the attribute's evidence).
+        grid: the (rows, cols) region layout; default a square.
+    """
+    import numpy as np
+
+    maps, gt = np.asarray(maps, dtype=float), np.asarray(gt, dtype=bool)
+    if maps.ndim != 2 or maps.shape != gt.shape:
+        raise DataError(f"attention maps {maps.shape} and ground truth {gt.shape} must both be [N, R]")
+    n, r = maps.shape
+    h, w = grid or (int(round(math.sqrt(r))), int(round(math.sqrt(r))))
+    if h * w != r:
+        raise DataError(f"{r} regions do not fit a {h}x{w} grid; pass grid=(rows, cols)")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.4), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(maps[i].reshape(h, w), cmap="viridis")
+        for idx in np.flatnonzero(gt[i]):
+            y, x = divmod(int(idx), w)
+            ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles:
+            ax.set_title(titles[i], fontsize=7)
+    fig.suptitle("Attention (red: simulated ground truth)", fontsize=9)
+    return save_figure(fig, Path(out) / stem)

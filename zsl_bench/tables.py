@@ -1,0 +1,289 @@
+"""Tables from result rows: the main table as papers print it, and the ablation table.
+
+Pure functions: rows in (``zsl_bench.results`` long format), text out. Per dataset the columns are
+ZSL accuracy and GZSL U, S, H, each the mean ± sample standard deviation over seeds; the best mean
+of each column is bold. Published numbers (``published_results.csv``) can be appended as extra rows
+marked with their status; they are not bolded, because papers selected them on the test set.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+DATASET_ORDER = ("cub", "sun", "awa2", "flo")
+METRICS = ("zsl_acc", "u", "s", "h")
+METRIC_LABELS = {"zsl_acc": "Acc", "u": "U", "s": "S", "h": "H"}
+KINDS = ("main", "ablation")
+PUBLISHED_CAVEAT = ("Published numbers are as reported by their authors, who selected epochs (and often "
+                    "the calibration) on the test set (test-oracle); they are not comparable to "
+                    "validation-selected results.")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: mean ± std over ``n`` seeds (``std`` is None for one seed or a published value)."""
+
+    mean: float | None
+    std: float | None = None
+    n: int = 0
+    bold: bool = False
+
+
+@dataclass
+class Table:
+    """A rendered-agnostic table: row labels x (dataset, metric) columns, plus its caption."""
+
+    kind: str
+    datasets: list[str]
+    labels: list[str]
+    cells: list[list[Cell]]  # [row][dataset * metric]
+    caption: str
+    published: list[tuple[str, list[Cell]]] = field(default_factory=list)  # (label, cells)
+    label: str = ""
+
+
+def _float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _row_key(r: dict[str, Any], kind: str, multi: dict[str, bool]) -> str:
+    method, variant = str(r.get("method", "")), str(r.get("variant", "") or "default")
+    if kind == "main":
+        label = method if variant == "default" else f"{method} ({variant})"
+    else:
+        label = f"{method}: {variant}" if multi["method"] else variant
+    if multi["protocol"]:
+        label += f" [{r.get('protocol', '')}]"
+    return label
+
+
+def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
+                published: list[dict[str, str]] | None = None) -> Table:
+    """Aggregate rows into a :class:`Table`.
+
+    Args:
+        rows: long-format result rows (deduplicated: one row per run and metric).
+        kind: ``main`` (rows are methods) or ``ablation`` (rows are variants).
+        published: rows of a published-results CSV (method, venue, dataset, zsl_acc, u, s, h, status).
+    """
+    if kind not in KINDS:
+        raise DataError(f"bad table kind {kind!r}; valid: {', '.join(KINDS)}")
+    rows = [r for r in rows if str(r.get("metric", "")) in METRICS]
+    if not rows:
+        raise DataError("no result rows with metrics zsl_acc, u, s, h to tabulate")
+    multi = {"method": len({r.get("method") for r in rows}) > 1,
+             "protocol": len({r.get("protocol") for r in rows}) > 1}
+    present = {str(r.get("dataset", "")).lower() for r in rows}
+    datasets = [d for d in DATASET_ORDER if d in present] + sorted(present - set(DATASET_ORDER))
+
+    values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    labels: list[str] = []
+    for r in rows:
+        label = _row_key(r, kind, multi)
+        if label not in labels:
+            labels.append(label)
+        v = _float(r.get("value"))
+        if v is not None:
+            values[(label, str(r.get("dataset", "")).lower(), str(r["metric"]))].append(v)
+
+    means: list[list[float | None]] = []
+    cells: list[list[Cell]] = []
+    for label in labels:
+        row_cells, row_means = [], []
+        for d in datasets:
+            for m in METRICS:
+                vals = values.get((label, d, m), [])
+                mean = statistics.fmean(vals) if vals else None
+                std = statistics.stdev(vals) if len(vals) > 1 else None
+                row_cells.append(Cell(mean, std, len(vals)))
+                row_means.append(mean)
+        cells.append(row_cells)
+        means.append(row_means)
+    # Best per column, compared at the printed precision so ties are bold together.
+    for j in range(len(datasets) * len(METRICS)):
+        col = [round(m[j], 1) for m in means if m[j] is not None]
+        if len(col) < 2:
+            continue
+        best = max(col)
+        for i, row in enumerate(cells):
+            c = row[j]
+            if c.mean is not None and round(c.mean, 1) == best:
+                row[j] = Cell(c.mean, c.std, c.n, True)
+
+    pub = _published_rows(published or [], datasets)
+    return Table(kind=kind, datasets=datasets, labels=labels, cells=cells, published=pub,
+                 caption=caption(rows, kind, bool(pub)), label=f"tab:{kind}")
+
+
+def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> list[tuple[str, list[Cell]]]:
+    grouped: dict[str, dict[str, dict[str, str]]] = {}
+    status: dict[str, set[str]] = defaultdict(set)
+    for p in published:
+        name = f"{p.get('method', '')} ({p.get('venue', '')})".replace(" ()", "")
+        ds = str(p.get("dataset", "")).lower()
+        if ds in datasets:
+            grouped.setdefault(name, {})[ds] = p
+            if p.get("status"):
+                status[name].add(p["status"])
+    out = []
+    for name, by_ds in grouped.items():
+        cells = [Cell(_float(by_ds.get(d, {}).get(m))) for d in datasets for m in METRICS]
+        if all(c.mean is None for c in cells):
+            continue
+        tag = "; ".join(sorted(status[name]))
+        out.append((f"{name} [published{': ' + tag if tag else ''}]", cells))
+    return out
+
+
+def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False) -> str:
+    """Caption naming the protocol, the number of seeds, the data source and the caveats."""
+    protocols = sorted({str(r.get("protocol", "")) for r in rows if r.get("protocol")})
+    seeds = sorted({str(r.get("seed", "")) for r in rows})
+    sims = sorted({str(r.get("sim_preset") or "") for r in rows
+                   if "sim" in str(r.get("source", "")).lower()})
+    real = any("sim" not in str(r.get("source", "real")).lower() for r in rows)
+    what = "Main results" if kind == "main" else "Ablation"
+    parts = [f"{what}: ZSL accuracy (Acc) and GZSL U, S, H in %, mean $\\pm$ std over {len(seeds)} "
+             f"seed{'s' if len(seeds) != 1 else ''}; best mean per column in bold."]
+    for p in protocols:
+        if p == "val":
+            parts.append("Protocol val: epochs and calibration $\\gamma$ selected on validation classes, "
+                         "retrained on trainval, tested once.")
+        elif p == "test-oracle":
+            parts.append("Protocol test-oracle: best epoch selected on the test set (as most papers report).")
+        else:
+            parts.append(f"Protocol {p}.")
+    if sims:
+        preset = ", ".join(s for s in sims if s) or "unknown preset"
+        parts.append(f"Data: simulated ({preset}){' and real' if real else ''}; simulated numbers are not "
+                     "comparable to published ones.")
+    if has_published:
+        parts.append(PUBLISHED_CAVEAT)
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _latex_escape(s: str) -> str:
+    repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(repl.get(c, c) for c in s)
+
+
+def _fmt_cell(c: Cell, latex: bool) -> str:
+    if c.mean is None:
+        return "--" if latex else "–"
+    text = f"{c.mean:.1f}"
+    if c.std is not None:
+        text += f" $\\pm$ {c.std:.1f}" if latex else f" ± {c.std:.1f}"
+    if c.bold:
+        return f"\\textbf{{{text}}}" if latex else f"**{text}**"
+    return text
+
+
+def render_latex(table: Table) -> str:
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
+    ncol = len(table.datasets) * len(METRICS)
+    lines = [
+        "% Generated by zsl-bench from result rows; requires \\usepackage{booktabs}.",
+        "\\begin{table*}[t]",
+        "\\centering",
+        "\\small",
+        "\\setlength{\\tabcolsep}{3pt}",
+        f"\\caption{{{_caption_latex(table.caption)}}}",
+        f"\\label{{{table.label}}}",
+        "\\begin{tabular}{l" + "c" * ncol + "}",
+        "\\toprule",
+    ]
+    head = [""] + [f"\\multicolumn{{{len(METRICS)}}}{{c}}{{{_latex_escape(d.upper())}}}" for d in table.datasets]
+    lines.append(" & ".join(head) + " \\\\")
+    rules = [f"\\cmidrule(lr){{{2 + i * len(METRICS)}-{1 + (i + 1) * len(METRICS)}}}"
+             for i in range(len(table.datasets))]
+    lines.append(" ".join(rules))
+    lines.append(" & ".join(["Method" if table.kind == "main" else "Variant"]
+                            + [METRIC_LABELS[m] for _ in table.datasets for m in METRICS]) + " \\\\")
+    lines.append("\\midrule")
+    for label, row in zip(table.labels, table.cells):
+        lines.append(" & ".join([_latex_escape(label)] + [_fmt_cell(c, True) for c in row]) + " \\\\")
+    if table.published:
+        lines.append("\\midrule")
+        for label, row in table.published:
+            lines.append(" & ".join([_latex_escape(label)] + [_fmt_cell(c, True) for c in row]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table*}", ""]
+    return "\n".join(lines)
+
+
+def _caption_latex(text: str) -> str:
+    # The caption is written with $\pm$/$\gamma$ already; escape only what would break LaTeX.
+    return text.replace("%", r"\%").replace("_", r"\_").replace("&", r"\&").replace("#", r"\#")
+
+
+def render_markdown(table: Table) -> str:
+    """A GitHub-flavoured Markdown table with the caption above it."""
+    cap = table.caption.replace("$\\pm$", "±").replace("$\\gamma$", "γ")
+    head = ["Method" if table.kind == "main" else "Variant"] + [
+        f"{d.upper()} {METRIC_LABELS[m]}" for d in table.datasets for m in METRICS]
+    lines = [f"**Table.** {cap}", "", "| " + " | ".join(head) + " |",
+             "|" + "|".join([":---"] + [":---:"] * (len(head) - 1)) + "|"]
+    for label, row in list(zip(table.labels, table.cells)) + table.published:
+        lines.append("| " + " | ".join([label.replace("|", "\\|")] + [_fmt_cell(c, False) for c in row]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- files
+
+
+def load_published(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Read a published-results CSV (columns method, venue, dataset, zsl_acc, u, s, h, status)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"published results file not found: {p}")
+    with p.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    need = {"method", "dataset", "zsl_acc", "u", "s", "h"}
+    if rows and not need <= set(rows[0]):
+        raise DataError(f"{p} lacks columns {', '.join(sorted(need - set(rows[0])))}; needs "
+                        "method, venue, dataset, zsl_acc, u, s, h, status")
+    return rows
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_tables(table: Table, out: str | os.PathLike[str], fmt: str = "both", stem: str | None = None
+                 ) -> list[Path]:
+    """Write ``<out>/<stem>.tex`` and/or ``.md``; returns the written paths."""
+    stem = stem or f"{table.kind}_table"
+    paths = []
+    if fmt in ("latex", "both"):
+        paths.append(write_text(Path(out) / f"{stem}.tex", render_latex(table)))
+    if fmt in ("markdown", "both"):
+        paths.append(write_text(Path(out) / f"{stem}.md", render_markdown(table)))
+    return paths
+
+
+def latex_document(table_tex: str) -> str:
+    """A minimal standalone document around a rendered table (used to check it compiles)."""
+    return ("\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
+            "\\usepackage{booktabs}\n\\begin{document}\n" + table_tex + "\\end{document}\n")

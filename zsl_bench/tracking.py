@@ -1,0 +1,358 @@
+"""MLflow tracking: one parent run per study (or per ``zsl-bench run``), one nested run per unit.
+
+MLflow is imported lazily here and nowhere in the engine: the engine reports through the runner's
+``Reporter`` hook and this module turns reports into MLflow calls. The default backend is
+``sqlite:///<out>/mlflow.db`` with artifacts under ``<out>/mlartifacts``; pass a server URI
+(``--tracking-uri http://host:5000`` or a database URL) to share one tracker between machines.
+
+Exactly once: a unit's nested run is created only when the unit has finished, tagged with the unit
+key, after checking that no run with that key exists; local workers serialise this check with a
+file lock, and the Optuna claim already guarantees a unit finishes on one worker only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+UNIT_TAG = "zsl.unit_key"
+STUDY_TAG = "zsl.study"
+PARENT_TAG = "mlflow.parentRunId"
+DEFAULT_EXPERIMENT = "zsl-bench"
+
+
+def default_uri(out: str | os.PathLike[str]) -> str:
+    return f"sqlite:///{(Path(out) / 'mlflow.db').resolve()}"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"method": {"lr": 1}}`` -> ``{"method.lr": 1}`` (what MLflow params and tables key on)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and abs(f) != float("inf") else None
+
+
+class Tracker:
+    """Logs studies and units to MLflow.
+
+    Args:
+        tracking_uri: MLflow tracking URI; None means ``sqlite:///<out>/mlflow.db``.
+        out: output directory (default backend, artifacts, lock file).
+        experiment: MLflow experiment name.
+    """
+
+    def __init__(self, out: str | os.PathLike[str], tracking_uri: str | None = None,
+                 experiment: str = DEFAULT_EXPERIMENT) -> None:
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.uri = tracking_uri or default_uri(self.out)
+        self.local = tracking_uri is None
+        self.experiment = experiment
+        self.parent_id: str | None = None
+        self.study_name: str | None = None
+        self._client: Any = None
+        self._exp_id: str | None = None
+
+    # -- setup
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            from mlflow.tracking import MlflowClient
+
+            try:
+                self._client = MlflowClient(tracking_uri=self.uri)
+                self._exp_id = self._experiment_id()
+            except Exception as exc:
+                raise ConfigError(f"cannot use --tracking-uri {self.uri}: {str(exc).splitlines()[0]}") from None
+        return self._client
+
+    def _experiment_id(self) -> str:
+        c = self._client
+        exp = c.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return str(exp.experiment_id)
+        artifacts = (self.out / "mlartifacts").resolve().as_uri() if self.local else None
+        try:
+            return str(c.create_experiment(self.experiment, artifact_location=artifacts))
+        except Exception:  # another worker created it first
+            exp = c.get_experiment_by_name(self.experiment)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
+
+    @property
+    def experiment_id(self) -> str:
+        _ = self.client
+        assert self._exp_id is not None
+        return self._exp_id
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        from .study import file_lock
+
+        with file_lock(self.out / ".mlflow.lock"):
+            yield
+
+    def find_runs(self, filter_string: str) -> list[Any]:
+        return list(self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10000))
+
+    # -- parent runs
+    @contextlib.contextmanager
+    def study_run(self, spec: Any) -> Iterator[str]:
+        """The study's parent run (found by name, or created): every worker nests under the same one."""
+        self.study_name = spec.name
+        with self._lock():
+            found = [r for r in self.find_runs(f"tags.`{STUDY_TAG}` = '{spec.name}'")
+                     if PARENT_TAG not in r.data.tags]
+            if found:
+                run_id = sorted(found, key=lambda r: r.info.start_time)[0].info.run_id
+            else:
+                run = self.client.create_run(self.experiment_id, run_name=f"study {spec.name}",
+                                             tags={STUDY_TAG: spec.name, "zsl.kind": "study"})
+                run_id = run.info.run_id
+                params = {"methods": ",".join(spec.methods), "datasets": ",".join(spec.datasets),
+                          "seeds": ",".join(map(str, spec.seeds)), "protocol": spec.protocol,
+                          "sim": spec.sim or "real", "source": spec.source}
+                self._log_params(run_id, params)
+        self.parent_id = run_id
+        status = "FAILED"
+        try:
+            yield run_id
+            status = "FINISHED"
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(run_id, status)
+
+    def log_study_artifacts(self, out: Path) -> None:
+        """Attach the study's result rows (and tables/figures, when present) to the parent run."""
+        if self.parent_id is None:
+            return
+        for name in ("results.csv", "trials.csv"):
+            if (out / name).is_file():
+                self.client.log_artifact(self.parent_id, str(out / name))
+        for sub in ("tables", "figures"):
+            if (out / sub).is_dir():
+                self.client.log_artifacts(self.parent_id, str(out / sub), sub)
+
+    # -- units
+    def has_unit(self, key: str) -> bool:
+        return bool(self.find_runs(f"tags.`{UNIT_TAG}` = '{key}'"))
+
+    def log_unit(self, unit: Any, *, result: Any = None, rows: list[dict[str, Any]] | None = None,
+                 history: list[dict[str, Any]] | None = None, curve: Path | None = None,
+                 status: str = "FINISHED", reason: str = "") -> str | None:
+        """Create the finished unit's nested run with params, per-epoch and final metrics, artifacts.
+
+        Returns the MLflow run id, or None when the unit was already logged (by this or another worker).
+        """
+        with self._lock():
+            if self.has_unit(unit.key):
+                return None
+            tags = {UNIT_TAG: unit.key, STUDY_TAG: unit.study, "zsl.method": unit.method,
+                    "zsl.dataset": unit.dataset, "zsl.variant": unit.variant, "zsl.seed": str(unit.seed),
+                    "zsl.phase": unit.phase, "zsl.protocol": unit.protocol,
+                    "zsl.source": "simulated" if unit.sim_preset else "real"}
+            if reason:
+                tags["zsl.failure"] = reason[:5000]
+            if self.parent_id:
+                tags[PARENT_TAG] = self.parent_id
+            name = f"{unit.method}/{unit.variant}/{unit.dataset}/s{unit.seed}"
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            run_id = run.info.run_id
+        try:
+            cfg = {}
+            if result is not None and getattr(result, "config", None) is not None:
+                cfg = result.config.as_dict() if hasattr(result.config, "as_dict") else dict(result.config)
+            params = flatten(cfg) if cfg else flatten(unit.overrides)
+            params.update({"unit.seed": unit.seed, "unit.variant": unit.variant, "unit.dataset": unit.dataset,
+                           "unit.protocol": unit.protocol, "unit.sim": unit.sim_preset or "real"})
+            self._log_params(run_id, params)
+            self._log_history(run_id, history or [])
+            if result is not None:
+                final = {f"test.{k}": v for k, v in (getattr(result, "metrics", {}) or {}).items()}
+                final.update({f"selection.{k}": v for k, v in (getattr(result, "selection", {}) or {}).items()})
+                final["wall_time_s"] = getattr(result, "wall_time_s", 0.0)
+                self._log_metrics(run_id, final, step=0)
+                self._log_json(run_id, {"config": cfg, "unit": json.loads(unit.to_json())}, "config.json")
+            if rows:
+                self._log_rows(run_id, rows)
+            if curve is not None and Path(curve).is_file():
+                self.client.log_artifact(run_id, str(curve), "curves")
+        finally:
+            self.client.set_terminated(run_id, status)
+        return run_id
+
+    def count_units(self, study: str | None = None) -> dict[str, int]:
+        """Unit key -> number of nested runs holding it (for checks: each should be 1)."""
+        flt = f"tags.`{STUDY_TAG}` = '{study}'" if study else ""
+        counts: dict[str, int] = {}
+        for r in self.find_runs(flt):
+            key = r.data.tags.get(UNIT_TAG)
+            if key:
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    # -- helpers
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def _log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, f, ts, step) for k, v in metrics.items() if (f := _finite(v)) is not None]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i:i + 1000])
+
+    def _log_history(self, run_id: str, history: list[dict[str, Any]]) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = []
+        for h in history:
+            phase, epoch = h.get("phase", "train"), int(h.get("epoch", 0))
+            for k, v in h.items():
+                f = _finite(v)
+                if k not in ("phase", "epoch") and f is not None:
+                    items.append(Metric(f"{phase}.{k}", f, ts, epoch))
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i:i + 1000])
+
+    def _log_json(self, run_id: str, obj: Any, name: str) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / name
+            p.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+            self.client.log_artifact(run_id, str(p))
+
+    def _log_rows(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        from .results import append_rows
+
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / "rows.csv"
+            append_rows(p, rows)
+            self.client.log_artifact(run_id, str(p))
+
+
+# ---------------------------------------------------------------- `zsl-bench run` helpers
+
+
+class MlflowReporter:
+    """A runner ``Reporter`` that logs each epoch's metrics and loss terms to an open MLflow run."""
+
+    def __init__(self, tracker: Tracker, run_id: str) -> None:
+        self.tracker, self.run_id = tracker, run_id
+
+    def on_epoch(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
+        self.tracker._log_metrics(self.run_id, {f"{phase}.{k}": v for k, v in metrics.items()}, step=epoch)
+
+
+class CommandRun:
+    """The parent run of one ``zsl-bench run`` command: child runs per (method, dataset, seed)."""
+
+    def __init__(self, tracker: Tracker, run_id: str) -> None:
+        self.tracker, self.run_id = tracker, run_id
+
+    @contextlib.contextmanager
+    def child(self, name: str, params: dict[str, Any] | None = None) -> Iterator[MlflowReporter]:
+        """A nested run; yields its reporter (pass it to ``run_one``); FAILED if the body raises."""
+        c = self.tracker.client
+        run = c.create_run(self.tracker.experiment_id, run_name=name, tags={PARENT_TAG: self.run_id})
+        if params:
+            self.tracker._log_params(run.info.run_id, flatten(params))
+        status = "FAILED"
+        try:
+            yield MlflowReporter(self.tracker, run.info.run_id)
+            status = "FINISHED"
+        finally:
+            c.set_terminated(run.info.run_id, status)
+
+    def log_result(self, reporter: MlflowReporter, result: Any) -> None:
+        """Final metrics, resolved config and rows of a finished ``RunResult`` on its child run."""
+        t = self.tracker
+        if getattr(result, "config", None) is not None and hasattr(result.config, "as_dict"):
+            t._log_params(reporter.run_id, flatten(result.config.as_dict()))
+            t._log_json(reporter.run_id, result.config.as_dict(), "config.json")
+        t._log_metrics(reporter.run_id, {f"test.{k}": v for k, v in result.metrics.items()}, step=0)
+        if getattr(result, "rows", None):
+            t._log_rows(reporter.run_id, result.rows)
+
+
+@contextlib.contextmanager
+def command_run(out: str | os.PathLike[str], name: str, tracking_uri: str | None = None,
+                params: dict[str, Any] | None = None) -> Iterator[CommandRun]:
+    """Parent MLflow run for a ``zsl-bench run`` command (the lead wires this into ``cli/run.py``)::
+
+        with command_run(out, "run msdnpp") as parent:
+            with parent.child(f"{method}/{dataset}/s{seed}") as reporter:
+                result = run_one(spec, out_dir=..., reporter=reporter)
+                parent.log_result(reporter, result)
+    """
+    tracker = Tracker(out, tracking_uri)
+    run = tracker.client.create_run(tracker.experiment_id, run_name=name, tags={"zsl.kind": "run"})
+    if params:
+        tracker._log_params(run.info.run_id, flatten(params))
+    status = "FAILED"
+    try:
+        yield CommandRun(tracker, run.info.run_id)
+        status = "FINISHED"
+    finally:
+        tracker.client.set_terminated(run.info.run_id, status)
+
+
+def make_reporter(parent: CommandRun, name: str, params: dict[str, Any] | None = None
+                  ) -> contextlib.AbstractContextManager[MlflowReporter]:
+    """Shorthand for ``parent.child(name, params)``."""
+    return parent.child(name, params)
+
+
+def rows_from_mlflow(tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT) -> list[dict[str, Any]]:
+    """Result rows rebuilt from the finished unit runs of an MLflow experiment (tags + test metrics)."""
+    from .errors import DataError
+
+    tracker = Tracker(tempfile.gettempdir(), tracking_uri, experiment)
+    if tracker.client.get_experiment_by_name(experiment) is None:
+        raise DataError(f"no MLflow experiment {experiment!r} at --tracking-uri {tracking_uri}")
+    rows: list[dict[str, Any]] = []
+    for r in tracker.find_runs("attributes.status = 'FINISHED'"):
+        tags = r.data.tags
+        if UNIT_TAG not in tags or tags.get("zsl.phase") == "trial":
+            continue
+        for key, value in r.data.metrics.items():
+            if key.startswith("test."):
+                rows.append({"run_id": tags[UNIT_TAG], "method": tags.get("zsl.method", ""),
+                             "variant": tags.get("zsl.variant", ""), "dataset": tags.get("zsl.dataset", ""),
+                             "source": tags.get("zsl.source", ""), "protocol": tags.get("zsl.protocol", ""),
+                             "seed": tags.get("zsl.seed", ""), "metric": key[len("test."):], "value": value,
+                             "sim_preset": "" if tags.get("zsl.source") != "simulated" else r.data.params.get("unit.sim", "")})
+    if not rows:
+        raise DataError(f"no finished zsl-bench unit runs in experiment {experiment!r} at {tracking_uri}")
+    return rows
