@@ -32,7 +32,6 @@ from zsl_bench.registry import METHODS
 
 from .base import TaskInfo, ZSLMethod
 
-
 # Shared training settings of the presets (plain SGD as in the paper; epochs are ours).
 _SGD: dict[str, Any] = {"optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0, "batch_size": 64, "epochs": 30}
 
@@ -72,6 +71,10 @@ class ALE(ZSLMethod):
         "flo": {"train": {**_SGD, "lr": 0.1}},
     }
     tiny: ClassVar[dict[str, Any]] = {}
+    att: torch.Tensor
+    seen: torch.Tensor
+    seen_pos: torch.Tensor
+    weights: torch.Tensor
 
     def __init__(self, cfg: ALEConfig, task: TaskInfo) -> None:
         super().__init__(cfg, task)

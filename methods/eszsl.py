@@ -70,6 +70,8 @@ class ESZSL(ZSLMethod):
         "flo": {"method": {"alpha": 1e3, "gamma": 1.0}},
     }
     tiny: ClassVar[dict[str, Any]] = {"alpha": 1.0, "gamma": 1.0}
+    att: torch.Tensor
+    V: torch.Tensor
 
     def __init__(self, cfg: ESZSLConfig, task: TaskInfo) -> None:
         super().__init__(cfg, task)

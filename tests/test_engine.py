@@ -74,6 +74,8 @@ def test_same_seed_same_numbers_to_the_last_digit(data: ZSLData, tmp_path: Path)
     c = _run(data, tmp_path / "c", seed=1)
     assert a.metrics == b.metrics and a.history == b.history
     assert a.history != c.history  # the seed reaches initialisation and sampling
+    assert [h["phase"] for h in a.history] == ["val"] * 3 + ["final"] * a.selection["best_epoch"]
+    assert a.selection["val_h"] == max(h["val_h"] for h in a.history if h["phase"] == "val")
 
 
 def test_streamed_features_equal_in_memory(data: ZSLData, tmp_path: Path) -> None:
@@ -210,7 +212,7 @@ def test_eszsl_equals_numpy_solve(data: ZSLData) -> None:
 
 def test_test_oracle_reports_best_epoch_and_rows_are_complete(data: ZSLData, tmp_path: Path) -> None:
     r = _run(data, tmp_path, protocol="test-oracle", epochs=4)
-    hs = [h["h"] for h in r.history]
+    hs = [h["test_h"] for h in r.history]
     assert r.selection["best_epoch"] == int(np.argmax(hs)) + 1 and r.metrics["h"] == max(hs)
     assert {row["metric"] for row in r.rows} == {"zsl_acc", "u", "s", "h", "gamma", "ausuc"}
     for row in r.rows:

@@ -188,3 +188,38 @@ def test_cli_extract_with_limit(shared_root: Path, tmp_path: Path) -> None:
         assert (st.num_rows, st.num_regions) == (6, 4)
         assert st.provenance["limit"] == 6 and st.provenance["weights"] == RANDOM_WEIGHTS_LABEL
     assert json.loads(h5py.File(out, "r").attrs["provenance"])["dataset"] == "cub"
+
+
+def test_imagenet_weights_offline_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchvision downloads ImageNet weights on first use; offline that must be one clear line."""
+    import urllib.error
+
+    import torchvision.models._api as tv_api
+
+    calls: list[str] = []
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        calls.append(url)
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    # Patched where torchvision looks it up: the test never touches the network or the torch cache.
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", offline)
+    with pytest.raises(DataError, match="cannot fetch torchvision's ImageNet ResNet-101 weights.*--weights PATH"):
+        build_backbone("imagenet")
+    assert calls and calls[0].endswith(".pth")
+
+
+def test_state_dict_weights_file(tmp_path: Path) -> None:
+    """--weights PATH: a torchvision state_dict (here without fc, as backbone-only files are) loads exactly."""
+    from zsl_bench.data.extract import _random_resnet101
+
+    state = {k: v for k, v in _random_resnet101().state_dict().items() if not k.startswith("fc.")}
+    path = tmp_path / "resnet101.pth"
+    torch.save(state, path)
+    x = torch.randn(1, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        np.testing.assert_array_equal(build_backbone(str(path))(x).numpy(), build_backbone("random")(x).numpy())
+    del state["layer4.2.conv3.weight"]
+    torch.save(state, path)
+    with pytest.raises(DataError, match="not a torchvision ResNet-101 state_dict.*layer4.2.conv3.weight"):
+        build_backbone(str(path))

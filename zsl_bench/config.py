@@ -229,7 +229,7 @@ class ResolvedConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def resolve(method_cls: type, dataset: str | None, file_cfg: dict[str, Any] | None = None,
+def resolve(method_cls: type[Any], dataset: str | None, file_cfg: dict[str, Any] | None = None,
             cli: dict[str, Any] | None = None) -> ResolvedConfig:
     """Resolve a run's config for ``method_cls`` on ``dataset`` (lowercase name or None).
 

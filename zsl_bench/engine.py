@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from .config import ResolvedConfig, TrainConfig
 from .data.store import FeatureSource
 from .data.zsldata import ZSLData
 from .errors import ConfigError, TrainingError
+
+if TYPE_CHECKING:
+    from methods.base import ZSLMethod
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +236,7 @@ class Engine:
         budget: bytes of features held in memory per row set before streaming from the store.
     """
 
-    def __init__(self, method_cls: type, cfg: ResolvedConfig, data: ZSLData,
+    def __init__(self, method_cls: type[ZSLMethod], cfg: ResolvedConfig, data: ZSLData,
                  budget: int = MEMORY_BUDGET_BYTES) -> None:
         self.method_cls, self.cfg, self.data = method_cls, cfg, data
         self.kind = method_cls.input
@@ -325,7 +328,7 @@ class Engine:
         best = None
         if evaluation is not None:
             res = self.evaluate(model, evaluation, gamma)
-            entry.update(_eval_entry(res))
+            entry.update(_eval_entry(res, evaluation.name))
             best = {**res, "epoch": 0}
         if reporter is not None:
             reporter.on_epoch(phase, 0, _numeric(entry))
@@ -381,13 +384,13 @@ class Engine:
                 entry.update({k: v / max(len(batches), 1) for k, v in sums.items()})
                 if evaluation is not None and (epoch % tc.eval_every == 0 or epoch == epochs):
                     res = self.evaluate(model, evaluation, gamma)
-                    entry.update(_eval_entry(res))
+                    entry.update(_eval_entry(res, evaluation.name))
                     if best is None or res["h"] > best["h"]:
                         best = {**res, "epoch": epoch}
                         best_state = _cpu_state(model)
                 history.append(entry)
-                bar.set_postfix(loss=f"{entry.get('loss', float('nan')):.4f}",
-                                H=f"{entry['h']:.2f}" if "h" in entry else "-")
+                h = entry.get(f"{evaluation.name}_h") if evaluation is not None else None
+                bar.set_postfix(loss=f"{entry.get('loss', float('nan')):.4f}", H="-" if h is None else f"{h:.2f}")
                 bar.update(1)
                 if ckpt_path is not None:
                     _save_checkpoint(ckpt_path, {
@@ -418,9 +421,10 @@ class Engine:
 # ---------------------------------------------------------------- small helpers
 
 
-def _eval_entry(res: dict[str, Any]) -> dict[str, float]:
+def _eval_entry(res: dict[str, Any], split: str) -> dict[str, float]:
+    """History keys of one evaluation, prefixed by the split (``val_h``, ``test_h``, ...)."""
     keys = ("zsl_acc", "u", "s", "h", "gamma", "ausuc", "best_h", "best_gamma")
-    return {k: float(res[k]) for k in keys if k in res}
+    return {f"{split}_{k}": float(res[k]) for k in keys if k in res}
 
 
 def _numeric(entry: dict[str, Any]) -> dict[str, float]:

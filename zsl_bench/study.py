@@ -610,6 +610,8 @@ def make_storage(url: str) -> Any:
 
     # Heartbeats and fail_stale_trials are marked experimental; they are what makes resume safe.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # We drive heartbeats ourselves (ask/tell and claimed WAITING trials), not through optimize().
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         # Workers and heartbeat threads share the file: wait on a lock instead of failing at once.

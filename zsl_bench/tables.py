@@ -145,7 +145,7 @@ def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> lis
         if all(c.mean is None for c in cells):
             continue
         tag = "; ".join(sorted(status[name]))
-        out.append((f"{name} [published{': ' + tag if tag else ''}]", cells))
+        out.append((f"{name} [published, test-oracle{'; ' + tag if tag else ''}]", cells))
     return out
 
 

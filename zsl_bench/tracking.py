@@ -85,8 +85,10 @@ class Tracker:
             from mlflow.tracking import MlflowClient
 
             try:
-                self._client = MlflowClient(tracking_uri=self.uri)
-                self._exp_id = self._experiment_id()
+                # Local workers sharing <out>/mlflow.db must not create its tables concurrently.
+                with self._lock():
+                    self._client = MlflowClient(tracking_uri=self.uri)
+                    self._exp_id = self._experiment_id()
             except Exception as exc:
                 raise ConfigError(f"cannot use --tracking-uri {self.uri}: {str(exc).splitlines()[0]}") from None
         return self._client

@@ -67,9 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from ..data.datasets import parse_dataset_list
-    from ..errors import ConfigError
     from ..data.download import SOURCES, download_dataset
     from ..data.root import data_root
+    from ..errors import ConfigError
 
     if args.list:
         for s in SOURCES:

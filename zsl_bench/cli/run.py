@@ -231,12 +231,13 @@ def format_table(rows: list[dict[str, str]], *, method: str, datasets: list[str]
             # The latest row per seed counts (a rerun with the same config appends, never edits).
             per_seed = {int(r["seed"]): float(r["value"]) for r in mine if r["metric"] == key}
             vals = np.array(list(per_seed.values()))
+            fmt = ".3f" if key == "gamma" else ".2f"  # γ lives on the score scale, often below 0.01
             if len(vals) == 0:
                 cells.append("–")
             elif len(vals) == 1:
-                cells.append(f"{vals[0]:.2f}")
+                cells.append(f"{vals[0]:{fmt}}")
             else:
-                cells.append(f"{vals.mean():.2f} ± {vals.std(ddof=1):.2f}")
+                cells.append(f"{vals.mean():{fmt}} ± {vals.std(ddof=1):{fmt}}")
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import http.client
 import json
 import logging
 import os
 import shutil
-import socket
 import stat
 import tarfile
 import urllib.error
@@ -250,7 +250,7 @@ def _open(url: str, offset: int, timeout: float, mirror_hint: bool):  # -> HTTPR
         if exc.code == 416 and offset:
             return None  # the .part already holds everything the server has
         raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; check the URL{hint}") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
+    except (OSError, http.client.HTTPException) as exc:  # URLError, refused, timeout, bad status line
         reason = getattr(exc, "reason", exc)
         raise DataError(f"cannot reach {url} ({reason}); check the network{hint}") from None
 
@@ -276,9 +276,7 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, mirror_
             while True:
                 try:
                     block = resp.read(_CHUNK)
-                except (ConnectionError, socket.timeout, OSError) as exc:
-                    raise _Interrupted(f"{type(exc).__name__} after {got} bytes") from None
-                except Exception as exc:  # http.client.IncompleteRead and friends
+                except (OSError, http.client.HTTPException) as exc:  # resets, timeouts, IncompleteRead
                     raise _Interrupted(f"{type(exc).__name__} after {got} bytes") from None
                 if not block:
                     break

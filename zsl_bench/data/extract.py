@@ -30,7 +30,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -115,10 +115,13 @@ def build_backbone(weights: str = "imagenet") -> Any:
         model = copy.deepcopy(_random_resnet101())
     elif weights == "imagenet":
         try:
-            model = torchvision.models.resnet101(weights=torchvision.models.ResNet101_Weights.IMAGENET1K_V1)
+            # Fetch before building: an offline failure then costs no 44M-weight initialisation.
+            state = torchvision.models.ResNet101_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
         except Exception as exc:  # urllib errors, hash check failures, read-only cache...
             raise DataError(f"cannot fetch torchvision's ImageNet ResNet-101 weights ({type(exc).__name__}: "
                             f"{exc}); offline machines: pass --weights PATH to a saved state_dict") from None
+        model = torchvision.models.resnet101(weights=None)
+        model.load_state_dict(state)
     else:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -263,8 +266,8 @@ def extract_features(image_paths: Sequence[Path], out: Path, *, size: int = 448,
         start = writer.rows_done
         if start:
             log.info("resuming %s at row %d of %d", out, start, len(paths))
-        loader = torch.utils.data.DataLoader(
-            ImageList(paths, size, start), batch_size=batch_size, shuffle=False, num_workers=workers,
+        loader: Any = torch.utils.data.DataLoader(
+            cast(Any, ImageList(paths, size, start)), batch_size=batch_size, shuffle=False, num_workers=workers,
             pin_memory=dev == "cuda", persistent_workers=False)
         bar = tqdm(total=len(paths), initial=start, unit="img", desc=f"extract {out.parent.name}",
                    disable=not progress)

@@ -173,12 +173,18 @@ def _dataset_index(name: str) -> int:
     return ALL.index(name) if name in ALL else len(ALL)
 
 
-def _minmax_strengths(sem: np.ndarray) -> np.ndarray:
-    """[A, K] semantics -> [K, A] strengths in [0, 1] (per attribute over classes)."""
+def _strengths(sem: np.ndarray) -> np.ndarray:
+    """[A, K] semantics -> [K, A] appearance strengths in [0, 1].
+
+    An attribute shows in a class to the extent it is above its average over classes (z-score,
+    clipped to [0, 3], divided by 3). Why: real semantics are dense (SUN's annotator fractions,
+    FLO's signed sentence embeddings); drawing them raw would give every image the same strong
+    "average" appearance and hide the class differences under it.
+    """
     sem = np.asarray(sem, dtype=np.float64)
-    lo, hi = sem.min(axis=1, keepdims=True), sem.max(axis=1, keepdims=True)
-    span = np.where(hi - lo > 0, hi - lo, 1.0)
-    return ((sem - lo) / span).T.astype(np.float32)
+    mu, sd = sem.mean(axis=1, keepdims=True), sem.std(axis=1, keepdims=True)
+    z = (sem - mu) / np.where(sd > 0, sd, 1.0)
+    return (np.clip(z, 0.0, 3.0) / 3.0).T.astype(np.float32)
 
 
 def _unit_columns(m: np.ndarray) -> np.ndarray:
@@ -225,7 +231,7 @@ def _generate_structure(spec: DatasetSpec, rng: np.random.Generator, params: Sim
     is_flo = spec.name == "flo"
     return Structure(
         att=_unit_columns(original), original_att=None if is_flo else original,
-        strengths=_minmax_strengths(original), att_group=att_group.astype(np.int64),
+        strengths=_strengths(original), att_group=att_group.astype(np.int64),
         group_names=[f"group_{i}" for i in range(g)], latent_w2v=latent,
         w2v=None if is_flo or not spec.has_word_vectors else latent,
         class_names=None if is_flo else [f"sim_class_{i:03d}" for i in range(k)],
@@ -306,7 +312,7 @@ def _real_structure(spec: DatasetSpec, ddir: Path, rng: np.random.Generator) -> 
         seen_c, unseen_c, train_c, val_c = _generated_split(rng, k, spec.seen, v)
         real_split = False
     return Structure(
-        att=att, original_att=original, strengths=_minmax_strengths(sem), att_group=att_group,
+        att=att, original_att=original, strengths=_strengths(sem), att_group=att_group,
         group_names=group_names, latent_w2v=latent, w2v=w2v, class_names=names,
         seen=seen_c, unseen=unseen_c, train_classes=train_c, val_classes=val_c,
         real_semantics=True, real_word_vectors=real_w2v, real_split=real_split, real_counts=real_counts)

@@ -1,0 +1,311 @@
+"""MSDN and MSDN++: equations against plain einsums, gradients, MSDN++ ≡ MSDN, interventions, config."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import methods  # noqa: F401  (registers the methods)
+from methods.base import TaskInfo
+from methods.msdn import MSDN, MSDNConfig
+from methods.msdnpp import INTERVENTIONS, MSDNPP, MSDNPPConfig
+from zsl_bench.config import TrainConfig, build, resolve
+from zsl_bench.errors import ConfigError, DataError
+from zsl_bench.registry import METHODS
+
+K, SEEN, A, FDIM, R, D, B = 7, 4, 5, 8, 9, 4, 6
+
+
+def make_task(w2v: bool = True, seen: np.ndarray | None = None, unseen: np.ndarray | None = None) -> TaskInfo:
+    rng = np.random.default_rng(0)
+    att = rng.normal(size=(K, A)).astype(np.float32)  # negatives present: clipping matters
+    return TaskInfo(dataset="cub", att=att,
+                    seen=np.arange(SEEN) if seen is None else seen,
+                    unseen=np.arange(SEEN, K) if unseen is None else unseen,
+                    feature_dim=FDIM, regions=R,
+                    w2v=rng.normal(size=(A, D)).astype(np.float32) if w2v else None)
+
+
+def make_model(cls=MSDN, cfg=None, task=None, seed: int = 0, scramble: bool = True):
+    cfg = cfg or cls.config_cls()
+    torch.manual_seed(seed)
+    model = cls(cfg, task or make_task())
+    if scramble:  # W2, W11, W21 start at 0 (official); move them so every branch is exercised
+        with torch.no_grad():
+            for w in (model.W2, model.W11, model.W21):
+                w.normal_(0, 0.5)
+    return model
+
+
+def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(B, FDIM, R, generator=g), torch.randint(0, SEEN, (B,), generator=g)
+
+
+def reference(model: MSDN, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """METHOD.md §1 written the way the official core/MSDN.py computes it (separate einsums)."""
+    cfg, task = model.cfg, model.task
+    att = torch.tensor(task.att)
+    if cfg.clip_negative_att:
+        att = att.clamp_min(0)
+    att = F.normalize(att)
+    v = F.normalize(model.V) if cfg.normalize_v else model.V
+    fs = F.normalize(x, dim=1)
+    vec_bias = torch.ones(1, K) * cfg.bias
+    vec_bias[:, task.seen] *= -1
+    s = torch.einsum("iv,vf,bfr->bir", v, model.W1, fs)
+    alpha = torch.einsum("iv,vf,bfr->bir", v, model.W2, fs).softmax(dim=-1)
+    psi = torch.einsum("bir,bir->bi", alpha, s)
+    s1 = torch.einsum("ki,bi->bik", att, psi).sum(1) + vec_bias
+    t = torch.einsum("bfr,fv,iv->bri", fs, model.W11, v)
+    beta = torch.einsum("iv,vf,bfr->bir", v, model.W21, fs).softmax(dim=1)
+    omega = torch.einsum("bir,bri->bi", beta, t)
+    s2 = torch.einsum("ki,bi->bik", att, omega).sum(1) + vec_bias
+    labels = torch.eye(K)[y]
+
+    def ce(sp):
+        return torch.mean(-torch.einsum("bk,bk->b", F.log_softmax(sp - vec_bias, dim=1), labels))
+
+    def cal(sp):
+        return -torch.log(torch.mean(F.softmax(sp, dim=-1)[:, task.unseen].sum(1)))
+
+    wt = (s1 - s2).pow(2)
+    wt = wt / wt.sum(1).sqrt().unsqueeze(1)
+    l2 = (wt * (s1 - s2).abs()).sum() / B
+    p, q = F.softmax(s1, dim=1), F.softmax(s2, dim=1)
+    log_m = ((p + q) / 2).log()
+    kl = torch.nn.KLDivLoss(reduction="batchmean")
+    js = (kl(log_m, q) + kl(log_m, p)) / 2
+    attr_reg = (psi - att[y]).pow(2).sum(1).mean()
+    terms = {"s1": s1, "s2": s2, "psi": psi, "omega": omega, "alpha": alpha, "beta": beta,
+             "ce": ce(s1) + ce(s2), "self_cal": cal(s1) + cal(s2), "distill_l2": l2, "distill_js": js,
+             "attr_reg": attr_reg, "logits": cfg.w1 * s1 + cfg.w2 * s2}
+    terms["loss"] = (terms["ce"] + cfg.lambda_cal * terms["self_cal"] + cfg.w_distill * (l2 + js)
+                     + cfg.lambda_ar * attr_reg)
+    return terms
+
+
+@pytest.mark.parametrize("cfg", [
+    MSDNConfig(),
+    MSDNConfig(lambda_cal=0.5, w_distill=0.3, w1=0.6, w2=0.4, normalize_v=True, clip_negative_att=True,
+               lambda_ar=0.2),
+    MSDNConfig(normalize_f=True, bias=0.0, w_distill=1.0),
+], ids=["cub", "awa2-like+attr_reg", "no-bias"])
+def test_forward_and_losses_match_equations(cfg: MSDNConfig) -> None:
+    model = make_model(cfg=cfg)
+    x, y = batch()
+    out, ref = model(x), reference(model, x, y)
+    terms = model.loss(out, y)
+    for key in ("s1", "s2", "psi", "omega", "logits"):
+        torch.testing.assert_close(out[key], ref[key], atol=1e-5, rtol=1e-5, msg=key)
+    maps = model.attention_maps(x)
+    torch.testing.assert_close(maps["avca"], ref["alpha"], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(maps["vaca"], ref["beta"], atol=1e-6, rtol=1e-5)
+    for key in ("ce", "self_cal", "distill_l2", "distill_js", "loss"):
+        torch.testing.assert_close(terms[key], ref[key], atol=1e-5, rtol=1e-5, msg=key)
+    expect_ar = ref["attr_reg"] if cfg.lambda_ar > 0 else torch.tensor(0.0)
+    torch.testing.assert_close(terms["attr_reg"], expect_ar, atol=1e-5, rtol=1e-5)
+    assert terms["effect_class"].item() == 0.0 and terms["effect_attr"].item() == 0.0
+    torch.testing.assert_close(model.scores(x), ref["logits"], atol=1e-5, rtol=1e-5)
+    # the official margin: +bias unseen, -bias seen
+    assert model.margin[:SEEN].eq(-cfg.bias).all() and model.margin[SEEN:].eq(cfg.bias).all()
+
+
+def test_losses_restricted_to_phase_classes() -> None:
+    """Classes outside a phase (e.g. test classes during validation) never enter the softmaxes."""
+    task = make_task(seen=np.array([0, 1, 2]), unseen=np.array([4, 5]))
+    model = make_model(task=task)
+    x, y = batch()
+    y = y % 3
+    out = model(x)
+    terms = model.loss(out, y)
+    phase = torch.tensor([0, 1, 2, 4, 5])
+    s1 = out["s1"][:, phase]
+    yp = y  # positions of 0, 1, 2 among the phase classes
+    margin = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0])
+    ce1 = F.cross_entropy(s1 - margin, yp)
+    cal1 = -torch.log(F.softmax(s1, 1)[:, 3:].sum(1).mean())
+    s2 = out["s2"][:, phase]
+    ce2 = F.cross_entropy(s2 - margin, yp)
+    cal2 = -torch.log(F.softmax(s2, 1)[:, 3:].sum(1).mean())
+    torch.testing.assert_close(terms["ce"], ce1 + ce2)
+    torch.testing.assert_close(terms["self_cal"], cal1 + cal2)
+    assert model.margin[3].item() == 0.0  # out of phase: no margin
+    with pytest.raises(DataError, match="outside this phase"):
+        model.loss(out, torch.full((B,), 3))
+
+
+def test_every_parameter_learns() -> None:
+    """Official init (W2, W11, W21 = 0): after one RMSprop step every parameter has a gradient."""
+    model = make_model(scramble=False)
+    x, y = batch()
+    opt = torch.optim.RMSprop(model.parameters(), lr=1e-2, weight_decay=1e-4, momentum=0.9)
+    for _ in range(2):
+        opt.zero_grad()
+        model.loss(model(x), y)["loss"].backward()
+        opt.step()
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names == {"V", "W1", "W2", "W11", "W21"}  # no dead W3/W31
+    for n, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, n
+        assert torch.isfinite(p.grad).all(), n
+
+
+def test_flo_learns_v_from_noise_and_frozen_v() -> None:
+    torch.manual_seed(0)
+    model = MSDN(MSDNConfig(v_dim=3), make_task(w2v=False))
+    assert model.V.shape == (A, 3) and model.V.requires_grad
+    assert model.V.std() > 0.3  # N(0, 1), not row-normalised word vectors
+    frozen = MSDN(MSDNConfig(trainable_v=False), make_task())
+    assert not frozen.V.requires_grad
+    torch.testing.assert_close(frozen.V.norm(dim=1), torch.ones(A))
+
+
+def test_bad_input_shape() -> None:
+    model = make_model()
+    with pytest.raises(DataError, match=r"expected region features \[B, F=8, R\]"):
+        model(torch.rand(2, FDIM + 1, R))
+    with pytest.raises(ConfigError, match="region features"):
+        MSDN(MSDNConfig(), replace(make_task(), regions=None))
+
+
+# ------------------------------------------------------------------ MSDN++
+
+
+def test_msdnpp_none_is_msdn_exactly() -> None:
+    x, y = batch()
+    a = make_model(MSDN, MSDNConfig(), seed=3, scramble=False)
+    b = make_model(MSDNPP, MSDNPPConfig(intervention="none"), seed=3, scramble=False)
+    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert na == nb and torch.equal(pa, pb)
+    oa, ob = a(x), b(x)
+    la, lb = a.loss(oa, y), b.loss(ob, y)
+    assert torch.equal(oa["logits"], ob["logits"])
+    assert set(la) == set(lb)
+    for k in la:
+        assert torch.equal(la[k], lb[k]), k
+    la["loss"].backward()
+    lb["loss"].backward()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa.grad, pb.grad)
+    assert torch.equal(a.scores(x), b.scores(x))
+
+
+@pytest.mark.parametrize("apply_to", ["avca", "vaca"])
+def test_counterfactual_maps_are_distributions(apply_to: str) -> None:
+    model = make_model(MSDNPP)
+    x, _ = batch()
+    net = model._subnets(x)
+    att, logit, dim = (net["alpha"], net["a_logit"], 1) if apply_to == "avca" else (net["beta"], net["b_logit"], 2)
+    for kind in INTERVENTIONS[1:]:
+        model_k = make_model(MSDNPP, MSDNPPConfig(intervention=kind))
+        m = model_k._counterfactual_map(att, logit, dim)
+        assert m.shape == att.shape and not m.requires_grad
+        torch.testing.assert_close(m.sum(dim), torch.ones(m.sum(dim).shape), msg=kind)
+        assert not torch.equal(m, att), kind
+
+
+def test_every_intervention_runs_and_changes_the_effect_loss() -> None:
+    x, y = batch()
+    base = make_model(MSDN).loss(make_model(MSDN)(x), y)["loss"]
+    effects = {}
+    for kind in INTERVENTIONS[1:]:
+        torch.manual_seed(5)
+        model = make_model(MSDNPP, MSDNPPConfig(intervention=kind, effect_loss="both"))
+        out = model(x)
+        terms = model.loss(out, y)
+        for k, v in terms.items():
+            assert torch.isfinite(v).all(), (kind, k)
+        assert terms["effect_class"] > 0 and terms["effect_attr"] > 0, kind
+        torch.testing.assert_close(terms["loss"], base + terms["effect_class"] + 0.1 * terms["effect_attr"])
+        terms["loss"].backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+        effects[kind] = round(terms["effect_class"].item(), 6)
+    assert len(set(effects.values())) == len(effects), effects  # each intervention is a different do()
+
+
+def test_msdnpp_switches() -> None:
+    x, y = batch()
+
+    def run(seed: int = 7, **kw):
+        model = make_model(MSDNPP, MSDNPPConfig(**kw))
+        torch.manual_seed(seed)
+        out = model(x)
+        return model, out, model.loss(out, y)
+
+    # Random draws come from the global generator: same seed, same loss; new seed, new loss.
+    _, _, t1 = run(intervention="random")
+    _, _, t2 = run(intervention="random")
+    _, _, t3 = run(seed=8, intervention="random")
+    assert torch.equal(t1["loss"], t2["loss"]) and not torch.equal(t1["loss"], t3["loss"])
+    # apply_to: only the intervened sub-net has an effect
+    _, out, _ = run(intervention="uniform", apply_to="avca")
+    assert "e1" in out and "e2" not in out
+    _, out, _ = run(intervention="uniform", apply_to="vaca")
+    assert "e2" in out and "e1" not in out
+    # effect logits at inference vs factual
+    m_eff, out, _ = run(intervention="uniform", eval_logits="effect")
+    torch.testing.assert_close(out["logits"], 0.9 * out["e1"] + 0.1 * out["e2"])
+    assert not torch.allclose(m_eff.scores(x), m_eff(x)["s1"] * 0.9 + m_eff(x)["s2"] * 0.1)
+    # n_samples averages draws: the spread of the effect loss shrinks
+    spread = {}
+    for n in (1, 8):
+        vals = [run(seed=s, intervention="random", n_samples=n)[2]["effect_class"].item() for s in range(6)]
+        spread[n] = np.std(vals)
+    assert spread[8] < spread[1]
+    # distillation between effects adds to the distillation terms
+    _, _, plain = run(intervention="uniform")
+    _, _, dist = run(intervention="uniform", distill_effects=True)
+    assert dist["distill_l2"] > plain["distill_l2"] and dist["distill_js"] > plain["distill_js"]
+    # detach_counterfactual: the effect loss no longer reaches S through the counterfactual
+    grads = []
+    for detach in (False, True):
+        model, out, terms = run(intervention="uniform", detach_counterfactual=detach)
+        terms["effect_class"].backward()
+        grads.append(model.W1.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+
+
+# ------------------------------------------------------------------ config and presets
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"intervention": "flip"}, "method.intervention"),
+    ({"apply_to": "all"}, "method.apply_to"),
+    ({"effect_loss": "none"}, "method.effect_loss"),
+    ({"eval_logits": "both"}, "method.eval_logits"),
+    ({"lambda_eff": -1.0}, "method.lambda_eff"),
+    ({"n_samples": 0}, "method.n_samples"),
+    ({"lambda_cal": float("nan")}, "method.lambda_cal"),
+    ({"w1": 0.0, "w2": 0.0}, "method.w1"),
+    ({"distill_effects": True, "apply_to": "avca"}, "method.distill_effects"),
+    ({"intervention": "none", "eval_logits": "effect"}, "method.eval_logits"),
+    ({"intervntion": "random"}, "method.intervntion"),
+])
+def test_config_validation(values: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as exc:
+        build(MSDNPPConfig, values, "method")
+    if "valid" in str(exc.value) and field == "method.intervention":
+        assert "shuffle_attribute" in str(exc.value)  # lists the valid values
+
+
+@pytest.mark.parametrize("name", ["msdn", "msdnpp"])
+@pytest.mark.parametrize("dataset", ["cub", "sun", "awa2", "flo"])
+def test_presets_resolve(name: str, dataset: str) -> None:
+    cls = METHODS.get(name)
+    assert cls.input == "regions" and cls.family == "attention"
+    cfg = resolve(cls, dataset)
+    assert isinstance(cfg.train, TrainConfig) and cfg.train.optimizer == "rmsprop"
+    assert cfg.train.lr == 1e-4 and cfg.train.weight_decay == 1e-4
+    official = {"cub": (30, 0.1, 1e-3, 0.9, 0.9), "sun": (70, 1e-4, 1e-2, 0.9, 0.7),
+                "awa2": (50, 0.12, 1e-7, 0.0, 1.0)}
+    if dataset in official:
+        epochs, lam, wd, mom, w1 = official[dataset]
+        m = cfg.method
+        assert (cfg.train.epochs, m.lambda_cal, m.w_distill, cfg.train.momentum, m.w1) == (epochs, lam, wd, mom, w1)
+    assert cfg.method.normalize_v == (dataset in ("awa2", "flo"))
+    assert cfg.method.clip_negative_att == (dataset == "awa2")

@@ -1,0 +1,251 @@
+"""Studies: spec validation, grid expansion, exactly-once execution, NaN trials, search, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from zsl_bench.errors import ConfigError, TrainingError
+from zsl_bench.results import read_rows
+from zsl_bench.study import (
+    StudyRunner,
+    Unit,
+    check_configs,
+    dedupe_rows,
+    expand_grid,
+    grid_units,
+    load_spec,
+    locate_spec,
+    parse_spec,
+)
+from zsl_bench.tables import build_table, render_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def toy_run(unit: Unit, *, out_dir: Path, reporter=None, progress: bool = True) -> SimpleNamespace:
+    """A small deterministic run function: H rises with ``method.w``; ``method.nan`` fails like NaN."""
+    m = unit.overrides.get("method", {})
+    w = float(m.get("w", 1.0))
+    if m.get("nan"):
+        raise TrainingError("loss is NaN at epoch 2, step 1 (toy)")
+    for epoch in range(1, 4):
+        if reporter is not None:
+            reporter.on_epoch("val", epoch, {"loss": 1.0 / epoch, "h": 10.0 * w * epoch / 3})
+    h = 40.0 + 5.0 * w + unit.seed
+    metrics = {"zsl_acc": h + 5, "u": h - 2, "s": h + 2, "h": h, "gamma": 0.1, "ausuc": 20.0 + w}
+    return SimpleNamespace(metrics=metrics, selection={"val_h": 10.0 * w, "best_epoch": 3}, history=[],
+                           curve={"gamma": np.linspace(-1, 1, 4), "u": np.linspace(0, 60, 4),
+                                  "s": np.linspace(70, 0, 4)}, rows=[], config=None, wall_time_s=0.0)
+
+
+def _spec(**kw):
+    raw = {"name": "toy", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0, 1], "sim": "tiny",
+           "grid": {"variants": {"a": {"method.w": 1.0}, "b": {"method.w": 2.0}}}}
+    raw.update(kw)
+    return parse_spec(raw, "toy.yaml")
+
+
+# ---------------------------------------------------------------- specs
+
+
+def test_expand_grid_variants_times_sweep():
+    pts = expand_grid({"full": {}, "no_d": {"method.w_distill": 0}},
+                      {"method.lambda_eff": [0.1, 1.0], "train.lr": [1e-4]})
+    assert list(pts) == ["full,method.lambda_eff=0.1,train.lr=0.0001", "full,method.lambda_eff=1,train.lr=0.0001",
+                         "no_d,method.lambda_eff=0.1,train.lr=0.0001", "no_d,method.lambda_eff=1,train.lr=0.0001"]
+    assert pts["no_d,method.lambda_eff=1,train.lr=0.0001"] == {
+        "method": {"w_distill": 0, "lambda_eff": 1.0}, "train": {"lr": 1e-4}}
+    assert list(expand_grid(None, {"method.w": [1, 2]})) == ["method.w=1", "method.w=2"]
+    assert expand_grid(None, None) == {"default": {}}
+
+
+def test_grid_units_cover_methods_points_seeds_with_distinct_keys():
+    spec = _spec(base={"train": {"epochs": 2}})
+    units = grid_units(spec, "cub")
+    assert len(units) == 4 and len({u.key for u in units}) == 4
+    assert units[0].overrides == {"train": {"epochs": 2}, "method": {"w": 1.0}}
+    assert Unit.from_json(units[1].to_json()) == units[1]
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"name": "a b"}, "'name'"),
+    ({"methods": []}, "'methods'"),
+    ({"methods": ["esszl"]}, "Did you mean eszsl"),
+    ({"datasets": ["cub", "imagenet"]}, "imagenet"),
+    ({"seeds": [0, 0]}, "'seeds'"),
+    ({"protocol": "test"}, "'protocol'.*val, test-oracle"),
+    ({"colour": 1}, "unknown study key 'colour'"),
+    ({"grid": {"variants": {"x": {"model.w": 1}}}}, "grid.variants.x"),
+    ({"grid": {"sweep": {"method.w": []}}}, "grid.sweep.method.w"),
+    ({"grid": {"shape": 1}}, "grid.shape"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 1, "high": 0}},
+                               "n_trials": 2}}, "search.space.method.w"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "gauss"}}, "n_trials": 2}}, "search.space.method.w.type"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 0, "high": 1}}}}, "budget"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 0, "high": 1}}, "n_trials": 2,
+                               "pruner": "hyperband"}}, "search.pruner"),
+    ({"search": {"space": {"method.w": {"type": "int", "low": 0, "high": 1}}, "n_trials": 2}}, "both"),
+])
+def test_spec_errors_name_the_key(change, match):
+    raw = {"name": "toy", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0],
+           "grid": {"variants": {"a": {}}}}
+    raw.update(change)
+    raw = {k: v for k, v in raw.items() if v is not None}
+    with pytest.raises(ConfigError, match=match):
+        parse_spec(raw, "toy.yaml")
+
+
+@pytest.mark.parametrize("name", ["smoke", "main_table", "msdnpp_ablation", "msdnpp_sensitivity",
+                                  "msdnpp_search"])
+def test_shipped_specs_resolve_against_method_configs(name):
+    spec = load_spec(f"{name}.yaml")
+    check_configs(spec)  # every variant's keys exist in the method's config dataclass
+    assert spec.name == name
+
+
+def test_default_spec_is_found_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert locate_spec(None).name == "msdnpp_ablation.yaml"
+    with pytest.raises(ConfigError, match="shipped specs: .*smoke.yaml"):
+        locate_spec("nope.yaml")
+
+
+def test_check_configs_rejects_unknown_method_field():
+    spec = parse_spec({"name": "x", "methods": ["msdnpp"], "datasets": ["cub"], "seeds": [0],
+                       "grid": {"variants": {"bad": {"method.w_distil": 0}}}})
+    with pytest.raises(ConfigError, match="method.w_distil.*variant 'bad'"):
+        check_configs(spec)
+
+
+# ---------------------------------------------------------------- execution
+
+
+def test_nan_unit_is_recorded_failed_and_study_goes_on_exactly_once(tmp_path):
+    import optuna
+
+    spec = _spec(grid={"variants": {"a": {"method.w": 1.0}, "bad": {"method.nan": True}}})
+    out = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    assert out.ran == 4
+    assert [d for d, _ in out.failed] == ["eszsl/bad/cub/seed 0", "eszsl/bad/cub/seed 1"]
+    assert all("NaN" in r for _, r in out.failed)
+    assert {r["variant"] for r in out.rows} == {"a"} and len(out.rows) == 2 * 6
+    study = optuna.load_study(study_name="toy.cub", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 2 and all("NaN" in t.user_attrs["failure"] for t in failed)
+
+    # A rerun finds everything done (failed units included): nothing runs, no duplicate rows.
+    again = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    assert again.ran == 0
+    rows = read_rows(tmp_path / "results.csv")
+    assert len(rows) == len(dedupe_rows(rows)) == 12
+    assert (tmp_path / "curves").is_dir() and len(list((tmp_path / "curves").glob("*.npz"))) == 2
+
+
+def test_search_selects_on_val_and_retrains_best_with_every_seed(tmp_path):
+    spec = parse_spec({
+        "name": "toysearch", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0, 1, 2], "sim": "tiny",
+        "search": {"space": {"method.w": {"type": "float", "low": 0.5, "high": 3.0},
+                             "method.mode": {"type": "categorical", "choices": ["x", "y"]}},
+                   "n_trials": 5, "sampler": "random", "pruner": "median", "seed": 1}})
+    runner = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False)
+    out = runner.run()
+    best = out.best["cub"]
+    import optuna
+
+    study = optuna.load_study(study_name="toysearch.cub.search", storage=runner.url)
+    states = [t.state.name for t in study.trials]
+    trial_h = {r["run_id"]: float(r["value"]) for r in out.trial_rows if r["metric"] == "val_h"}
+    assert len(states) == 5 and len(trial_h) == states.count("COMPLETE") >= 2
+    assert states.count("COMPLETE") + states.count("PRUNED") == 5
+    assert math.isclose(best["value"], max(trial_h.values()))
+    assert {r["variant"] for r in out.rows} == {"best"}
+    assert sorted({int(r["seed"]) for r in out.rows}) == [0, 1, 2]
+    assert math.isclose(float(next(r["value"] for r in out.rows if r["metric"] == "h" and int(r["seed"]) == 0)),
+                        40.0 + 5.0 * best["params"]["method.w"])
+    assert len(read_rows(tmp_path / "trials.csv")) == len(trial_h) * 7
+    assert len(read_rows(tmp_path / "results.csv")) == 18
+    # Resuming a finished search runs nothing more.
+    assert StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run().ran == 0
+
+
+def test_pruner_stops_poor_trials(tmp_path):
+    spec = parse_spec({
+        "name": "toyprune", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
+        "search": {"space": {"method.w": {"type": "categorical", "choices": [3.0, 0.1]}},
+                   "n_trials": 6, "sampler": "grid", "pruner": "median"}})
+    runner = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False)
+    runner.run()
+    import optuna
+
+    study = optuna.load_study(study_name="toyprune.cub.search", storage=runner.url)
+    states = {t.params["method.w"]: t.state for t in study.trials}
+    # The grid sampler exhausts its two points; the weak one is pruned once the strong one is known.
+    assert len(study.trials) == 2
+    assert states[3.0] == optuna.trial.TrialState.COMPLETE
+
+
+# ---------------------------------------------------------------- CLI, resume after kill -9
+
+
+def _ablate(out: Path, *extra: str, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "zsl_bench", "ablate", "smoke.yaml", "--out", str(out),
+                             "--no-progress", "--no-mlflow", *extra], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ablate_resumes_after_sigkill_and_matches_uninterrupted_run(tmp_path):
+    env = {**os.environ, "ZSL_BENCH_HEARTBEAT_S": "1", "ZSL_BENCH_GRACE_S": "3"}
+    killed = tmp_path / "killed"
+    proc = _ablate(killed, env=env)
+    csv = killed / "results.csv"
+    deadline = time.time() + 45
+    while time.time() < deadline and proc.poll() is None:
+        if csv.is_file() and read_rows(csv):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"study ended before it could be killed: {proc.communicate()[1][-2000:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_at_kill = {r["run_id"] for r in read_rows(csv)}
+    assert 1 <= len(done_at_kill) < 4
+
+    resumed = _ablate(killed, env=env)
+    _, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, err[-2000:]
+    assert f"{4 - len(done_at_kill)} units run here" in err or "units run here" in err
+    rows = read_rows(csv)
+    assert len(rows) == len(dedupe_rows(rows)) == 4 * 6  # no duplicate rows
+    assert done_at_kill <= {r["run_id"] for r in rows}
+
+    # Uninterrupted reference, in-process through the same runner.
+    ref = StudyRunner(load_spec(REPO / "benchmarks" / "smoke.yaml"), tmp_path / "ref", progress=False).run()
+    want = render_markdown(build_table(ref.rows, "ablation"))
+    assert (killed / "tables" / "ablation_table.md").read_text() == want
+
+
+def test_ablate_bad_spec_is_one_line_error(tmp_path, capsys):
+    from zsl_bench.cli.main import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps({"name": "x", "methods": ["ale"], "datasets": ["cub"], "seeds": [0],
+                               "grid": {"variants": {"v": {"method.marginn": 1}}}}))
+    assert main(["ablate", str(bad), "--out", str(tmp_path / "o"), "--no-mlflow"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("zsl-bench: error: unknown config key method.marginn")
+    assert str(bad) in err[-1] and "Traceback" not in "\n".join(err)
+    assert main(["ablate", "smoke.yaml", "--workers", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "needs a server --storage" in capsys.readouterr().err
+    bad.write_text("name: [unclosed")
+    assert main(["ablate", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "not valid YAML" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""MLflow tracking: one parent run per study, exactly one nested run per unit, failures recorded.
+
+One MLflow database for the whole file: creating its tables is the slow part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zsl_bench.study import StudyRunner, grid_units, parse_spec
+from zsl_bench.tables import build_table
+from zsl_bench.tracking import PARENT_TAG, STUDY_TAG, UNIT_TAG, Tracker, command_run, flatten, rows_from_mlflow
+
+from test_study import toy_run  # tests/ is on sys.path (rootdir conftest)
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("tracked")
+    spec = parse_spec({"name": "tracked", "methods": ["eszsl"], "datasets": ["cub", "sun"], "seeds": [0, 1],
+                       "sim": "tiny", "grid": {"variants": {"a": {"method.w": 1.0}, "bad": {"method.nan": True}}}})
+    StudyRunner(spec, out, run_fn=toy_run, tracker=Tracker(out), progress=False).run()
+    # A second run (a resume of a finished study) must not log anything again.
+    StudyRunner(spec, out, run_fn=toy_run, tracker=Tracker(out), progress=False).run()
+    return out, spec
+
+
+def test_one_nested_run_per_unit(tracked):
+    out, spec = tracked
+    tracker = Tracker(out)
+    counts = tracker.count_units("tracked")
+    keys = {u.key for ds in spec.datasets for u in grid_units(spec, ds)}
+    assert set(counts) == keys and all(n == 1 for n in counts.values())
+    parents = [r for r in tracker.find_runs(f"tags.`{STUDY_TAG}` = 'tracked'") if UNIT_TAG not in r.data.tags]
+    assert len(parents) == 1 and PARENT_TAG not in parents[0].data.tags
+    units = [r for r in tracker.find_runs(f"tags.`{STUDY_TAG}` = 'tracked'") if UNIT_TAG in r.data.tags]
+    assert {r.data.tags[PARENT_TAG] for r in units} == {parents[0].info.run_id}
+
+
+def test_unit_runs_hold_params_epoch_metrics_and_artifacts(tracked):
+    out, _ = tracked
+    tracker = Tracker(out)
+    ok = [r for r in tracker.find_runs("tags.`zsl.variant` = 'a'")]
+    assert len(ok) == 4 and all(r.info.status == "FINISHED" for r in ok)
+    run = ok[0]
+    assert run.data.params["method.w"] == "1.0" and run.data.params["unit.sim"] == "tiny"
+    assert run.data.metrics["test.h"] == pytest.approx(45.0 + int(run.data.tags["zsl.seed"]))
+    history = tracker.client.get_metric_history(run.info.run_id, "val.h")
+    assert [m.step for m in history] == [1, 2, 3]
+    arts = {a.path for a in tracker.client.list_artifacts(run.info.run_id)}
+    assert {"rows.csv", "config.json", "curves"} <= arts
+    parent_arts = {a.path for a in tracker.client.list_artifacts(run.data.tags[PARENT_TAG])}
+    assert "results.csv" in parent_arts
+
+
+def test_failed_units_are_recorded_with_reason(tracked):
+    out, _ = tracked
+    bad = Tracker(out).find_runs("tags.`zsl.variant` = 'bad'")
+    assert len(bad) == 4
+    assert all(r.info.status == "FAILED" and "NaN" in r.data.tags["zsl.failure"] for r in bad)
+
+
+def test_table_from_tracking_uri_equals_table_from_rows(tracked):
+    out, _ = tracked
+    from zsl_bench.study import read_study_rows
+
+    via_mlflow = build_table(rows_from_mlflow(Tracker(out).uri), "ablation")
+    via_csv = build_table(read_study_rows([out / "results.csv"]), "ablation")
+    assert via_mlflow.labels == via_csv.labels == ["a"]
+    assert [c.mean for c in via_mlflow.cells[0]] == [c.mean for c in via_csv.cells[0]]
+
+
+def test_command_run_helpers_nest_children(tracked):
+    out, _ = tracked
+    with command_run(out, "run eszsl", params={"datasets": "cub"}) as parent:
+        with parent.child("eszsl/cub/s0", {"method": {"alpha": 1}}) as reporter:
+            reporter.on_epoch("val", 1, {"h": 12.5, "loss": 0.3})
+    tracker = parent.tracker
+    child = [r for r in tracker.find_runs(f"tags.`{PARENT_TAG}` = '{parent.run_id}'")]
+    assert len(child) == 1 and child[0].data.metrics["val.h"] == 12.5
+    assert child[0].data.params["method.alpha"] == "1"
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}}) == {"a.b": 1, "a.c.d": 2}
