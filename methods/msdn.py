@@ -167,31 +167,35 @@ class MSDN(ZSLMethod):
         v = F.normalize(self.V, dim=1) if self.cfg.normalize_v else self.V  # [A, D]
         return torch.cat([v @ self.W1, v @ self.W2, v @ self.W11.t(), v @ self.W21], dim=0)
 
-    def _products(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """S, α-logits, T, β-logits, each [B, R, A] (regions first: one GEMM, no permuted copies)."""
+    def _subnets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Both sub-nets' factual outputs; S, T and the attention maps are kept for MSDN++.
+
+        All [B, R, A] (regions first) or [B, A]. The products come from one GEMM; training
+        inputs (no gradient wanted for ``x``) take the fused path, :class:`_FusedAttention`.
+        """
         if x.ndim != 3 or x.shape[1] != self.task.feature_dim:
             raise DataError(f"{self.name}: expected region features [B, F={self.task.feature_dim}, R], "
                             f"got shape {tuple(x.shape)}")
         b, f, r = x.shape
+        num_attr = self.task.num_attributes
         xt = x.transpose(1, 2)  # [B, R, F]; the GEMM needs it contiguous, so it is copied once anyway
+        inv_norm = None
         if self.cfg.normalize_f:
             # Same clamp as F.normalize; the scaling is fused into that copy.
-            inv_norm = torch.linalg.vector_norm(x, dim=1).clamp_min(1e-12).reciprocal()  # [B, R]
-            if x.requires_grad:
-                xt = xt * inv_norm.unsqueeze(-1)
-            else:
-                xt = torch.mul(xt, inv_norm.unsqueeze(-1), out=x.new_empty(b, r, f))
-        g = xt.reshape(b * r, f) @ self._attribute_vectors().t()  # [B*R, 4A]
-        return g.view(b, r, -1).chunk(4, dim=2)
-        return g.chunk(4, dim=2)
-
-    def _subnets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Both sub-nets' factual outputs; S, T and the attention maps are kept for MSDN++."""
-        s, a_logit, t, b_logit = self._products(x)  # [B, R, A] each
-        alpha = a_logit.softmax(dim=1)  # over regions
-        beta = b_logit.softmax(dim=2)  # over attributes
-        psi = (alpha * s).sum(dim=1)  # [B, A]
-        omega = (beta * t).sum(dim=1)  # [B, A]
+            inv_norm = torch.linalg.vector_norm(x, dim=1).clamp_min(1e-12).reciprocal().unsqueeze(-1)
+        p = self._attribute_vectors()  # [4A, F]
+        if x.requires_grad:  # plain autograd (gradients for the input too)
+            xt = (xt * inv_norm if inv_norm is not None else xt).reshape(b * r, f)
+            g = (xt @ p.t()).view(b, r, 4 * num_attr)
+            s, a_logit, t, b_logit = g.split(num_attr, dim=2)
+            alpha, beta = a_logit.softmax(dim=1), b_logit.softmax(dim=2)
+            psi, omega = (alpha * s).sum(dim=1), (beta * t).sum(dim=1)
+        else:
+            with torch.no_grad():
+                xt = torch.mul(xt, inv_norm, out=x.new_empty(b, r, f)) if inv_norm is not None \
+                    else xt.reshape(b, r, f)
+            psi, omega, g, alpha, beta = _FusedAttention.apply(xt.view(b * r, f), p, b, num_attr)
+            s, a_logit, t, b_logit = g.split(num_attr, dim=2)
         return {
             "S": s, "T": t, "alpha": alpha, "beta": beta, "a_logit": a_logit, "b_logit": b_logit,
             "psi": psi, "omega": omega,
@@ -282,5 +286,51 @@ class MSDN(ZSLMethod):
                          + cfg.w_distill * (l2 + js) + cfg.lambda_ar * attr_reg)
         return terms
 
+
+class _FusedAttention(torch.autograd.Function):
+    """MSDN's attention core with a hand-written backward (no per-block temporaries, no concat).
+
+    Inputs: ``xt`` [B·R, F] normalised region features (constant), ``p`` [4A, F] stacked attribute
+    vectors. Outputs: ψ, ω [B, A]; the products ``g`` [B, R, 4A] (S | α-logits | T | β-logits,
+    differentiable so MSDN++ can reuse S and T); α (softmax over R) and β (softmax over A),
+    both [B, R, A] and non-differentiable (only ever used as constants or for plots).
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx: Any, xt: torch.Tensor, p: torch.Tensor, batch: int,
+                num_attr: int) -> tuple[torch.Tensor, ...]:
+        g = (xt @ p.t()).view(batch, -1, 4 * num_attr)  # [B, R, 4A]
+        s, a_logit, t, b_logit = g.split(num_attr, dim=2)
+        alpha, beta = a_logit.softmax(dim=1), b_logit.softmax(dim=2)  # [B, R, A]
+        psi, omega = (alpha * s).sum(dim=1), (beta * t).sum(dim=1)  # [B, A]
+        ctx.save_for_backward(xt, g, alpha, beta, psi)
+        ctx.num_attr = num_attr
+        ctx.mark_non_differentiable(alpha, beta)
+        ctx.set_materialize_grads(False)
+        return psi, omega, g, alpha, beta
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx: Any, g_psi: torch.Tensor | None, g_omega: torch.Tensor | None,
+                 g_g: torch.Tensor | None, *_: Any) -> tuple[torch.Tensor | None, ...]:
+        xt, g, alpha, beta, psi = ctx.saved_tensors
+        num_attr = ctx.num_attr
+        s, _, t, _ = g.split(num_attr, dim=2)
+        dg = torch.zeros_like(g) if g_g is None else g_g.clone()
+        ds, da, dt, db = dg.split(num_attr, dim=2)
+        if g_psi is not None:
+            # ψ = Σ_r α S:  dS = gψ α;  d(α-logit) = gψ α (S − ψ)  (gψ is constant over r)
+            d_s = alpha * g_psi.unsqueeze(1)
+            ds.add_(d_s)
+            da.add_(d_s * (s - psi.unsqueeze(1)))
+        if g_omega is not None:
+            # ω = Σ_r β T, β softmax over attributes:  dT = gω β;  d(β-logit) = u − β Σ_i u, u = dT·T
+            d_t = beta * g_omega.unsqueeze(1)
+            dt.add_(d_t)
+            u = d_t.mul_(t)
+            db.add_(torch.addcmul(u, beta, u.sum(dim=2, keepdim=True), value=-1.0))
+        d_p = dg.view(xt.shape[0], -1).t() @ xt  # [4A, F]: one GEMM over all B·R regions
+        return None, d_p, None, None
 
 METHODS.register("msdn")(MSDN)

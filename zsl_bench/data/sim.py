@@ -143,7 +143,7 @@ def preset_params(preset: str, **overrides: Any) -> SimParams:
     bad = sorted(set(overrides) - known)
     if bad:
         raise ConfigError(f"unknown sim parameter(s) {bad}; valid: {sorted(known)}")
-    return replace(CALIBRATED, **PRESET_SCALE[preset], **overrides)
+    return replace(CALIBRATED, **{**PRESET_SCALE[preset], **overrides})
 
 
 # --------------------------------------------------------------------------- class structure
