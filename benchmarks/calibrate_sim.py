@@ -23,6 +23,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.io
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         ddir = generate(name, "small", args.seed, data_root=args.data_root, out_root=args.out,
                         force=True, **overrides)
         gen_s = time.time() - t0
-        res = evaluate_eszsl(ddir)
+        res: dict[str, Any] = dict(evaluate_eszsl(ddir))
         res.update(target=TARGETS.get(name), generate_s=round(gen_s, 1),
                    eszsl_s=round(time.time() - t0 - gen_s, 1), dataset=get_spec(name).dirname)
         rows[name] = res

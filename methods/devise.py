@@ -46,6 +46,9 @@ class BilinearEmbedding(ZSLMethod):
     Not registered: a shared base for linear-embedding methods. Subclasses define ``loss``.
     """
 
+    att: torch.Tensor
+    seen: torch.Tensor
+
     def __init__(self, cfg: Any, task: TaskInfo) -> None:
         super().__init__(cfg, task)
         F_, A = task.feature_dim, task.num_attributes

@@ -108,6 +108,11 @@ class GenerativeZSL(ZSLMethod):
     """Shared skeleton of feature-generating methods: scaling, phase masks, final scores."""
 
     fits_closed_form = True
+    att: torch.Tensor
+    seen: torch.Tensor
+    unseen: torch.Tensor
+    lo: torch.Tensor
+    span: torch.Tensor
 
     def __init__(self, cfg: Any, task: TaskInfo) -> None:
         super().__init__(cfg, task)
@@ -133,7 +138,7 @@ class GenerativeZSL(ZSLMethod):
         """Generated features [U·n, F] and their labels for the phase's unseen classes."""
         classes = torch.nonzero(self.unseen).squeeze(1)
         labels = classes.repeat_interleave(n_per_class)
-        feats = []
+        feats = [self.lo.new_zeros(0, self.lo.shape[0])]  # a phase may have no unseen classes
         for start in range(0, labels.shape[0], 4096):  # bounded memory for large n_synth
             feats.append(self.generate(labels[start:start + 4096]))
         return torch.cat(feats), labels

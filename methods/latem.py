@@ -54,6 +54,8 @@ class LATEM(ZSLMethod):
         for ds in ("cub", "sun", "awa2", "flo")
     }
     tiny: ClassVar[dict[str, Any]] = {"n_latent": 2}
+    att: torch.Tensor
+    seen: torch.Tensor
 
     def __init__(self, cfg: LATEMConfig, task: TaskInfo) -> None:
         super().__init__(cfg, task)

@@ -14,13 +14,17 @@ setting, where a phase's classes are the whole dataset):
   attribute x region products (S, α-logits, T, β-logits) are one GEMM per batch: the projected
   attribute vectors ``[V W1; V W2; V W11ᵀ; V W21]`` are stacked into one (4A x F) matrix.
 - [design] The L2 normalisation of region features is fused into the one transposed copy of the
-  input that the GEMM needs (regions first, ``[B·R, F]``).
+  input that the GEMM needs (regions first, ``[B·R, F]``), and the attention core (softmaxes,
+  weighted sums) has a hand-written backward that writes the four gradient blocks in place and
+  ends in one GEMM (:class:`_FusedAttention`, checked by gradcheck). Inputs that want a gradient
+  themselves take a plain autograd path with the same numbers.
 - [design] Cross-entropy, self-calibration and distillation run over the phase's classes
   (``TaskInfo.seen ∪ unseen``), so honest validation never sees the held-out test classes.
   The official code uses all K classes, which is the same set on its (test-oracle) setting.
 - [design] Loss terms are returned by name, summed over the two sub-nets and unweighted; ``loss`` is
   the weighted total ``L_1 + L_2 + w_D·L_distill (+ λ_AR·L_AR)``.
-- [design] Optional attribute regression ``λ_AR·mean_b ‖ψ − z_y‖²`` (off by default, as in the paper).
+- [design] Optional attribute regression ``λ_AR·mean_b ‖ψ − z_y‖²`` (off by default: MSDN does not
+  use it; DAZLE and TransZero do).
 
 Built-in calibration and the harness's γ [code]: the logits carry a margin ``+bias`` on the phase's
 unseen and ``−bias`` on its seen classes (bias = 1). The official inference is
@@ -33,6 +37,7 @@ on the official presets, where w1 + w2 = 1). ZSL accuracy (argmax over unseen) i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,6 +49,10 @@ from zsl_bench.errors import ConfigError, DataError
 from zsl_bench.registry import METHODS
 
 from .base import TaskInfo, ZSLMethod
+
+# MSDN++'s hook: (α, α-logits, β, β-logits) -> constant counterfactual maps (Ā or None, B̄ or None).
+Intervention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                        tuple[torch.Tensor | None, torch.Tensor | None]]
 
 # RMSprop as in the official scripts: lr 1e-4, weight decay 1e-4, no schedule, batch 50.
 _RMSPROP = {"optimizer": "rmsprop", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 50}
@@ -115,6 +124,11 @@ class MSDN(ZSLMethod):
     }
 
     cfg: MSDNConfig
+    att: torch.Tensor  # [K, A] buffers, declared for type checkers
+    margin: torch.Tensor  # [K]
+    phase: torch.Tensor  # [P] global ids of the phase's classes
+    phase_position: torch.Tensor  # [K] position among them, -1 outside
+    phase_unseen: torch.Tensor  # [U] positions of the unseen classes
 
     def __init__(self, cfg: MSDNConfig, task: TaskInfo) -> None:
         super().__init__(cfg, task)
@@ -167,11 +181,14 @@ class MSDN(ZSLMethod):
         v = F.normalize(self.V, dim=1) if self.cfg.normalize_v else self.V  # [A, D]
         return torch.cat([v @ self.W1, v @ self.W2, v @ self.W11.t(), v @ self.W21], dim=0)
 
-    def _subnets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Both sub-nets' factual outputs; S, T and the attention maps are kept for MSDN++.
+    def _subnets(self, x: torch.Tensor, intervene: Intervention | None = None,
+                 through_values: bool = True) -> dict[str, torch.Tensor]:
+        """Both sub-nets' outputs: [B, R, A] (regions first) or [B, A] tensors.
 
-        All [B, R, A] (regions first) or [B, A]. The products come from one GEMM; training
-        inputs (no gradient wanted for ``x``) take the fused path, :class:`_FusedAttention`.
+        The products come from one GEMM; training inputs (no gradient wanted for ``x``) take the
+        fused path, :class:`_FusedAttention`. ``intervene`` (MSDN++) maps (α, α-logits, β, β-logits)
+        to constant counterfactual maps (Ā or None, B̄ or None); then ``psi_cf = Σ_r Ā S`` and
+        ``omega_cf = Σ_r B̄ T`` are returned too, with gradients into S and T when ``through_values``.
         """
         if x.ndim != 3 or x.shape[1] != self.task.feature_dim:
             raise DataError(f"{self.name}: expected region features [B, F={self.task.feature_dim}, R], "
@@ -190,18 +207,30 @@ class MSDN(ZSLMethod):
             s, a_logit, t, b_logit = g.split(num_attr, dim=2)
             alpha, beta = a_logit.softmax(dim=1), b_logit.softmax(dim=2)
             psi, omega = (alpha * s).sum(dim=1), (beta * t).sum(dim=1)
+            psi_cf = omega_cf = None
+            if intervene is not None:
+                a_bar, b_bar = intervene(alpha.detach(), a_logit.detach(), beta.detach(), b_logit.detach())
+                sv, tv = (s, t) if through_values else (s.detach(), t.detach())
+                psi_cf = (a_bar * sv).sum(dim=1) if a_bar is not None else None
+                omega_cf = (b_bar * tv).sum(dim=1) if b_bar is not None else None
         else:
             with torch.no_grad():
                 xt = torch.mul(xt, inv_norm, out=x.new_empty(b, r, f)) if inv_norm is not None \
                     else xt.reshape(b, r, f)
-            psi, omega, g, alpha, beta = _FusedAttention.apply(xt.view(b * r, f), p, b, num_attr)
+            psi, omega, g, alpha, beta, psi_cf, omega_cf = _FusedAttention.apply(
+                xt.view(b * r, f), p, b, num_attr, intervene, through_values)
             s, a_logit, t, b_logit = g.split(num_attr, dim=2)
-        return {
+        net = {
             "S": s, "T": t, "alpha": alpha, "beta": beta, "a_logit": a_logit, "b_logit": b_logit,
             "psi": psi, "omega": omega,
             "s1": psi @ self.att.t() + self.margin,  # [B, K]
             "s2": omega @ self.att.t() + self.margin,
         }
+        if psi_cf is not None:
+            net["psi_cf"] = psi_cf
+        if omega_cf is not None:
+            net["omega_cf"] = omega_cf
+        return net
 
     def _fuse(self, s1: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
         return self.cfg.w1 * s1 + self.cfg.w2 * s2
@@ -298,39 +327,61 @@ class _FusedAttention(torch.autograd.Function):
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
-    def forward(ctx: Any, xt: torch.Tensor, p: torch.Tensor, batch: int,
-                num_attr: int) -> tuple[torch.Tensor, ...]:
+    def forward(ctx: Any, xt: torch.Tensor, p: torch.Tensor, batch: int, num_attr: int,
+                intervene: Intervention | None = None,
+                through_values: bool = True) -> tuple[torch.Tensor | None, ...]:
         g = (xt @ p.t()).view(batch, -1, 4 * num_attr)  # [B, R, 4A]
         s, a_logit, t, b_logit = g.split(num_attr, dim=2)
         alpha, beta = a_logit.softmax(dim=1), b_logit.softmax(dim=2)  # [B, R, A]
         psi, omega = (alpha * s).sum(dim=1), (beta * t).sum(dim=1)  # [B, A]
-        ctx.save_for_backward(xt, g, alpha, beta, psi)
+        a_bar = b_bar = psi_cf = omega_cf = None
+        if intervene is not None:  # MSDN++: one more weighted sum per intervened sub-net
+            a_bar, b_bar = intervene(alpha, a_logit, beta, b_logit)
+            psi_cf = (a_bar * s).sum(dim=1) if a_bar is not None else None
+            omega_cf = (b_bar * t).sum(dim=1) if b_bar is not None else None
+        constant = [alpha, beta]  # used only as constants (interventions, plots)
+        if not through_values:  # detached counterfactual: no gradient into S, T
+            constant += [v for v in (psi_cf, omega_cf) if v is not None]
+            a_bar = b_bar = None
+        ctx.save_for_backward(xt, g, alpha, beta, psi, a_bar, b_bar)
         ctx.num_attr = num_attr
-        ctx.mark_non_differentiable(alpha, beta)
+        ctx.mark_non_differentiable(*constant)  # one call: a second one would replace the first
         ctx.set_materialize_grads(False)
-        return psi, omega, g, alpha, beta
+        return psi, omega, g, alpha, beta, psi_cf, omega_cf
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx: Any, g_psi: torch.Tensor | None, g_omega: torch.Tensor | None,
-                 g_g: torch.Tensor | None, *_: Any) -> tuple[torch.Tensor | None, ...]:
-        xt, g, alpha, beta, psi = ctx.saved_tensors
+                 g_g: torch.Tensor | None, _g_alpha: Any, _g_beta: Any, g_psi_cf: torch.Tensor | None,
+                 g_omega_cf: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        xt, g, alpha, beta, psi, a_bar, b_bar = ctx.saved_tensors
         num_attr = ctx.num_attr
         s, _, t, _ = g.split(num_attr, dim=2)
-        dg = torch.zeros_like(g) if g_g is None else g_g.clone()
-        ds, da, dt, db = dg.split(num_attr, dim=2)
+        dg = torch.empty_like(g)
+        ds, da, dt, db = dg.split(num_attr, dim=2)  # gradient blocks, written in place
         if g_psi is not None:
             # ψ = Σ_r α S:  dS = gψ α;  d(α-logit) = gψ α (S − ψ)  (gψ is constant over r)
-            d_s = alpha * g_psi.unsqueeze(1)
-            ds.add_(d_s)
-            da.add_(d_s * (s - psi.unsqueeze(1)))
+            torch.mul(alpha, g_psi.unsqueeze(1), out=ds)
+            torch.mul(ds, s - psi.unsqueeze(1), out=da)
+        else:
+            ds.zero_()
+            da.zero_()
         if g_omega is not None:
             # ω = Σ_r β T, β softmax over attributes:  dT = gω β;  d(β-logit) = u − β Σ_i u, u = dT·T
-            d_t = beta * g_omega.unsqueeze(1)
-            dt.add_(d_t)
-            u = d_t.mul_(t)
-            db.add_(torch.addcmul(u, beta, u.sum(dim=2, keepdim=True), value=-1.0))
+            torch.mul(beta, g_omega.unsqueeze(1), out=dt)
+            u = dt * t
+            torch.addcmul(u, beta, u.sum(dim=2, keepdim=True), value=-1.0, out=db)
+        else:
+            dt.zero_()
+            db.zero_()
+        # Counterfactual sums ψ̄ = Σ_r Ā S, ω̄ = Σ_r B̄ T with constant maps: dS += gψ̄ Ā, dT += gω̄ B̄.
+        if g_psi_cf is not None and a_bar is not None:
+            ds.addcmul_(a_bar, g_psi_cf.unsqueeze(1))
+        if g_omega_cf is not None and b_bar is not None:
+            dt.addcmul_(b_bar, g_omega_cf.unsqueeze(1))
+        if g_g is not None:  # gradients that reached the products directly
+            dg.add_(g_g)
         d_p = dg.view(xt.shape[0], -1).t() @ xt  # [4A, F]: one GEMM over all B·R regions
-        return None, d_p, None, None
+        return None, d_p, None, None, None, None
 
 METHODS.register("msdn")(MSDN)

@@ -12,17 +12,20 @@ What follows which source:
   inherited unchanged [code] (:mod:`methods.msdn`), so ``intervention: none`` *is* MSDN.
 - [design] Causal attention as a counterfactual intervention on a sub-net's attention map (CAL,
   CVsC): the AVCA prediction under do(α = Ā) is ``s̄1 = Z ψ̄`` with ``ψ̄ = Σ_r Ā S``; VACA's under
-  do(β = B̄) is ``s̄2 = Z ω̄``. S and T are reused, so a counterfactual costs one weighted sum.
+  do(β = B̄) is ``s̄2 = Z ω̄``. S and T are reused, so a counterfactual costs one weighted sum
+  (computed inside MSDN's fused attention core, whose backward adds ``gψ̄·Ā`` to dS in place).
   Effects: ``e_j = s_j − s̄_j`` (class level, carries the margin once) and ``ε_j = ψ_j − ψ̄_j``
   (attribute level).
-- [design] Losses per intervened sub-net: ``λ_eff·CE(e_j − margin, y)`` (``effect_class``) and
+- [design] The ``effect_*`` terms are summed over the intervened sub-nets, unweighted; ``loss``
+  adds ``λ_eff·effect_class + λ_sem·effect_attr``. Losses per intervened sub-net: ``λ_eff·CE(e_j − margin, y)`` (``effect_class``) and
   ``λ_sem·mean|BN(ε_j) − z_y|`` (``effect_attr``; BN is a parameter-free batch standardisation).
   Optional distillation between e1 and e2 (``distill_effects``, added to the distillation terms).
 - [design] Intervened maps are constants (do() sets them; no gradient flows into Ā / B̄);
   ``detach_counterfactual`` also stops the gradient through S / T in the counterfactual branch.
 - [design] ``random`` draws i.i.d. U(0, 2) maps as CAL does, then normalises them over the
   attention's axis so that, like α and β, they are distributions (CAL's maps are unnormalised
-  activations; ours replace softmax attention). ``n_samples`` random draws are averaged.
+  activations; ours replace softmax attention). ``n_samples`` random draws are averaged (the
+  maps are averaged: ψ̄ is linear in Ā). ``shuffle_*`` draw one permutation per forward.
 - [design] Inference uses the factual fused logits (``eval_logits: factual``) or the fused effects
   (``effect``; a sub-net not intervened contributes its factual logits). Built-in margin and γ as
   in MSDN (see :mod:`methods.msdn`).
@@ -117,30 +120,34 @@ class MSDNPP(MSDN):
             return att[:, :, torch.randperm(att.shape[2], device=att.device)]
         raise AssertionError(f"unhandled intervention {kind!r}")  # config validation rules this out
 
-    def _counterfactual(self, values: torch.Tensor, att: torch.Tensor, logit: torch.Tensor,
-                        dim: int) -> torch.Tensor:
-        """[B, A] attribute scores under do(attention), averaged over ``n_samples`` draws."""
-        if self.cfg.detach_counterfactual:
-            values = values.detach()
+    def _averaged_map(self, att: torch.Tensor, logit: torch.Tensor, dim: int) -> torch.Tensor:
+        """do(attention) averaged over ``n_samples`` draws (ψ̄ is linear in the map: average once)."""
         draws = 1 if self.cfg.intervention in ("uniform", "reversed") else self.cfg.n_samples
-        total = (self._counterfactual_map(att, logit, dim) * values).sum(dim=1)
+        maps = self._counterfactual_map(att, logit, dim)
         for _ in range(draws - 1):
-            total = total + (self._counterfactual_map(att, logit, dim) * values).sum(dim=1)
-        return total / draws
+            maps = maps + self._counterfactual_map(att, logit, dim)
+        return maps.div_(draws) if draws > 1 else maps
+
+    def _intervene(self, alpha: torch.Tensor, a_logit: torch.Tensor, beta: torch.Tensor,
+                   b_logit: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Counterfactual maps Ā (over regions) and B̄ (over attributes) of the intervened sub-nets."""
+        a_bar = self._averaged_map(alpha, a_logit, 1) if self._intervened("avca") else None
+        b_bar = self._averaged_map(beta, b_logit, 2) if self._intervened("vaca") else None
+        return a_bar, b_bar
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """MSDN's outputs plus, per intervened sub-net, ``e1``/``eps1`` and ``e2``/``eps2``."""
-        net = self._subnets(x)
+        if self.cfg.intervention == "none":
+            return super().forward(x)
+        net = self._subnets(x, self._intervene, through_values=not self.cfg.detach_counterfactual)
         out = {k: net[k] for k in ("s1", "s2", "psi", "omega")}
         z = self.att.t()  # [A, K]
-        if self._intervened("avca"):
-            psi_cf = self._counterfactual(net["S"], net["alpha"], net["a_logit"], dim=1)
-            out["e1"] = net["s1"] - psi_cf @ z
-            out["eps1"] = net["psi"] - psi_cf
-        if self._intervened("vaca"):
-            omega_cf = self._counterfactual(net["T"], net["beta"], net["b_logit"], dim=2)
-            out["e2"] = net["s2"] - omega_cf @ z
-            out["eps2"] = net["omega"] - omega_cf
+        if "psi_cf" in net:
+            out["e1"] = net["s1"] - net["psi_cf"] @ z
+            out["eps1"] = net["psi"] - net["psi_cf"]
+        if "omega_cf" in net:
+            out["e2"] = net["s2"] - net["omega_cf"] @ z
+            out["eps2"] = net["omega"] - net["omega_cf"]
         if self.cfg.eval_logits == "effect":
             out["logits"] = self._fuse(out.get("e1", out["s1"]), out.get("e2", out["s2"]))
         else:

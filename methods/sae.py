@@ -82,6 +82,8 @@ class SAE(ZSLMethod):
         "flo": {"method": {"lam": 100.0}, "train": {}},
     }
     tiny: ClassVar[dict[str, Any]] = {"lam": 100.0}
+    att: torch.Tensor
+    W: torch.Tensor
 
     def __init__(self, cfg: SAEConfig, task: TaskInfo) -> None:
         super().__init__(cfg, task)

@@ -224,7 +224,7 @@ class TFVAEGAN(GenerativeZSL):
                 grads.add(self.encoder, "encoder")
                 grads.add(self.generator, "generator")
                 opt_g.step()
-                if opt_f is not None:
+                if opt_f is not None and self.feedback_net is not None:
                     grads.add(self.feedback_net, "feedback_net")
                     opt_f.step()
             log.debug("tf-VAEGAN epoch %d: W-dist %.4f, bce %.2f, kl %.2f", epoch, wdist.item(),

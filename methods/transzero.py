@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.errors import DataError
 from zsl_bench.registry import METHODS
 
 from .base import TaskInfo, ZSLMethod
@@ -98,9 +99,15 @@ class AttributeDecoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, q: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        # q [B, A, d]; memory [B, R, d]
+        # q [B, A, d] or [1, A, d] (the first layer's queries are the same for every image, so
+        # its attribute self-attention, ~half of the model's FLOPs, runs once per batch);
+        # memory [B, R, d]
         if self.self_attention:
-            q = self.norm0(q + self.drop(self.self_attn(q, q, q, need_weights=False)[0]))
+            sa = self.self_attn(q, q, q, need_weights=False)[0]
+            q, sa = q.expand(memory.shape[0], -1, -1), sa.expand(memory.shape[0], -1, -1)
+            q = self.norm0(q + self.drop(sa))  # dropout after expanding: per-image masks
+        else:
+            q = q.expand(memory.shape[0], -1, -1)
         q = self.norm1(q + self.drop(self.cross_attn(q, memory, memory, need_weights=False)[0]))
         return self.norm2(q + self.drop(self.ff(q)))
 
@@ -159,11 +166,16 @@ class TransZero(ZSLMethod):
                            "dropout": 0.4}, "train": {**_OPT, "epochs": 200}},
     }
     tiny: ClassVar[dict[str, Any]] = {"dim_com": 8, "dim_ff": 16, "dim_v": 8, "dropout": 0.1}
+    att: torch.Tensor
+    unseen: torch.Tensor
+    vec_bias: torch.Tensor
+    geometry: torch.Tensor
 
     def __init__(self, cfg: TransZeroConfig, task: TaskInfo) -> None:
         super().__init__(cfg, task)
         if task.regions is None:
-            raise ValueError("TransZero needs region features (task.regions is None)")
+            raise DataError(f"transzero needs region features [N, F, R]; dataset {task.dataset!r} "
+                            "was loaded with pooled features only")
         V = init_attribute_vectors(task, cfg.dim_v)
         D, d = V.shape[1], cfg.dim_com
         self.V = nn.Parameter(V)  # [A, D]
@@ -191,7 +203,7 @@ class TransZero(ZSLMethod):
         w_geo = F.relu(self.geo(self.geometry).squeeze(-1))  # [R, R]
         for layer in self.encoder:
             h = layer(h, w_geo)
-        q = self.embed_attr(V).unsqueeze(0).expand(x.shape[0], -1, -1)  # [B, A, d]
+        q = self.embed_attr(V).unsqueeze(0)  # [1, A, d]; layers broadcast it to [B, A, d]
         for layer in self.decoder:
             q = layer(q, h)
         psi = (q * (V @ self.W1)).sum(-1)  # [B, A]: v_iᵀ W1 o_{b,i}

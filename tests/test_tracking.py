@@ -8,12 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_study import toy_run  # tests/ is on sys.path (rootdir conftest)
 
 from zsl_bench.study import StudyRunner, grid_units, parse_spec
 from zsl_bench.tables import build_table
-from zsl_bench.tracking import PARENT_TAG, STUDY_TAG, UNIT_TAG, Tracker, command_run, flatten, rows_from_mlflow
-
-from test_study import toy_run  # tests/ is on sys.path (rootdir conftest)
+from zsl_bench.tracking import (
+    PARENT_TAG,
+    STUDY_TAG,
+    UNIT_TAG,
+    Tracker,
+    command_run,
+    flatten,
+    rows_from_mlflow,
+)
 
 
 @pytest.fixture(scope="module")

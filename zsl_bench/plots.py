@@ -264,3 +264,104 @@ def plot_attention(maps: Any, gt: Any, out: str | os.PathLike[str], *, grid: tup
             ax.set_title(titles[i], fontsize=7)
     fig.suptitle("Attention (red: simulated ground truth)", fontsize=9)
     return save_figure(fig, Path(out) / stem)
+
+
+def plot_run_attention(run_dir: str | os.PathLike[str], row: dict[str, Any], out: str | os.PathLike[str], *,
+                       n_images: int = 4, map_name: str = "avca") -> list[Path]:
+    """Attention of a finished simulated run, rebuilt from its checkpoint, with the ground truth marked.
+
+    For ``n_images`` test-unseen images, the map shown is that of the attribute whose part is visible
+    and whose class semantics are strongest; red boxes mark the cells that count as a hit
+    (``zsl_bench.attention``: the peak within one cell of the part's centre).
+
+    Args:
+        run_dir: the unit's run directory (``<out>/runs/<run_id>``, holding ``ckpt/``).
+        row: one of the run's result rows (method, dataset, variant, seed, sim_preset, data_seed, config).
+        out: figure directory.
+    """
+    import json
+
+    import numpy as np
+    import torch
+
+    from .attention import load_ground_truth
+    from .config import resolve
+    from .data.loader import load_dataset
+    from .engine import Engine
+    from .registry import METHODS, load_all
+
+    if not row.get("sim_preset"):
+        raise DataError("attention figures need simulated data (real data has no ground truth)")
+    load_all()
+    method_cls = METHODS.get(str(row["method"]))
+    if getattr(method_cls, "input", "") != "regions" or not hasattr(method_cls, "attention_maps"):
+        raise DataError(f"method {row['method']} has no attention maps over regions")
+    ckpt = next((p for p in (Path(run_dir) / "ckpt" / n for n in ("final.pt", "oracle.pt")) if p.is_file()), None)
+    if ckpt is None:
+        raise DataError(f"no checkpoint under {Path(run_dir) / 'ckpt'} to rebuild the model from")
+    data = load_dataset(str(row["dataset"]), None, sim_preset=str(row["sim_preset"]),
+                        sim_seed=int(row.get("data_seed") or 0))
+    if getattr(data, "ground_truth", None) is None:
+        raise DataError(f"simulated {row['dataset']} has no ground_truth.npz")
+    cfg_dict = json.loads(row["config"]) if row.get("config") else {}
+    cfg_dict.get("train", {})["device"] = "cpu"
+    cfg = resolve(method_cls, str(row["dataset"]), cfg_dict)
+    engine = Engine(method_cls, cfg, data)
+    model = engine.build_model(data.seen_classes, data.unseen_classes)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    weights = state["model"]
+    if ckpt.name == "oracle.pt" and state.get("best_state") is not None:
+        weights = state["best_state"]  # test-oracle reports its best epoch, not its last
+    model.load_state_dict(weights)
+    model.eval()
+    gt = load_ground_truth(data.ground_truth)
+    rows_idx = np.sort(np.asarray(data.splits["test_unseen"], dtype=np.int64))[:n_images]
+    x = torch.from_numpy(np.asarray(data.require_features("regions").read_regions(rows_idx), dtype=np.float32))
+    with torch.no_grad():
+        maps = model.attention_maps(x)[map_name].float().numpy()  # [N, A, R]
+    side = gt.side
+    shown, truth, titles = [], [], []
+    for i, r in enumerate(rows_idx):
+        groups = gt.attr_to_group
+        visible = np.array([g >= 0 and gt.visible[r, g] for g in groups])
+        if not visible.any():
+            continue
+        strength = np.where(visible, data.att[data.labels[r]], -np.inf)
+        a = int(np.argmax(strength))
+        cy, cx = np.rint(gt.centres[r, groups[a]]).astype(int)
+        yy, xx = np.divmod(np.arange(side * side), side)
+        truth.append((np.abs(yy - cy) <= 1) & (np.abs(xx - cx) <= 1))
+        shown.append(maps[i, a])
+        titles.append(f"image {int(r)}, attribute {a}")
+    if not shown:
+        raise DataError("no scored image has a visible part to mark")
+    stem = f"attention_{row['method']}_{row.get('variant', 'default')}_{row['dataset']}".replace("/", "_")
+    return plot_attention(np.stack(shown), np.stack(truth), out, grid=(side, side), titles=titles,
+                          stem=stem.replace("=", "-").replace(",", "_"))
+
+
+def plot_study_attention(rows: list[dict[str, Any]], runs_dir: str | os.PathLike[str],
+                         out: str | os.PathLike[str]) -> list[Path]:
+    """:func:`plot_run_attention` for the lowest seed of each simulated (method, variant, dataset).
+
+    Runs of methods without attention maps, of real data or without a checkpoint are skipped.
+    """
+    from .registry import METHODS, load_all
+
+    load_all()
+    first: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r.get("metric") != "h" or not r.get("sim_preset") or str(r.get("method")) not in METHODS:
+            continue
+        if getattr(METHODS.get(str(r["method"])), "input", "") != "regions":
+            continue
+        key = (str(r["method"]), str(r.get("variant")), str(r["dataset"]))
+        if key not in first or int(r.get("seed") or 0) < int(first[key].get("seed") or 0):
+            first[key] = r
+    made: list[Path] = []
+    for r in first.values():
+        try:
+            made += plot_run_attention(Path(runs_dir) / str(r["run_id"]), r, out)
+        except DataError as exc:
+            log.info("no attention figure for %s/%s/%s: %s", r["method"], r.get("variant"), r["dataset"], exc)
+    return made

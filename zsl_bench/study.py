@@ -211,10 +211,11 @@ def _parse_search(raw: Any, where: str) -> SearchSpec:
                 raise ConfigError(f"{pw}.choices must be a non-empty list")
             params.append(SearchParam(str(key), ptype, choices=tuple(choices)))
             continue
-        low, high = p.get("low"), p.get("high")
-        for name, v in (("low", low), ("high", high)):
+        for name in ("low", "high"):
+            v = p.get(name)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ConfigError(f"{pw}.{name} must be a number, got {v!r}")
+        low, high = float(p["low"]), float(p["high"])
         if not low < high:
             raise ConfigError(f"{pw}: low ({low}) must be < high ({high})")
         if ptype == "log_float" and low <= 0:
@@ -580,7 +581,8 @@ def save_curve(out: Path, unit: Unit, result: Any) -> Path | None:
     curve = getattr(result, "curve", None) or {}
     if not all(k in curve for k in ("u", "s")):
         return None
-    path = out / "curves" / f"{unit.run_id}.npz"
+    # Search trials' curves go one level down, so the study's U–S figure shows final runs only.
+    path = out / "curves" / ("trials" if unit.phase == "trial" else "") / f"{unit.run_id}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     metrics = getattr(result, "metrics", {}) or {}
@@ -618,11 +620,17 @@ def make_storage(url: str) -> Any:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                          grace_period=GRACE_S)
-    except Exception as exc:
-        raise ConfigError(f"cannot open --storage {url}: {str(exc).splitlines()[0]}") from None
+    # Workers starting together on an empty database race to create Optuna's tables; the loser
+    # fails on a unique constraint and succeeds on retry, once the tables exist.
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
+                                              grace_period=GRACE_S)
+        except Exception as exc:
+            if attempt == 4 or not any(w in str(exc) for w in ("UniqueViolation", "already exists", "locked")):
+                raise ConfigError(f"cannot open --storage {url}: {str(exc).splitlines()[0]}") from None
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
 
 
 class _Heartbeat:
@@ -856,6 +864,7 @@ class StudyRunner:
             self.storage.set_trial_state_values(tid, TrialState.PRUNED)
             if self.tracker:
                 self.tracker.log_unit(unit, history=history.epochs, status="KILLED", reason=f"pruned: {exc}")
+            self.ran += 1
             return None
         except TrainingError as exc:
             reason = str(exc) or type(exc).__name__
@@ -966,6 +975,15 @@ class StudyRunner:
         self._run_units(self._study(self.study_name(dataset, "final")), final, "final")
 
     # -- collecting results of every worker
+    def _belongs(self, unit_json: str | None) -> bool:
+        """Whether a stored unit is part of this spec as run now (an edited spec or --sim may differ)."""
+        if not unit_json:
+            return False
+        u = Unit.from_json(unit_json)
+        s = self.spec
+        return (u.method in s.methods and u.seed in s.seeds and u.protocol == s.protocol
+                and u.sim_preset == s.sim and (u.phase != "grid" or u.variant in (s.variants or {"default": {}})))
+
     def collect(self, which: str = "results") -> list[dict[str, Any]]:
         """Rows of every finished unit in storage (any worker); fills in local CSVs missing some."""
         import optuna
@@ -985,7 +1003,8 @@ class StudyRunner:
             except KeyError:
                 continue
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-                rows.extend(json.loads(t.user_attrs.get("rows", "[]")))
+                if self._belongs(t.user_attrs.get("unit")):
+                    rows.extend(json.loads(t.user_attrs.get("rows", "[]")))
         with file_lock(csv_path.with_name(csv_path.name + ".lock")):
             have = {r.get("run_id") for r in read_rows(csv_path)}
             missing = [r for r in rows if r.get("run_id") not in have]

@@ -115,11 +115,11 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
         means.append(row_means)
     # Best per column, compared at the printed precision so ties are bold together.
     for j in range(len(datasets) * len(METRICS)):
-        col = [round(m[j], 1) for m in means if m[j] is not None]
+        col = [round(v, 1) for m in means if (v := m[j]) is not None]
         if len(col) < 2:
             continue
         best = max(col)
-        for i, row in enumerate(cells):
+        for row in cells:
             c = row[j]
             if c.mean is not None and round(c.mean, 1) == best:
                 row[j] = Cell(c.mean, c.std, c.n, True)

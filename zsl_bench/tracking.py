@@ -76,6 +76,7 @@ class Tracker:
         self.study_name: str | None = None
         self._client: Any = None
         self._exp_id: str | None = None
+        self._depth = 0
 
     # -- setup
     @property
@@ -115,10 +116,22 @@ class Tracker:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
+        """Inter-process lock, re-entrant within this tracker (flock would block on a second open)."""
         from .study import file_lock
 
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         with file_lock(self.out / ".mlflow.lock"):
-            yield
+            self._depth = 1
+            try:
+                yield
+            finally:
+                self._depth = 0
 
     def find_runs(self, filter_string: str) -> list[Any]:
         return list(self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10000))
@@ -187,7 +200,7 @@ class Tracker:
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
         try:
-            cfg = {}
+            cfg: dict[str, Any] = {}
             if result is not None and getattr(result, "config", None) is not None:
                 cfg = result.config.as_dict() if hasattr(result.config, "as_dict") else dict(result.config)
             params = flatten(cfg) if cfg else flatten(unit.overrides)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override the spec's base config, e.g. --set train.epochs=2 (repeatable)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="real data root (default $ZSL_BENCH_DATA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # Children started by --workers only execute units; the parent writes tables and figures.
+    p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_ablate)
 
     t = sub.add_parser("table", help="LaTeX / Markdown tables from result rows", epilog=TABLE_EPILOG,
@@ -70,8 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("plot", help="figures (PNG + PDF) from result rows, curves and Optuna studies",
                        epilog=PLOT_EPILOG, formatter_class=fmt)
     g.add_argument("results", nargs="*", metavar="RESULTS.csv", help="result files for ablation/sensitivity")
-    g.add_argument("--kind", choices=("ablation", "sensitivity", "curves", "optuna", "all"), default="all",
-                   help="which figures (default: all that the inputs allow)")
+    g.add_argument("--kind", choices=("ablation", "sensitivity", "curves", "optuna", "attention", "all"),
+                   default="all", help="which figures (default: all that the inputs allow); attention "
+                   "rebuilds simulated region models from <results dir>/runs/<run_id>/ckpt")
     g.add_argument("--metric", default="h", choices=("zsl_acc", "u", "s", "h"), help="metric of bars/curves")
     g.add_argument("--curves", default=None, metavar="DIR", help="directory of saved U-S curves (*.npz)")
     g.add_argument("--storage", default=None, metavar="URL", help="Optuna storage of a search")
@@ -105,7 +109,7 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
         argv.append(str(args.spec))
     if args.sim is not None:
         argv += ["--sim", args.sim]
-    argv += ["--out", str(out), "--workers", "1", "--no-progress"]
+    argv += ["--out", str(out), "--workers", "1", "--no-progress", "--worker-only"]
     for flag, value in (("--storage", args.storage), ("--tracking-uri", args.tracking_uri),
                         ("--data-root", args.data_root)):
         if value:
@@ -123,7 +127,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from ..tables import build_table, render_markdown, write_tables
 
     spec = _spec_with_cli(load_spec(args.spec), args)
-    out = Path(args.out or Path("runs") / spec.name)
+    out = Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else "")))
     if args.workers < 1:
         raise ConfigError(f"bad --workers {args.workers}; valid: an integer >= 1")
     url = storage_url(out, args.storage)
@@ -150,6 +154,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         log.warning("failed: %s: %s", desc, reason)
     for ds, best in outcome.best.items():
         log.info("%s best (trial %d, val H %.2f): %s", ds, best["trial"], best["value"], best["params"])
+    if args.worker_only:
+        return 0  # failed units are recorded in the storage; the parent reports them
     if not outcome.rows:
         log.warning("no finished unit produced rows; no table")
         return 3 if outcome.failed else 0
@@ -169,14 +175,18 @@ def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None
     from ..errors import ZSLError
 
     figs = out / "figures"
-    jobs = [lambda: plots.plot_ablation(rows, figs)]
+    jobs: list[Callable[[], Any]] = [lambda: plots.plot_ablation(rows, figs)]
     if any("=" in str(r.get("variant", "")) for r in rows):
         jobs.append(lambda: plots.plot_sensitivity(rows, figs))
     if (out / "curves").is_dir():
         jobs.append(lambda: plots.plot_us_curves(plots.load_curves(out / "curves"), figs))
+    if spec.sim:
+        jobs.append(lambda: plots.plot_study_attention(rows, out / "runs", figs))
     if spec.is_search:
+        import functools
+
         for ds in spec.datasets:
-            jobs.append(lambda ds=ds: plots.plot_optuna(url, f"{spec.name}.{ds}.search", figs))
+            jobs.append(functools.partial(plots.plot_optuna, url, f"{spec.name}.{ds}.search", figs))
     for job in jobs:
         try:
             job()
@@ -218,10 +228,11 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from .. import plots
     from ..errors import ZSLError
+    from ..study import read_study_rows
 
     made: list[Path] = []
     want = {args.kind} if args.kind != "all" else {"ablation", "sensitivity", "curves", "optuna"}
-    if args.kind in ("ablation", "sensitivity") and not args.results:
+    if args.kind in ("ablation", "sensitivity", "attention") and not args.results:
         raise ZSLError(f"--kind {args.kind} needs RESULTS.csv files")
     if args.kind == "curves" and not args.curves:
         raise ZSLError("--kind curves needs --curves DIR (a study's <out>/curves)")
@@ -240,6 +251,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 if args.kind == "sensitivity":
                     raise
                 log.info("no sensitivity figure: %s", exc)
+        if "attention" in want:
+            for res in args.results:
+                made += plots.plot_study_attention(read_study_rows([res]), Path(res).parent / "runs", args.out)
     if args.curves and "curves" in want:
         made += plots.plot_us_curves(plots.load_curves(args.curves), args.out)
     if args.storage and "optuna" in want:
