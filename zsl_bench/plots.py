@@ -301,7 +301,8 @@ def plot_run_attention(run_dir: str | os.PathLike[str], row: dict[str, Any], out
         raise DataError(f"no checkpoint under {Path(run_dir) / 'ckpt'} to rebuild the model from")
     data = load_dataset(str(row["dataset"]), None, sim_preset=str(row["sim_preset"]),
                         sim_seed=int(row.get("data_seed") or 0))
-    if getattr(data, "ground_truth", None) is None:
+    gt_path = data.ground_truth
+    if gt_path is None:
         raise DataError(f"simulated {row['dataset']} has no ground_truth.npz")
     cfg_dict = json.loads(row["config"]) if row.get("config") else {}
     cfg_dict.get("train", {})["device"] = "cpu"
@@ -314,7 +315,7 @@ def plot_run_attention(run_dir: str | os.PathLike[str], row: dict[str, Any], out
         weights = state["best_state"]  # test-oracle reports its best epoch, not its last
     model.load_state_dict(weights)
     model.eval()
-    gt = load_ground_truth(data.ground_truth)
+    gt = load_ground_truth(gt_path)
     rows_idx = np.sort(np.asarray(data.splits["test_unseen"], dtype=np.int64))[:n_images]
     x = torch.from_numpy(np.asarray(data.require_features("regions").read_regions(rows_idx), dtype=np.float32))
     with torch.no_grad():
