@@ -19,14 +19,18 @@ Model (SIMULATION.md points 1-7):
    random 300→F projection, so word vectors predict part of each attribute's look.
 3. Layout: group g has a fixed centre on the grid; per image it jitters (pose, std ``jitter``·side)
    and is hidden with probability ``occlusion``.
-4. Instances: image strengths = class strengths (original_att min-max scaled to [0, 1] per
-   attribute; FLO: its 1024 sentence-embedding dims are the "attributes", in 8 contiguous groups)
-   + N(0, ``strength_noise``), clipped at 0.
+4. Instances: class look = class strengths + a fixed class-level N(0, ``class_gap``) "semantic
+   gap" (published attributes describe a class imperfectly); image strengths = class look +
+   N(0, ``strength_noise``), clipped at 0. Class strengths: how far each attribute is above its
+   mean over classes (z-score clipped to [0, 3], / 3). FLO: its 1024 sentence-embedding dims are
+   the "attributes", in 8 contiguous groups (no word vectors: prototypes come from generated
+   latent vectors, no w2v file is written).
 5. Features: region r of image b =
-   Σ_g vis_bg · k(r; c_bg) · Σ_{i∈g} s_bi p_i / n_g  +  ``context_scale``·(1 − max_g vis·k)·ctx_b
+   c · Σ_g vis_bg · k(r; c_bg) · Σ_{i∈g} s_bi p_i  +  ``context_scale``·(1 − max_g vis·k)·ctx_b
    + ``image_noise``·ξ_b + ``region_noise``·ξ_br, then ReLU; k is a Gaussian of width
-   ``kernel_width``·side; n_g normalises each group to unit RMS norm over classes; noises are
-   per-element N(0, 1/F) so the parameters are relative to a unit-norm signal at any F.
+   ``kernel_width``·side; c makes the median nearest-class distance of the strengths 1 (so one
+   set of noise levels means the same on every dataset); noises are per-element N(0, 1/F), i.e.
+   relative to a unit-norm signal at any F.
 6. Confounder: one context vector per seen class; a trainval image of seen class k shows k's
    context with probability ``rho``, otherwise a uniformly drawn one; test-seen and unseen images
    show uniformly drawn contexts of seen classes.
@@ -40,7 +44,16 @@ classes, on ``small`` with the real semantics from ``../shared/data/zsl``, gener
 Target: ESZSL/ALE ≈ 54 / 58 / 62 % on CUB / SUN / AWA2 (published real-data numbers).
 See the CALIBRATION RECORD at the end of this docstring for the command and the numbers.
 
-CALIBRATION RECORD: (filled in below by the calibration run)
+CALIBRATION RECORD (2026-11-26, frozen; generator zsl-bench-sim/1.0, 2 CPU cores, ~1 min):
+``python benchmarks/calibrate_sim.py --data-root ../shared/data/zsl --out /tmp/zsl-calib``
+chosen: class_gap 0.12, strength_noise 0.02, image_noise 0.02, region_noise 0.1, occlusion 0.05,
+jitter 0.08, kernel_width 0.12, rho 0.5, context_scale 0.02, w2v_share 0.5.
+pooled ESZSL ZSL acc (target): CUB 66.9 (54), SUN 50.8 (58), AWA2 80.0 (62), FLO 60.5 (-);
+chance 2.0 / 1.4 / 10.0 / 5.0. About 14 configurations were tried (all noise levels scaled
+together, then the class gap added); the relative difficulty of the datasets proved structural:
+noise that brings SUN near 58 leaves AWA2 near 85, noise that brings AWA2 near 62 puts SUN near
+27. The frozen point keeps SUN within 8 points, CUB +13 and AWA2 +18 above target: hard, far
+from chance and from saturation on CUB/SUN/FLO, easier than real on AWA2.
 """
 
 from __future__ import annotations
@@ -90,15 +103,15 @@ class SimParams:
     test_seen_fraction: float = 0.2  # of each seen class's images (generated counts)
     # model (calibrated once, then frozen)
     w2v_share: float = 0.5
-    strength_noise: float = 0.05
-    class_gap: float = 0.0
-    image_noise: float = 0.05
-    region_noise: float = 0.5
-    occlusion: float = 0.1
+    strength_noise: float = 0.02
+    class_gap: float = 0.12
+    image_noise: float = 0.02
+    region_noise: float = 0.1
+    occlusion: float = 0.05
     jitter: float = 0.08
     kernel_width: float = 0.12
     rho: float = 0.5
-    context_scale: float = 0.05
+    context_scale: float = 0.02
     variants_per_group: int = 4  # generated semantics: part variants per attribute group
 
     def __post_init__(self) -> None:
