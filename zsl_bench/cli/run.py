@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/<time>-<method>)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="real data root (default $ZSL_BENCH_DATA)")
     p.add_argument("--device", default=None, metavar="D", help="auto | cpu | cuda | cuda:N (train.device)")
+    p.add_argument("--tracking-uri", default=None, metavar="URI",
+                   help="MLflow tracking URI (default sqlite:///<out>/mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.set_defaults(func=cmd_run)
 
 
@@ -116,7 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = out / "results.csv"
 
     with _tracking(out, f"run {args.method}", {"method": args.method, "datasets": datasets, "seeds": seeds,
-                                              "protocol": protocol, "sim": args.sim or ""}) as track:
+                                              "protocol": protocol, "sim": args.sim or ""},
+                   args.tracking_uri, not args.no_mlflow) as track:
         for ds in datasets:
             done = _done_seeds(read_rows(results), args.method, ds, protocol, configs[ds].digest(), args.sim,
                                args.sim_seed)
@@ -143,34 +147,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- hooks and files
 
 
-class _NoTracking:
-    """Stands in for MLflow when ``zsl_bench.tracking`` is absent: every run gets no reporter."""
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        yield None
-
-    def log_result(self, reporter: Any, result: Any) -> None:
-        pass
-
-
 @contextlib.contextmanager
-def _tracking(out: Path, name: str, params: dict[str, Any]) -> Iterator[Any]:
-    """MLFLOW HOOK: a parent run for this command when ``zsl_bench.tracking`` exists.
+def _tracking(out: Path, name: str, params: dict[str, Any], tracking_uri: str | None,
+              enabled: bool) -> Iterator[Any]:
+    """A parent MLflow run for this command (``<out>/mlflow.db`` unless ``--tracking-uri``).
 
     Yields ``track``: ``with track(child_name) as reporter`` opens a child run whose reporter gets
     ``on_epoch`` from the engine; ``track.log_result(reporter, result)`` records the finished run.
+    With ``--no-mlflow`` every run gets no reporter.
     """
-    import importlib
-
-    try:
-        tracking = importlib.import_module("zsl_bench.tracking")
-    except ModuleNotFoundError as exc:
-        if exc.name != "zsl_bench.tracking":
-            raise
+    if not enabled:
         yield _NoTracking()
         return
-    with tracking.command_run(out, name, params=params) as parent:
+    from .. import tracking
+
+    with tracking.command_run(out, name, tracking_uri=tracking_uri, params=params) as parent:
 
         class _Track:
             def __call__(self, child: str) -> contextlib.AbstractContextManager[Any]:
@@ -180,6 +171,15 @@ def _tracking(out: Path, name: str, params: dict[str, Any]) -> Iterator[Any]:
                 parent.log_result(reporter, result)
 
         yield _Track()
+
+
+class _NoTracking:
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        yield None
+
+    def log_result(self, reporter: Any, result: Any) -> None:
+        pass
 
 
 def _write_yaml(path: Path, obj: dict[str, Any]) -> None:
