@@ -1,17 +1,18 @@
 """Calibrate the simulated benchmark against published baselines (SIMULATION.md "Calibration").
 
-Generates the ``small`` preset (real semantics from ``--data-root``) and reports the ZSL accuracy
-of a pooled-feature ESZSL (Romera-Paredes & Torr, ICML 2015) in closed form:
-V = (XᵀX + γI)⁻¹ Xᵀ Y S (SᵀS + λI)⁻¹, X the region features mean-pooled over regions, Y ∈ {−1, 1}
-one-hot over the training classes, S their semantics (rows of ``att``). γ, λ are chosen from
-10^-1..10^3 on the honest validation split (train = train_loc ∖ test_seen, evaluated on the val
-classes), then refit on trainval and tested once on test_unseen. ZSL accuracy = mean per-class
-top-1 over unseen classes, argmax over the unseen classes only.
+Generates the ``small`` preset and runs the harness's registered pooled-feature baselines through
+the real pipeline (``zsl_bench.runner.run_one``, val protocol, each method's dataset preset), so
+the numbers are what ``zsl-bench run <method> --sim`` reports. Targets: the published real-data
+ZSL accuracies of ESZSL/ALE, about 54 / 58 / 62 % on CUB / SUN / AWA2
+(``../shared/reference/published_results.csv``).
 
-Baselines only: never run attention methods here. Example::
+Semantics: by default the generator's default data root, as ``zsl-bench run --sim`` uses it (on a
+machine without real metadata: generated semantics); ``--data-root`` gives real semantics.
 
-    python benchmarks/calibrate_sim.py --data-root ../shared/data/zsl --out /tmp/zsl-calib
-    python benchmarks/calibrate_sim.py --set region_noise=0.8 --set rho=0.6 --datasets cub,awa2
+Baselines only: never run attention methods here. Examples::
+
+    python benchmarks/calibrate_sim.py --out /tmp/zsl-calib
+    python benchmarks/calibrate_sim.py --datasets cub,awa2 --methods ale,sae --set region_noise=0.8
 """
 
 from __future__ import annotations
@@ -21,94 +22,65 @@ import ast
 import json
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.io
-
 from zsl_bench.data.datasets import get_spec, parse_dataset_list
-from zsl_bench.data.sim import generate
-from zsl_bench.data.store import FeatureStore
+from zsl_bench.data.loader import load_from_dir, read_sim_meta
+from zsl_bench.data.sim import GENERATOR_VERSION, generate
+from zsl_bench.runner import RunSpec, run_one
 
 log = logging.getLogger("calibrate_sim")
-GRID = [10.0 ** e for e in range(-3, 4)]
 TARGETS = {"cub": 54.0, "sun": 58.0, "awa2": 62.0}  # ESZSL/ALE, published_results.csv
+BASELINES = ("ale", "eszsl", "sae")
 
 
-def fit_eszsl(x: np.ndarray, y: np.ndarray, classes: np.ndarray, sem: np.ndarray,
-              gamma: float, lam: float) -> np.ndarray:
-    """Closed-form ESZSL -> V [F, A]. ``sem`` [K, A] class semantics, ``classes`` the training ones."""
-    s = sem[classes]  # [Z, A]
-    yy = -np.ones((len(y), len(classes)))
-    yy[np.arange(len(y)), np.searchsorted(classes, y)] = 1.0
-    left = np.linalg.solve(x.T @ x + gamma * np.eye(x.shape[1]), x.T @ yy @ s)  # [F, A]
-    return left @ np.linalg.inv(s.T @ s + lam * np.eye(s.shape[1]))
-
-
-def zsl_accuracy(x: np.ndarray, y: np.ndarray, v: np.ndarray, sem: np.ndarray,
-                 candidates: np.ndarray) -> float:
-    """Mean per-class top-1 (%) with argmax over ``candidates`` only."""
-    pred = candidates[np.argmax(x @ v @ sem[candidates].T, axis=1)]
-    return float(100.0 * np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
-
-
-def evaluate_eszsl(ddir: Path) -> dict[str, float]:
-    mat = scipy.io.loadmat(ddir / "att_splits.mat")
-    idx = np.load(ddir / "image_index.npz")
-    labels = idx["labels"]
-    sem = mat["att"].T.astype(np.float64)  # [K, A]
-    loc = {k: mat[f"{k}_loc"].ravel().astype(np.int64) - 1
-           for k in ("trainval", "test_seen", "test_unseen", "train", "val")}
-    train = np.setdiff1d(loc["train"], loc["test_seen"])
-    val = np.setdiff1d(loc["val"], loc["test_seen"])
-    with FeatureStore(ddir / "features.h5") as store:
-        x = store.read_pooled(np.arange(store.num_rows)).astype(np.float64)  # [N, F]
-    best = (-1.0, 1.0, 1.0)
-    for gamma in GRID:
-        for lam in GRID:
-            tc = np.unique(labels[train])
-            v = fit_eszsl(x[train], labels[train], tc, sem, gamma, lam)
-            acc = zsl_accuracy(x[val], labels[val], v, sem, np.unique(labels[val]))
-            best = max(best, (acc, gamma, lam))
-    _, gamma, lam = best
-    tv = loc["trainval"]
-    v = fit_eszsl(x[tv], labels[tv], np.unique(labels[tv]), sem, gamma, lam)
-    tu = loc["test_unseen"]
-    acc = zsl_accuracy(x[tu], labels[tu], v, sem, np.unique(labels[tu]))
-    ts = loc["test_seen"]
-    seen_acc = zsl_accuracy(x[ts], labels[ts], v, sem, np.unique(labels[ts]))
-    return {"zsl_acc": round(acc, 1), "val_acc": round(best[0], 1), "gamma": gamma, "lambda": lam,
-            "seen_only_acc": round(seen_acc, 1), "chance": round(100.0 / len(np.unique(labels[tu])), 1)}
+def calibrate(name: str, methods: list[str], *, seed: int, out: Path, data_root: str | None,
+              overrides: dict[str, Any]) -> dict[str, Any]:
+    """Generate ``name`` (small, ``seed``) and return each method's test metrics on it."""
+    t0 = time.perf_counter()
+    ddir = generate(name, "small", seed, data_root=data_root, out_root=out, force=True, **overrides)
+    gen_s = time.perf_counter() - t0
+    data = load_from_dir(name, ddir, source="simulated", root=ddir.parent,
+                         provenance=read_sim_meta(ddir / "sim.json"))
+    meta = json.loads((ddir / "sim.json").read_text())
+    row: dict[str, Any] = {"dataset": get_spec(name).dirname, "target": TARGETS.get(name),
+                           "chance": round(100.0 / meta["unseen"], 1), "images": meta["images"],
+                           "real_semantics": meta["real_semantics"], "generate_s": round(gen_s, 1)}
+    for method in methods:
+        spec = RunSpec(method, name, seed=0, sim_preset="small", sim_seed=seed, protocol="val")
+        with tempfile.TemporaryDirectory(prefix="calib-") as run_dir:
+            res = run_one(spec, out_dir=Path(run_dir), data=data, progress=False)
+        row[method] = {k: round(res.metrics[k], 1) for k in ("zsl_acc", "u", "s", "h")}
+        row[method]["s_wall"] = round(res.wall_time_s, 1)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="all")
-    p.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/zsl"))
+    p.add_argument("--methods", default=",".join(BASELINES), help="registered pooled-feature baselines")
+    p.add_argument("--data-root", default=None, help="real semantics (default: as `zsl-bench run --sim`)")
     p.add_argument("--out", default="/tmp/zsl-calib", help="where the small preset is written")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="generator seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a SimParams field (exploration only; defaults live in sim.py)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)
     overrides = {}
     for kv in args.set:
         key, _, value = kv.partition("=")
         overrides[key] = ast.literal_eval(value)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     rows = {}
     for name in parse_dataset_list(args.datasets):
-        t0 = time.time()
-        ddir = generate(name, "small", args.seed, data_root=args.data_root, out_root=args.out,
-                        force=True, **overrides)
-        gen_s = time.time() - t0
-        res: dict[str, Any] = dict(evaluate_eszsl(ddir))
-        res.update(target=TARGETS.get(name), generate_s=round(gen_s, 1),
-                   eszsl_s=round(time.time() - t0 - gen_s, 1), dataset=get_spec(name).dirname)
-        rows[name] = res
-        log.info("%s", json.dumps(res))
-    print(json.dumps({"overrides": overrides, "results": rows}, indent=1))
+        rows[name] = calibrate(name, methods, seed=args.seed, out=Path(args.out),
+                               data_root=args.data_root, overrides=overrides)
+        log.info("%s", json.dumps(rows[name]))
+    print(json.dumps({"generator": GENERATOR_VERSION, "overrides": overrides, "results": rows}, indent=1))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from pathlib import Path
 
 import h5py
@@ -218,3 +219,43 @@ def test_cli_generates_then_reports_cached(tmp_path: Path, capsys: pytest.Captur
     assert "generated" in capsys.readouterr().out
     assert cli_main(["data", "sim", "cub", "--preset", "huge", "--out", str(tmp_path)]) == 2
     assert "--preset" in capsys.readouterr().err
+
+
+def _generate_in_child(out_root: str, queue: multiprocessing.Queue[str]) -> None:
+    try:
+        ddir = generate("awa2", "tiny", seed=0, out_root=out_root)
+        with h5py.File(ddir / "features.h5", "r") as h5:  # readable while the other one finishes
+            queue.put(f"ok {h5['regions'].shape[0]}")
+    except Exception as exc:  # reported to the parent, which asserts on it
+        queue.put(f"error {exc!r}")
+
+
+def test_concurrent_generation_is_safe(tmp_path: Path) -> None:
+    # Two processes generating the same dataset at once: one generates, the other waits on the
+    # lock and then uses the cached copy; both read complete features.
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_generate_in_child, args=(str(tmp_path), queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    results = sorted(queue.get(timeout=5) for _ in procs)
+    assert results == ["ok 160", "ok 160"], results
+    assert all(p.exitcode == 0 for p in procs)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") or ".old-" in p.name]
+    assert _digest(tmp_path / "AWA2") == _digest(generate("awa2", "tiny", seed=0, out_root=tmp_path / "ref"))
+
+
+def test_stale_cache_is_regenerated_foreign_dir_is_not(tmp_path: Path) -> None:
+    ddir = generate("cub", "tiny", seed=0, out_root=tmp_path)
+    meta = json.loads((ddir / "sim.json").read_text())
+    (ddir / "sim.json").write_text(json.dumps({**meta, "generator": "zsl-bench-sim/0.0"}))
+    again = generate("cub", "tiny", seed=0, out_root=tmp_path)  # older version: replaced
+    assert json.loads((again / "sim.json").read_text())["generator"] == GENERATOR_VERSION
+    foreign = tmp_path / "other" / "CUB"
+    foreign.mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not a simulated dataset"):
+        generate("cub", "tiny", seed=0, out_root=tmp_path / "other")
+    assert (foreign / "notes.txt").read_text() == "mine"

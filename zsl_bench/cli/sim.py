@@ -42,9 +42,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise ConfigError(f"--preset: unknown preset '{args.preset}'; valid: {', '.join(PRESETS)}")
     if args.seed < 0:
         raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
-    params = preset_params(args.preset)
     out = Path(args.out).expanduser() if args.out else root.sim_root(args.preset, args.seed)
     for name in parse_dataset_list(args.dataset):
+        params = preset_params(args.preset, name)
         cached = not args.force and is_cached(out / get_spec(name).dirname, args.preset, args.seed, params)
         ddir = generate(name, args.preset, args.seed, data_root=args.data_root, out_root=out,
                         force=args.force, progress=not cached)

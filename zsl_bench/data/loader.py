@@ -81,10 +81,12 @@ def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, 
         return load_from_dir(spec.name, ddir, source="real", root=root)
     root = roots.sim_root(sim_preset, sim_seed)
     ddir = root / spec.dirname
-    if not ((ddir / SIM_META).is_file() and (ddir / ATT_SPLITS).is_file()):
-        from . import sim  # lazy: the generator pulls in more than loading needs
+    from . import sim  # lazy: the generator pulls in more than loading needs
 
-        log.info("generating simulated %s (preset %s, seed %d)", spec.dirname, sim_preset, sim_seed)
+    # The generator's own presets always go through it: it returns a matching cached copy at once,
+    # regenerates a stale one (other generator version) and serialises concurrent processes.
+    if sim_preset in getattr(sim, "PRESETS", ()) or not ((ddir / SIM_META).is_file() and (ddir / ATT_SPLITS).is_file()):
+        log.info("simulated %s (preset %s, seed %d): generating unless cached", spec.dirname, sim_preset, sim_seed)
         out = sim.generate(spec.name, sim_preset, seed=sim_seed, data_root=data_root)
         if out is not None and Path(out).is_dir():
             ddir = Path(out)
