@@ -204,7 +204,7 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
     return [{**common, "metric": m, "value": metrics[m]} for m in METRIC_NAMES]
 
 
-def tuning_grid(method_cls: type, spec: RunSpec, cli_overrides: dict[str, Any] | None = None
+def tuning_grid(method_cls: type[Any], spec: RunSpec, cli_overrides: dict[str, Any] | None = None
                 ) -> dict[str, tuple[Any, ...]]:
     """The part of ``method_cls.tuned_on_val`` to tune: every declared key the user did not fix.
 
@@ -229,7 +229,7 @@ def tuning_grid(method_cls: type, spec: RunSpec, cli_overrides: dict[str, Any] |
     return grid
 
 
-def with_method_values(cfg: ResolvedConfig, method_cls: type, values: dict[str, Any]) -> ResolvedConfig:
+def with_method_values(cfg: ResolvedConfig, method_cls: type[Any], values: dict[str, Any]) -> ResolvedConfig:
     """``cfg`` with some method-config fields replaced (validated by the method's dataclass)."""
     if not values:
         return cfg
