@@ -140,5 +140,5 @@ def test_extras_with_msdn(tiny_sim) -> None:
     torch.manual_seed(0)
     out = extras(MSDN(MSDNConfig(), task), tiny_sim)
     assert set(out) == {"attention_hit_rate_avca", "attention_hit_rate_vaca"}
-    assert all(0.0 <= v <= 1.0 for v in out.values())
+    assert all(0.0 <= v <= 100.0 for v in out.values())  # percent
     assert extras(torch.nn.Linear(2, 2), tiny_sim) == {}

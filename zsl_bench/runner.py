@@ -170,7 +170,8 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
     metrics["gamma"] = gamma
     extras = _extras(model, data)
     wall = time.perf_counter() - t0
-    rows = make_rows(spec, cfg, data, metrics, epoch=best_epoch, wall_time_s=wall, config_hash=requested.digest())
+    rows = make_rows(spec, cfg, data, metrics, epoch=best_epoch, wall_time_s=wall, config_hash=requested.digest(),
+                     extras=extras)
     log.info("%s %s seed %d (%s): ZSL %.2f  U %.2f  S %.2f  H %.2f  (epoch %d, γ %.3g, %.1fs)",
              spec.method, spec.dataset, spec.seed, spec.protocol, metrics["zsl_acc"], metrics["u"],
              metrics["s"], metrics["h"], best_epoch, gamma, wall)
@@ -179,8 +180,12 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
 
 
 def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[str, float], *,
-              epoch: int, wall_time_s: float, config_hash: str | None = None) -> list[dict[str, Any]]:
+              epoch: int, wall_time_s: float, config_hash: str | None = None,
+              extras: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One long-format row per metric, every column of ``results.COLUMNS`` filled.
+
+    Numeric ``extras`` (e.g. ``attention_hit_rate_avca`` on simulated data, in %) become rows too,
+    so they are reported beside accuracy.
 
     ``config`` is ``cfg``, the configuration actually trained (tuned values included), so the run
     can be reproduced by passing it explicitly. ``config_hash`` (default ``cfg.digest()``) names
@@ -201,7 +206,11 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
         "git_commit": git_commit(), "versions": package_versions(), "wall_time_s": round(wall_time_s, 3),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return [{**common, "metric": m, "value": metrics[m]} for m in METRIC_NAMES]
+    rows = [{**common, "metric": m, "value": metrics[m]} for m in METRIC_NAMES]
+    for k, v in sorted((extras or {}).items()):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+            rows.append({**common, "metric": k, "value": float(v)})
+    return rows
 
 
 def tuning_grid(method_cls: type[Any], spec: RunSpec, cli_overrides: dict[str, Any] | None = None

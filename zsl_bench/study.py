@@ -576,20 +576,25 @@ def write_unit_rows(csv_path: Path, rows: list[dict[str, Any]]) -> bool:
 
 def save_curve(out: Path, unit: Unit, result: Any) -> Path | None:
     """Save the unit's test U-S curve as ``<out>/curves/<run_id>.npz`` (plots regenerate from files)."""
+    # Search trials' curves go one level down, so the study's U–S figure shows final runs only.
+    path = out / "curves" / ("trials" if unit.phase == "trial" else "") / f"{unit.run_id}.npz"
+    return write_curve(path, result, method=unit.method, variant=unit.variant, dataset=unit.dataset,
+                       seed=unit.seed, protocol=unit.protocol,
+                       source="simulated" if unit.sim_preset else "real")
+
+
+def write_curve(path: Path, result: Any, **labels: Any) -> Path | None:
+    """Write ``result.curve`` (gamma/u/s) and its AUSUC with ``labels`` to ``path`` atomically."""
     import numpy as np
 
     curve = getattr(result, "curve", None) or {}
     if not all(k in curve for k in ("u", "s")):
         return None
-    # Search trials' curves go one level down, so the study's U–S figure shows final runs only.
-    path = out / "curves" / ("trials" if unit.phase == "trial" else "") / f"{unit.run_id}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     metrics = getattr(result, "metrics", {}) or {}
     np.savez(tmp, gamma=np.asarray(curve.get("gamma", [])), u=np.asarray(curve["u"]), s=np.asarray(curve["s"]),
-             ausuc=np.asarray(metrics.get("ausuc", math.nan)), method=unit.method, variant=unit.variant,
-             dataset=unit.dataset, seed=unit.seed, protocol=unit.protocol,
-             source="simulated" if unit.sim_preset else "real")
+             ausuc=np.asarray(metrics.get("ausuc", math.nan)), **labels)
     os.replace(tmp, path)
     return path
 

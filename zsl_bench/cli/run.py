@@ -29,6 +29,7 @@ EPILOG = """examples:
 """
 
 TABLE_METRICS = (("zsl_acc", "ZSL acc"), ("u", "U"), ("s", "S"), ("h", "H"), ("gamma", "γ"), ("ausuc", "AUSUC"))
+EXTRA_METRICS = {"attention_hit_rate_avca": "attn hit AVCA", "attention_hit_rate_vaca": "attn hit VACA"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..registry import METHODS, load_all
     from ..results import append_rows, read_rows
     from ..runner import RunSpec, resolve_config, run_one
+    from ..study import write_curve
 
     load_all()
     method_cls = METHODS.get(args.method)  # an unknown method is a one-line error before anything else
@@ -134,6 +136,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     result = run_one(spec, out_dir=run_dir, cli_overrides=cli, reporter=reporter,
                                     data=datas[ds])
                     append_rows(results, result.rows)
+                    write_curve(out / "curves" / f"{args.method}-{ds}-seed{seed}.npz", result,
+                                method=args.method, variant="default", dataset=ds, seed=seed,
+                                protocol=protocol, source="simulated" if args.sim else "real")
                     if reporter is not None:
                         track.log_result(reporter, result)
                 # The rows are the run's record now; its checkpoints would only be skipped on a rerun.
@@ -221,13 +226,18 @@ def format_table(rows: list[dict[str, str]], *, method: str, datasets: list[str]
     source = f"simulated data (preset {sim}, data seed {sim_seed})" if sim else "real data"
     label = protocol_label(protocol) or f"{protocol} protocol (selection on validation data)"
     title = f"{method} — {source} — {label} — mean ± std over {len(seeds)} seed(s)"
-    header = ["dataset"] + [name for _, name in TABLE_METRICS]
+    selected = {ds: [r for r in rows if _matches(r, method, ds, protocol, hashes[ds], sim, sim_seed)
+                     and int(r["seed"]) in seeds] for ds in datasets}
+    # Extra metrics (attention hit rates against the simulated ground truth) get columns when present.
+    extra = sorted({r["metric"] for rs in selected.values() for r in rs if r["metric"] in EXTRA_METRICS},
+                   key=list(EXTRA_METRICS).index)
+    columns = list(TABLE_METRICS) + [(k, EXTRA_METRICS[k]) for k in extra]
+    header = ["dataset"] + [name for _, name in columns]
     lines = [header]
     for ds in datasets:
-        mine = [r for r in rows if _matches(r, method, ds, protocol, hashes[ds], sim, sim_seed)
-                and int(r["seed"]) in seeds]
+        mine = selected[ds]
         cells = [ds]
-        for key, _ in TABLE_METRICS:
+        for key, _ in columns:
             # The latest row per seed counts (a rerun with the same config appends, never edits).
             per_seed = {int(r["seed"]): float(r["value"]) for r in mine if r["metric"] == key}
             vals = np.array(list(per_seed.values()))
@@ -241,4 +251,6 @@ def format_table(rows: list[dict[str, str]], *, method: str, datasets: list[str]
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
-    return "\n".join([title, body[0], "  ".join("-" * w for w in widths), *body[1:]])
+    note = ("\nattn hit: % of (image, visible attribute) pairs whose attention peaks within one cell of the "
+            "attribute's true part (simulated ground truth)") if extra else ""
+    return "\n".join([title, body[0], "  ".join("-" * w for w in widths), *body[1:]]) + note
