@@ -160,9 +160,9 @@ PRESET_SCALE: dict[str, dict[str, Any]] = {
 # keeps >= 3 trainval and >= 1 test-seen image, every unseen class >= 5 test images.
 PRESET_DATASET_SCALE: dict[str, dict[str, dict[str, Any]]] = {
     "small": {
-        "cub": dict(images_per_class=12, max_images=2400),
+        "cub": dict(images_per_class=10, max_images=2000),
         "sun": dict(images_per_class=5, max_images=3585),
-        "awa2": dict(images_per_class=30, max_images=1500),
+        "awa2": dict(images_per_class=24, max_images=1200),
         "flo": dict(images_per_class=8, max_images=816),
     },
 }
