@@ -146,8 +146,12 @@ class SimParams:
 CALIBRATED = SimParams()  # model defaults; see CALIBRATION RECORD in the module docstring
 
 PRESET_SCALE: dict[str, dict[str, Any]] = {
+    # tiny is for unit tests that check a method learns at all: less noise than the calibrated
+    # small/full benchmark, so a few epochs on 100 images carry a clear signal.
     "tiny": dict(feature_dim=32, grid_side=4, images_per_class=20, max_images=160,
-                 min_images_per_class=20, real_semantics=False, chunk_size=64),
+                 min_images_per_class=20, real_semantics=False, chunk_size=64,
+                 strength_noise=0.02, image_noise=0.02, region_noise=0.1, occlusion=0.05, jitter=0.08,
+                 rho=0.5, context_scale=0.02),
     "small": dict(feature_dim=256, grid_side=7, images_per_class=40, max_images=4000,
                   min_images_per_class=5, chunk_size=256),
     "full": dict(feature_dim=2048, grid_side=14, real_image_counts=True, chunk_size=32),
