@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MEMORY_BUDGET_BYTES = 2 * 1024**3  # features below this are held in memory (on the GPU if it fits)
+# Scoring reads at most this many bytes of float32 features per batch: at CUB's 2048 x 196 regions
+# a 1024-row batch alone would be 1.6 GB, plus the model's [B, 4A, R] intermediates.
+EVAL_CHUNK_BYTES = 128 * 1024**2
 CKPT_FORMAT = 1
 
 
@@ -250,7 +253,9 @@ class Engine:
         rows = np.asarray(rows, dtype=np.int64)
         key = (len(rows), hash(rows.tobytes()))
         if key not in self._cache:
-            self._cache[key] = FeatureRows(self.store, rows, self.kind, self.device, self.budget)
+            # One budget for everything held: row sets cached earlier count against it.
+            held = sum(f.nbytes for f in self._cache.values() if f.in_memory)
+            self._cache[key] = FeatureRows(self.store, rows, self.kind, self.device, max(0, self.budget - held))
         return self._cache[key]
 
     def task(self, seen: np.ndarray, unseen: np.ndarray) -> Any:
@@ -274,7 +279,9 @@ class Engine:
             model.eval()
         out = []
         with autocast(self.device, self.cfg.train.amp):
-            for x in feats.iter_chunks(self.cfg.train.eval_batch_size):
+            per_row = max(1, feats.nbytes // max(1, len(feats)))
+            chunk = max(1, min(self.cfg.train.eval_batch_size, EVAL_CHUNK_BYTES // per_row))
+            for x in feats.iter_chunks(chunk):
                 out.append(model.scores(x).float().cpu())
         if not out:
             return np.zeros((0, self.data.num_classes), dtype=np.float32)
