@@ -5,27 +5,8 @@ Third-party packages add methods through the ``zsl_bench.methods`` entry-point g
 
 from zsl_bench.registry import METHODS
 
-from .base import TaskInfo, ZSLMethod
-
 # Built-in methods register on import. Keep this list explicit (no filesystem scanning).
-_BUILTIN = [
-    "ale", "eszsl",  # issue 3
-    "msdn", "msdnpp",  # issue 4
-    "devise", "sje", "sae", "latem", "fclswgan", "tfvaegan", "dazle", "transzero",  # issue 5
-]
-
-
-def _import_builtin() -> None:
-    import importlib
-
-    for mod in _BUILTIN:
-        try:
-            importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
-
-
-_import_builtin()
+from . import ale, dazle, devise, eszsl, fclswgan, latem, msdn, msdnpp, sae, sje, tfvaegan, transzero  # noqa: F401
+from .base import TaskInfo, ZSLMethod
 
 __all__ = ["METHODS", "TaskInfo", "ZSLMethod"]

@@ -26,7 +26,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
-            key = (name or getattr(obj, "name", None) or getattr(obj, "__name__")).lower()
+            key = (name or getattr(obj, "name", None) or getattr(obj, "__name__")).lower()  # noqa: B009 (T is generic)
             if key in self._items and self._items[key] is not obj:
                 raise ValueError(f"{self.kind} {key!r} is already registered")
             self._items[key] = obj
@@ -71,12 +71,12 @@ def load_all() -> None:
     if _loaded:
         return
     _loaded = True
+    from importlib.metadata import entry_points
+
     import methods  # noqa: F401  (registers the method zoo)
 
-    from .data import datasets  # noqa: F401
     from . import metrics  # noqa: F401
-
-    from importlib.metadata import entry_points
+    from .data import datasets  # noqa: F401
 
     for ep in entry_points(group="zsl_bench.methods"):
         try:

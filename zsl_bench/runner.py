@@ -44,12 +44,10 @@ from .config import ResolvedConfig, build, merge, resolve, to_dict
 from .data.zsldata import ZSLData
 from .engine import Engine, EvalSplit, PhaseOutcome
 from .errors import ConfigError, TrainingError
+from .protocol import PROTOCOLS
 from .results import METRIC_NAMES, git_commit, package_versions
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = ("val", "test-oracle")
-
 
 @dataclass(frozen=True)
 class RunSpec:

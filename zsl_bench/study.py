@@ -49,13 +49,13 @@ from typing import Any
 
 import yaml
 
+from .config import SECTIONS
 from .errors import ConfigError, TrainingError
+from .protocol import PROTOCOLS
 from .results import COLUMNS, append_rows, read_rows
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("method", "train", "eval")
-PROTOCOLS = ("val", "test-oracle")
 SAMPLERS = ("tpe", "grid", "random")
 PRUNERS = ("none", "median", "successive_halving")
 PARAM_TYPES = ("float", "log_float", "int", "categorical")

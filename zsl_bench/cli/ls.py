@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +18,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from ..registry import DATASETS, METHODS, METRICS, load_all
 
     load_all()
+    rows: list[tuple[Any, ...]]
     if args.what == "methods":
         rows = [(n, c.family, c.input, c.paper or c.description) for n, c in METHODS.items()]
         _table(["method", "family", "input", "paper"], rows)
@@ -29,7 +32,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(header: list[str], rows: list[tuple[str, ...]]) -> None:
+def _table(header: list[str], rows: Sequence[Sequence[Any]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for r in [header, *rows]:
         print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())

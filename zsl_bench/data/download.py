@@ -17,7 +17,6 @@ the target are refused before anything is written.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import http.client
 import json
 import logging
@@ -34,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
 from .datasets import get_spec
+from .loader import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +188,6 @@ def _record_checksum(download_dir: Path, filename: str, url: str, sha256: str, s
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------ fetching
