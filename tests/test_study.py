@@ -179,6 +179,22 @@ def test_search_selects_on_val_and_retrains_best_with_every_seed(tmp_path):
     assert StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run().ran == 0
 
 
+def test_real_search_trials_record_validation_only_and_finals_are_tested(tmp_path):
+    # The real runner: trials stop after validation selection; only the best config is tested.
+    spec = parse_spec({
+        "name": "realsearch", "methods": ["ale"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
+        "base": {"train.epochs": 2},
+        "search": {"space": {"train.lr": {"type": "log_float", "low": 1e-4, "high": 1e-2}},
+                   "n_trials": 2, "sampler": "random", "seed": 0}})
+    out = StudyRunner(spec, tmp_path, progress=False).run()
+    trial_metrics = {r["metric"] for r in out.trial_rows}
+    assert {"val_h", "val_zsl_acc", "val_u", "val_s"} <= trial_metrics
+    assert not trial_metrics & {"h", "zsl_acc", "u", "s", "ausuc"}  # no test numbers for trials
+    assert not list((tmp_path / "curves").glob("trials/*.npz"))
+    final = {r["metric"] for r in out.rows}
+    assert {"zsl_acc", "u", "s", "h"} <= final and {r["variant"] for r in out.rows} == {"best"}
+
+
 def test_pruner_stops_poor_trials(tmp_path):
     spec = parse_spec({
         "name": "toyprune", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",

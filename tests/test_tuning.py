@@ -209,3 +209,19 @@ def test_eszsl_declares_its_grid_over_config_keys() -> None:
     cls = METHODS.get("eszsl")
     grid = tuning_grid(cls, RunSpec("eszsl", "cub"), {"method": {"gamma": 0.1}})
     assert list(grid) == ["alpha", "normalize_features"] and len(grid["alpha"]) == 7
+
+
+def test_select_only_run_never_touches_test_and_reports_validation_rows(data: ZSLData, tmp_path: Path) -> None:
+    # Search trials run so: phase 1 of `val` (tuning included) and no retraining, no test scoring.
+    spec = RunSpec("tuning_probe", "cub", sim_preset="probe", select_only=True)
+    res = run_one(spec, out_dir=tmp_path, cli_overrides={"train": {"device": "cpu"}}, progress=False, data=data)
+    test_x = np.concatenate([_rows_of(data, "test_seen"), _rows_of(data, "test_unseen")])
+    assert len(TuningProbe.fits) == 6 and all(len(x) == len(data.splits["val_train"]) for x, _, _ in TuningProbe.fits)
+    assert not any(_contains_any(x, test_x) for x in TuningProbe.scored)
+    assert res.metrics == {} and res.curve == {}
+    assert {r["metric"] for r in res.rows} == {"val_zsl_acc", "val_u", "val_s", "val_h", "val_ausuc", "gamma"}
+    by_metric = {r["metric"]: r["value"] for r in res.rows}
+    assert by_metric["val_h"] == res.selection["val_h"] and res.selection["tuned.shrink"] == 1.0
+    assert {h["phase"] for h in res.history} == {"tune"}
+    with pytest.raises(ConfigError, match="select_only"):
+        RunSpec("tuning_probe", "cub", protocol="test-oracle", select_only=True)

@@ -62,10 +62,16 @@ class RunSpec:
     sim_preset: str | None = None  # None = real data
     sim_seed: int = 0  # the generator's seed (data), distinct from the training seed
     data_root: str | None = None
+    # Phase 1 of `val` only: select on validation and stop, never touching the test split. Search
+    # trials run so; their rows carry validation numbers (metric names ``val_*``) and no test numbers.
+    select_only: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"bad protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if self.select_only and self.protocol != "val":
+            raise ConfigError(f"select_only runs select on validation; protocol must be 'val', got "
+                              f"{self.protocol!r}")
 
 
 @dataclass
@@ -136,6 +142,8 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
         cfg = with_method_values(cfg, method_cls, chosen)  # what phase 2 trains and the rows record
         gamma = float(cfg.eval.gamma) if cfg.eval.gamma is not None else float(sel["gamma"])
         best_epoch = int(sel["epoch"])
+        if spec.select_only:
+            return _selection_result(spec, cfg, requested, data, sel, chosen, grid, p1, gamma, best_epoch, t0)
         final = _engine_for(engine, cfg)
         p2 = final.train(phase="final", train_rows=data.splits["trainval"], seen=data.seen_classes,
                          unseen=data.unseen_classes, epochs=best_epoch, ckpt_path=ckpt / "final.pt",
@@ -177,9 +185,32 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
                      curve=_curve(res.get("curve")), rows=rows, wall_time_s=wall, extras=extras)
 
 
+def _selection_result(spec: RunSpec, cfg: ResolvedConfig, requested: ResolvedConfig, data: ZSLData,
+                      sel: dict[str, Any], chosen: dict[str, Any], grid: dict[str, tuple[Any, ...]],
+                      history: list[dict[str, Any]], gamma: float, best_epoch: int, t0: float) -> RunResult:
+    """The result of a ``select_only`` run: validation numbers only (rows ``val_*``), no test metrics."""
+    val_metrics = {k: float(sel[k]) for k in METRIC_NAMES if k in sel and k != "gamma"}
+    selection: dict[str, Any] = {"best_epoch": best_epoch, "gamma": gamma,
+                                 **{f"val_{k}": v for k, v in val_metrics.items()}}
+    selection.update({f"tuned.{k}": float(v) if isinstance(v, (int, float)) else v for k, v in chosen.items()})
+    if grid:
+        selection["tuned.candidates"] = float(math.prod(len(v) for v in grid.values()))
+    wall = time.perf_counter() - t0
+    rows = make_rows(spec, cfg, data, {**val_metrics, "gamma": gamma}, epoch=best_epoch, wall_time_s=wall,
+                     config_hash=requested.digest(), names=tuple(val_metrics) + ("gamma",))
+    for r in rows:
+        if r["metric"] != "gamma":
+            r["metric"] = f"val_{r['metric']}"
+    log.info("%s %s seed %d (val, selection only): val H %.2f (epoch %d, γ %.3g, %.1fs)", spec.method,
+             spec.dataset, spec.seed, val_metrics.get("h", math.nan), best_epoch, gamma, wall)
+    return RunResult(spec=spec, config=cfg, metrics={}, selection=selection, history=history, curve={},
+                     rows=rows, wall_time_s=wall, extras={})
+
+
 def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[str, float], *,
               epoch: int, wall_time_s: float, config_hash: str | None = None,
-              extras: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+              extras: dict[str, Any] | None = None, names: tuple[str, ...] = METRIC_NAMES
+              ) -> list[dict[str, Any]]:
     """One long-format row per metric, every column of ``results.COLUMNS`` filled.
 
     Numeric ``extras`` (e.g. ``attention_hit_rate_avca`` on simulated data, in %) become rows too,
@@ -204,7 +235,7 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
         "git_commit": git_commit(), "versions": package_versions(), "wall_time_s": round(wall_time_s, 3),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    rows = [{**common, "metric": m, "value": metrics[m]} for m in METRIC_NAMES]
+    rows = [{**common, "metric": m, "value": metrics[m]} for m in names]
     for k, v in sorted((extras or {}).items()):
         if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
             rows.append({**common, "metric": k, "value": float(v)})

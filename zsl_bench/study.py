@@ -28,6 +28,11 @@ unit at once, the unit belongs to its lowest-numbered live trial and the other c
 Rows are written per finished unit (atomically) and also stored on the trial, so a rerun after
 ``kill -9`` completes the study without redoing finished units, and tables derive from the
 deduplicated set of finished units.
+
+A search trial runs phase 1 of the ``val`` protocol only (``RunSpec.select_only``): it trains on
+``val_train``, scores validation and stops, so its rows (``trials.csv``) hold ``val_*`` numbers and
+no test numbers. The best trial's configuration is then retrained on ``trainval`` with every seed
+and tested once (phase ``final``, ``results.csv``).
 """
 
 from __future__ import annotations
@@ -459,9 +464,10 @@ class Unit:
     def run_spec(self) -> Any:
         from .runner import RunSpec
 
+        # Search trials select only: they train on val_train, score validation and never see test.
         return RunSpec(method=self.method, dataset=self.dataset, seed=self.seed, variant=self.variant,
                        overrides=self.overrides, protocol=self.protocol, sim_preset=self.sim_preset,
-                       sim_seed=self.sim_seed, data_root=self.data_root)
+                       sim_seed=self.sim_seed, data_root=self.data_root, select_only=self.phase == "trial")
 
 
 def grid_units(spec: StudySpec, dataset: str) -> list[Unit]:
@@ -882,7 +888,7 @@ class StudyRunner:
             self.ran += 1
             return None
         rows = result_rows(unit, result)
-        if phase == "trial":
+        if phase == "trial" and not any(r.get("metric") == "val_h" for r in rows):
             sel = getattr(result, "selection", {}) or {}
             if "val_h" not in sel:
                 raise ConfigError(f"the run of search trial {desc} returned no selection['val_h'] to optimise")
@@ -1019,7 +1025,7 @@ class StudyRunner:
 
 
 def _objective(rows: list[dict[str, Any]], phase: str) -> float:
-    """Trials optimise validation H (a ``val_h`` row); other units store test H for reference."""
+    """Trials optimise validation H (their ``val_h`` row); other units store test H for reference."""
     by_metric = {r.get("metric"): r.get("value") for r in rows}
     value = by_metric.get("val_h") if phase == "trial" else by_metric.get("h")
     try:
