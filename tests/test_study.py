@@ -121,6 +121,36 @@ def test_default_spec_is_found_from_any_directory(tmp_path, monkeypatch):
         locate_spec("nope.yaml")
 
 
+def test_per_method_overrides_apply_to_their_method_only_and_cli_wins():
+    spec = _spec(methods=["eszsl", "ale"], base={"train.epochs": 3},
+                 per_method={"ale": {"train.epochs": 5, "method.margin": 2.0}})
+    units = {(u.method, u.variant, u.seed): u for u in grid_units(spec, "cub")}
+    assert units[("ale", "a", 0)].overrides == {"train": {"epochs": 5}, "method": {"margin": 2.0, "w": 1.0}}
+    assert units[("eszsl", "a", 0)].overrides == {"train": {"epochs": 3}, "method": {"w": 1.0}}
+    from zsl_bench.cli.study import _spec_with_cli
+
+    args = SimpleNamespace(sim=None, data_root=None, overrides=["train.epochs=1"])
+    cli_units = {(u.method, u.variant, u.seed): u for u in grid_units(_spec_with_cli(spec, args), "cub")}
+    assert cli_units[("ale", "a", 0)].overrides["train"] == {"epochs": 1}
+    with pytest.raises(ConfigError, match="per_method.devise"):
+        _spec(methods=["eszsl"], per_method={"devise": {"train.epochs": 1}})
+    with pytest.raises(ConfigError, match="per_method.eszsl"):
+        _spec(per_method={"eszsl": [1, 2]})
+
+
+def test_cli_seeds_replace_the_spec_seeds_and_bad_values_name_the_flag():
+    from zsl_bench.cli.study import _spec_with_cli
+
+    args = SimpleNamespace(sim=None, data_root=None, overrides=[], seeds="2,0")
+    spec = _spec_with_cli(_spec(), args)
+    assert spec.seeds == (2, 0) and {u.seed for u in grid_units(spec, "cub")} == {0, 2}
+    # Units keep their keys across seed sets, so adding seeds later reuses finished ones.
+    assert {u.key for u in grid_units(spec, "cub") if u.seed == 0} <= {u.key for u in grid_units(_spec(), "cub")}
+    for bad in ("", "a", "0,0", "1.5"):
+        with pytest.raises(ConfigError, match="--seeds"):
+            _spec_with_cli(_spec(), SimpleNamespace(sim=None, data_root=None, overrides=[], seeds=bad))
+
+
 def test_check_configs_rejects_unknown_method_field():
     spec = parse_spec({"name": "x", "methods": ["msdnpp"], "datasets": ["cub"], "seeds": [0],
                        "grid": {"variants": {"bad": {"method.w_distil": 0}}}})

@@ -9,6 +9,8 @@ A study spec is YAML data (see ``benchmarks/*.yaml``)::
     protocol: val                 # val | test-oracle
     sim: null                     # simulated preset (e.g. tiny) or null for real data
     base: {method: {...}, train: {...}, eval: {...}}
+    per_method:                   # optional: overrides for one method only (after base)
+      fclswgan: {method.gan_epochs: 20}
     grid:                         # either grid ...
       variants: {full: {}, no_causal: {method.intervention: none}}
       sweep: {method.lambda_eff: [0.1, 1.0]}
@@ -65,7 +67,7 @@ SAMPLERS = ("tpe", "grid", "random")
 PRUNERS = ("none", "median", "successive_halving")
 PARAM_TYPES = ("float", "log_float", "int", "categorical")
 SPEC_KEYS = ("name", "description", "methods", "datasets", "seeds", "protocol", "sim", "sim_seed",
-             "data_root", "base", "grid", "search", "table")
+             "data_root", "base", "per_method", "grid", "search", "table")
 BENCHMARKS_DIR_ENV = "ZSL_BENCH_BENCHMARKS"
 
 # Heartbeats keep a RUNNING trial alive; after GRACE_S without one, a rerun or another worker
@@ -113,6 +115,7 @@ class StudySpec:
     sim_seed: int = 0
     data_root: str | None = None
     base: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_method: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     search: SearchSpec | None = None
     table: str = "ablation"  # main | ablation: how `ablate` prints its table
@@ -121,6 +124,10 @@ class StudySpec:
     @property
     def is_search(self) -> bool:
         return self.search is not None
+
+    def base_for(self, method: str) -> dict[str, dict[str, Any]]:
+        """``base`` with ``per_method[method]`` on top: what every unit of ``method`` starts from."""
+        return merge_overrides(self.base, self.per_method.get(method, {}))
 
 
 def _where(source: str) -> str:
@@ -308,6 +315,16 @@ def parse_spec(raw: Any, source: str = "") -> StudySpec:
     if data_root is not None and not isinstance(data_root, str):
         raise ConfigError(f"study key 'data_root'{w} must be a path or null")
     base = nest(raw.get("base") or {}, "base")
+    raw_pm = raw.get("per_method") or {}
+    if not isinstance(raw_pm, dict):
+        raise ConfigError(f"study key 'per_method'{w} must map method names to override sets")
+    per_method: dict[str, dict[str, dict[str, Any]]] = {}
+    for m, ov in raw_pm.items():
+        if m not in methods:
+            raise ConfigError(f"per_method.{m}{w}: not a method of this study; valid: {', '.join(methods)}")
+        if ov is not None and not isinstance(ov, dict):
+            raise ConfigError(f"per_method.{m}{w} must be a mapping of SECTION.KEY overrides")
+        per_method[m] = nest(ov or {}, f"per_method.{m}")
 
     grid, search = raw.get("grid"), raw.get("search")
     if grid is not None and search is not None:
@@ -341,7 +358,8 @@ def parse_spec(raw: Any, source: str = "") -> StudySpec:
     if table not in ("main", "ablation"):
         raise ConfigError(f"bad value for study key 'table'{w}: {table!r}; valid: main, ablation")
     return StudySpec(name=name, methods=tuple(methods), datasets=ds, seeds=tuple(seeds), protocol=protocol,
-                     sim=sim, sim_seed=sim_seed, data_root=data_root, base=base, variants=variants,
+                     sim=sim, sim_seed=sim_seed, data_root=data_root, base=base, per_method=per_method,
+                     variants=variants,
                      search=search_spec, table=table, source=source)
 
 
@@ -380,7 +398,7 @@ def check_configs(spec: StudySpec) -> None:
         cls = METHODS.get(m)
         for name, ov in points.items():
             try:
-                resolve(cls, spec.datasets[0], merge_overrides(spec.base, ov))
+                resolve(cls, spec.datasets[0], merge_overrides(spec.base_for(m), ov))
             except ConfigError as exc:
                 raise ConfigError(f"{exc} (study {spec.name}, method {m}, variant {name!r}"
                                   f"{_where(spec.source)})") from None
@@ -473,7 +491,7 @@ class Unit:
 def grid_units(spec: StudySpec, dataset: str) -> list[Unit]:
     """All units of a grid study on ``dataset``: methods x grid points x seeds, in a fixed order."""
     variants = spec.variants or {"default": {}}
-    return [Unit(spec.name, m, dataset, s, v, merge_overrides(spec.base, ov), spec.protocol, spec.sim,
+    return [Unit(spec.name, m, dataset, s, v, merge_overrides(spec.base_for(m), ov), spec.protocol, spec.sim,
                  spec.sim_seed, spec.data_root)
             for m in spec.methods for v, ov in variants.items() for s in spec.seeds]
 
@@ -961,7 +979,8 @@ class StudyRunner:
             trial = study.ask()
             params = {p.key: _suggest(trial, p) for p in s.space}
             unit = Unit(self.spec.name, method, dataset, seed, f"trial-{trial.number}",
-                        merge_overrides(self.spec.base, nest(params, "search.space")), self.spec.protocol,
+                        merge_overrides(self.spec.base_for(method), nest(params, "search.space")),
+                        self.spec.protocol,
                         self.spec.sim, self.spec.sim_seed, self.spec.data_root, phase="trial")
             self.storage.set_trial_user_attr(trial._trial_id, "unit", unit.to_json())
             self.storage.set_trial_user_attr(trial._trial_id, "unit_key", unit.key)
@@ -980,7 +999,7 @@ class StudyRunner:
         self.best[dataset] = {"params": dict(best.params), "value": best.value, "trial": best.number}
         log.info("%s: best trial %d, val H %.2f, params %s", study.study_name, best.number, best.value,
                  best.params)
-        overrides = merge_overrides(self.spec.base, nest(dict(best.params), "search.space"))
+        overrides = merge_overrides(self.spec.base_for(method), nest(dict(best.params), "search.space"))
         final = [Unit(self.spec.name, method, dataset, sd, "best", overrides, self.spec.protocol, self.spec.sim,
                       self.spec.sim_seed, self.spec.data_root, phase="final") for sd in self.spec.seeds]
         self._run_units(self._study(self.study_name(dataset, "final")), final, "final")

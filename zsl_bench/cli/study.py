@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 ABLATE_EPILOG = """examples:
   zsl-bench ablate                                   the MSDN++ ablation (benchmarks/msdnpp_ablation.yaml)
   zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
+  zsl-bench ablate --sim --seeds 0                   one seed first; rerun with --seeds 0,1,2 to add seeds
   zsl-bench ablate msdnpp_search.yaml --sim small    an Optuna search on simulated data
   zsl-bench ablate main_table.yaml --storage postgresql://u:p@host/db --workers 4
                                                      run the same command on many machines: each unit runs once
@@ -54,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE",
                    help="override the spec's base config, e.g. --set train.epochs=2 (repeatable)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="real data root (default $ZSL_BENCH_DATA)")
+    p.add_argument("--seeds", default=None, metavar="S,S,...",
+                   help="run these training seeds instead of the spec's (e.g. 0 or 0,1,2); units already "
+                        "finished for a seed are reused, so adding seeds later only runs the new ones")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     # Children started by --workers only execute units; the parent writes tables and figures.
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
@@ -98,9 +102,27 @@ def _spec_with_cli(spec: Any, args: argparse.Namespace) -> Any:
         changes["sim"] = args.sim
     if args.data_root is not None:
         changes["data_root"] = str(args.data_root)
+    if getattr(args, "seeds", None) is not None:
+        changes["seeds"] = parse_seeds(args.seeds)
     if args.overrides:
-        changes["base"] = merge_overrides(spec.base, parse_overrides(args.overrides))
+        cli = parse_overrides(args.overrides)
+        changes["base"] = merge_overrides(spec.base, cli)
+        # --set also wins over the spec's per-method overrides.
+        changes["per_method"] = {m: merge_overrides(ov, cli) for m, ov in spec.per_method.items()}
     return dataclasses.replace(spec, **changes) if changes else spec
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``; anything else is a ConfigError naming --seeds."""
+    from ..errors import ConfigError
+
+    try:
+        seeds = tuple(int(t) for t in str(text).split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"bad --seeds {text!r}; valid: distinct integers separated by commas, e.g. 0,1,2")
+    return seeds
 
 
 def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
@@ -111,7 +133,7 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
         argv += ["--sim", args.sim]
     argv += ["--out", str(out), "--workers", "1", "--no-progress", "--worker-only"]
     for flag, value in (("--storage", args.storage), ("--tracking-uri", args.tracking_uri),
-                        ("--data-root", args.data_root)):
+                        ("--data-root", args.data_root), ("--seeds", args.seeds)):
         if value:
             argv += [flag, str(value)]
     if args.no_mlflow:
