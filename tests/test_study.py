@@ -151,6 +151,30 @@ def test_cli_seeds_replace_the_spec_seeds_and_bad_values_name_the_flag():
             _spec_with_cli(_spec(), SimpleNamespace(sim=None, data_root=None, overrides=[], seeds=bad))
 
 
+def test_fewer_seeds_run_only_their_units_and_adding_seeds_reuses_finished_ones(tmp_path):
+    from zsl_bench.cli.study import _spec_with_cli
+
+    calls: list[tuple[str, int]] = []
+
+    def counting_run(unit, **kw):
+        calls.append((unit.variant, unit.seed))
+        return toy_run(unit, **kw)
+
+    def with_seeds(seeds):
+        return _spec_with_cli(_spec(), SimpleNamespace(sim=None, data_root=None, overrides=[], seeds=seeds))
+
+    # A run of every seed, interrupted: its units are all enqueued but only one ran.
+    full = StudyRunner(with_seeds("0,1"), tmp_path, run_fn=counting_run, progress=False)
+    study = full._study(full.study_name("cub"))
+    full._ensure_enqueued(study, grid_units(full.spec, "cub"))
+    assert len(study.get_trials(deepcopy=False)) == 4
+    StudyRunner(with_seeds("0"), tmp_path, run_fn=counting_run, progress=False).run()
+    assert sorted(calls) == [("a", 0), ("b", 0)]  # seed-1 units stay waiting for a run asking for them
+    out = StudyRunner(with_seeds("0,1"), tmp_path, run_fn=counting_run, progress=False).run()
+    assert sorted(calls) == [("a", 0), ("a", 1), ("b", 0), ("b", 1)] and out.ran == 2
+    assert len({r["run_id"] for r in out.rows}) == 4
+
+
 def test_check_configs_rejects_unknown_method_field():
     spec = parse_spec({"name": "x", "methods": ["msdnpp"], "datasets": ["cub"], "seeds": [0],
                        "grid": {"variants": {"bad": {"method.w_distil": 0}}}})

@@ -815,12 +815,18 @@ class StudyRunner:
                 study.enqueue_trial({}, user_attrs={"unit_key": u.key, "unit": u.to_json(),
                                                     "run_id": u.run_id})
 
-    def _claim(self, study: Any) -> Any | None:
-        """Atomically move one WAITING trial to RUNNING; None when none is waiting."""
+    def _claim(self, study: Any, keys: set[str]) -> Any | None:
+        """Atomically move one WAITING trial of a unit in ``keys`` to RUNNING; None when none is waiting.
+
+        Trials of other units (enqueued by a run of the same study with other seeds or variants)
+        stay WAITING for a run that asks for them.
+        """
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
         for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if t.user_attrs.get("unit_key") not in keys:
+                continue
             try:
                 if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                     return t
@@ -853,7 +859,7 @@ class StudyRunner:
             bar.refresh()
             if len(done) >= len(keys):
                 break
-            frozen = self._claim(study)
+            frozen = self._claim(study, keys)
             if frozen is None:
                 # Others hold the remaining units: wait for them to finish or to go stale.
                 time.sleep(POLL_S)
