@@ -103,6 +103,21 @@ def test_ties_bold_together_and_single_seed_has_no_std():
     assert "test-oracle" in table.caption and "simulated" not in table.caption
 
 
+def test_cells_over_fewer_seeds_are_marked_and_the_caption_says_so():
+    rows = [r for r in make_rows("ablation") if not (r["variant"] == "full" and r["dataset"] == "cub"
+                                                      and r["seed"] == 2)]
+    table = build_table(rows, "ablation")
+    full = table.labels.index("full")
+    cub = table.datasets.index("cub")
+    assert all(c.partial and c.n == 2 for c in table.cells[full][cub * 4:cub * 4 + 4])
+    assert sum(c.partial for row in table.cells for c in row) == 4
+    assert "3 seeds where finished" in table.caption and "only 2 seeds" in table.caption
+    md, tex = render_markdown(table), render_latex(table)
+    assert md.count("†") == 5 and tex.count("$^\\dagger$") == 5  # 4 cells + the caption
+    # Complete tables carry no marks.
+    assert "dagger" not in render_latex(build_table(make_rows("ablation"), "ablation"))
+
+
 def test_table_errors():
     with pytest.raises(DataError, match="no result rows"):
         build_table([{"metric": "loss", "value": 1}], "main")

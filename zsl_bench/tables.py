@@ -9,6 +9,7 @@ marked with their status; they are not bolded, because papers selected them on t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import statistics
@@ -37,6 +38,7 @@ class Cell:
     std: float | None = None
     n: int = 0
     bold: bool = False
+    partial: bool = False  # fewer seeds than the table's other cells (marked with a dagger)
 
 
 @dataclass
@@ -123,10 +125,15 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
             c = row[j]
             if c.mean is not None and round(c.mean, 1) == best:
                 row[j] = Cell(c.mean, c.std, c.n, True)
+    # Cells over fewer seeds than the others (an unfinished study) are marked, never silently mixed.
+    counts = [c.n for row in cells for c in row if c.n]
+    n_range = (min(counts), max(counts)) if counts else (0, 0)
+    if n_range[0] != n_range[1]:
+        cells = [[dataclasses.replace(c, partial=0 < c.n < n_range[1]) for c in row] for row in cells]
 
     pub = _published_rows(published or [], datasets)
     return Table(kind=kind, datasets=datasets, labels=labels, cells=cells, published=pub,
-                 caption=caption(rows, kind, bool(pub)), label=f"tab:{kind}")
+                 caption=caption(rows, kind, bool(pub), n_range), label=f"tab:{kind}")
 
 
 def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> list[tuple[str, list[Cell]]]:
@@ -149,16 +156,27 @@ def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> lis
     return out
 
 
-def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False) -> str:
-    """Caption naming the protocol, the number of seeds, the data source and the caveats."""
+def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
+            n_range: tuple[int, int] | None = None) -> str:
+    """Caption naming the protocol, the number of seeds, the data source and the caveats.
+
+    ``n_range`` is the (min, max) number of seeds behind a cell; when they differ the caption says
+    so and the cells with fewer seeds carry a dagger.
+    """
     protocols = sorted({str(r.get("protocol", "")) for r in rows if r.get("protocol")})
     seeds = sorted({str(r.get("seed", "")) for r in rows})
     sims = sorted({str(r.get("sim_preset") or "") for r in rows
                    if "sim" in str(r.get("source", "")).lower()})
     real = any("sim" not in str(r.get("source", "real")).lower() for r in rows)
     what = "Main results" if kind == "main" else "Ablation"
-    parts = [f"{what}: ZSL accuracy (Acc) and GZSL U, S, H in %, mean $\\pm$ std over {len(seeds)} "
-             f"seed{'s' if len(seeds) != 1 else ''}; best mean per column in bold."]
+    if n_range and n_range[0] != n_range[1]:
+        over = (f"{n_range[1]} seeds where finished ($^\\dagger$: only {n_range[0]}"
+                f"{'' if n_range[1] - n_range[0] == 1 else f' to {n_range[1] - 1}'} "
+                f"seed{'s' if n_range[1] - 1 != 1 else ''})")
+    else:
+        over = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+    parts = [f"{what}: ZSL accuracy (Acc) and GZSL U, S, H in %, mean $\\pm$ std over {over}; "
+             "best mean per column in bold."]
     for p in protocols:
         if p == "val":
             parts.append("Protocol val: epochs and calibration $\\gamma$ selected on validation classes, "
@@ -192,7 +210,9 @@ def _fmt_cell(c: Cell, latex: bool) -> str:
     if c.std is not None:
         text += f" $\\pm$ {c.std:.1f}" if latex else f" ± {c.std:.1f}"
     if c.bold:
-        return f"\\textbf{{{text}}}" if latex else f"**{text}**"
+        text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
+    if c.partial:
+        text += "$^\\dagger$" if latex else "†"
     return text
 
 
@@ -235,7 +255,7 @@ def _caption_latex(text: str) -> str:
 
 def render_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table with the caption above it."""
-    cap = table.caption.replace("$\\pm$", "±").replace("$\\gamma$", "γ")
+    cap = table.caption.replace("$\\pm$", "±").replace("$\\gamma$", "γ").replace("$^\\dagger$", "†")
     head = ["Method" if table.kind == "main" else "Variant"] + [
         f"{d.upper()} {METRIC_LABELS[m]}" for d in table.datasets for m in METRICS]
     lines = [f"**Table.** {cap}", "", "| " + " | ".join(head) + " |",
