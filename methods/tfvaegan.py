@@ -25,6 +25,10 @@ Where this implementation differs:
 - The critic is trained on features from prior noise without feedback; the official code has
   options for encoder noise in the critic step.
 - One final classifier over seen ∪ unseen classes serves ZSL and GZSL (see f-CLSWGAN).
+- The decoder is stepped only in the critic loop; the official code also steps it with the
+  generator's cycle loss (unless ``freeze_dec``).
+- The final classifier's batch size defaults to ``n_synth`` (``clf_batch_size: 0``), as in the
+  official ``CLASSIFIER(..., 25, opt.syn_num, ...)`` call.
 - Per-dataset values are recalled from the official scripts (verify), not re-read.
 """
 
@@ -43,7 +47,7 @@ from zsl_bench.registry import METHODS
 
 from .base import TaskInfo
 from .devise import require
-from .fclswgan import GenerativeZSL, GradLog, gradient_penalty, mlp, train_softmax, wgan_critic
+from .fclswgan import GenerativeZSL, GradLog, adam, critic_terms, mlp, train_softmax, wgan_critic
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +100,12 @@ class TFVAEGANConfig:
     n_synth: int = 300
     clf_epochs: int = 25
     clf_lr: float = 1e-3
-    clf_batch_size: int = 64
+    clf_batch_size: int = 0  # 0 = n_synth (official: the final CLASSIFIER's batch size is syn_num)
 
     def __post_init__(self) -> None:
-        for key in ("hidden", "batch_size", "critic_iters", "n_synth", "clf_batch_size"):
+        for key in ("hidden", "batch_size", "critic_iters", "n_synth"):
             require(getattr(self, key) >= 1, f"method.{key}", getattr(self, key), "an integer >= 1")
-        for key in ("gan_epochs", "clf_epochs", "n_z"):
+        for key in ("gan_epochs", "clf_epochs", "n_z", "clf_batch_size"):
             require(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "an integer >= 0")
         for key in ("lr", "feedback_lr", "decoder_lr", "clf_lr"):
             require(getattr(self, key) > 0, f"method.{key}", getattr(self, key), "a float > 0")
@@ -149,8 +153,8 @@ class TFVAEGAN(GenerativeZSL):
     def _generate(self, z: torch.Tensor, a: torch.Tensor, strength: float) -> torch.Tensor:
         x = self.generator(z, a)
         if self.feedback_net is not None:
-            _, h = self.decoder(x)
-            x = self.generator(z, a, strength * self.feedback_net(h))
+            _, h = self.decoder(x)  # official: the decoder's hidden layer enters F detached
+            x = self.generator(z, a, strength * self.feedback_net(h.detach()))
         return x
 
     def generate(self, labels: torch.Tensor) -> torch.Tensor:
@@ -174,24 +178,24 @@ class TFVAEGAN(GenerativeZSL):
             feats = torch.cat([self._transform(real), self._transform(fake)])
         train_softmax(self.classifier, feats, torch.cat([y[self.seen[y]], fake_y]),
                       self.seen | self.unseen, epochs=cfg.clf_epochs, lr=cfg.clf_lr,
-                      batch_size=cfg.clf_batch_size, grads=grads, prefix="classifier")
+                      batch_size=cfg.clf_batch_size or cfg.n_synth, grads=grads, prefix="classifier")
         self.fit_grad_norms = grads.result()
 
     def _train_vaegan(self, xs: torch.Tensor, y: torch.Tensor, grads: GradLog) -> None:
-        cfg, n = self.cfg, xs.shape[0]
-        betas = (0.5, 0.999)
-        opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, betas=betas)
-        opt_dec = torch.optim.Adam(self.decoder.parameters(), lr=cfg.decoder_lr, betas=betas)
-        opt_g = torch.optim.Adam([*self.encoder.parameters(), *self.generator.parameters()],
-                                 lr=cfg.lr, betas=betas)
-        opt_f = (torch.optim.Adam(self.feedback_net.parameters(), lr=cfg.feedback_lr, betas=betas)
-                 if self.feedback_net is not None else None)
-        iters = max(1, n // cfg.batch_size)
+        cfg, n, B = self.cfg, xs.shape[0], self.cfg.batch_size
+        opt_d = adam(self.critic.parameters(), cfg.lr)
+        opt_dec = adam(self.decoder.parameters(), cfg.decoder_lr)
+        opt_g = adam([*self.encoder.parameters(), *self.generator.parameters()], cfg.lr)
+        opt_f = adam(self.feedback_net.parameters(), cfg.feedback_lr) if self.feedback_net is not None else None
+        att_y = self.att[y]  # [N, A] semantics of each training row
+        iters = max(1, n // B)
         for epoch in tqdm(range(cfg.gan_epochs), desc="tf-VAEGAN", leave=False, disable=None):
             for _ in range(iters):
+                self.critic.requires_grad_(True)
+                self.decoder.requires_grad_(True)
                 for _ in range(cfg.critic_iters):
-                    idx = torch.randint(0, n, (cfg.batch_size,), device=xs.device)
-                    real, a = xs[idx], self.att[y[idx]]
+                    idx = torch.randint(0, n, (B,), device=xs.device)
+                    real, a = xs[idx], att_y[idx]
                     # Semantic decoder learns x -> a on real features.
                     opt_dec.zero_grad(set_to_none=True)
                     dec_loss = cfg.recons_weight * F.l1_loss(self.decoder(real)[0], a)
@@ -200,23 +204,24 @@ class TFVAEGAN(GenerativeZSL):
                     opt_dec.step()
                     # Critic: WGAN-GP on prior-noise fakes.
                     with torch.no_grad():
-                        fake = self.generator(torch.randn(real.shape[0], self.n_z, device=xs.device), a)
+                        fake = self.generator(torch.randn(B, self.n_z, device=xs.device), a)
                     opt_d.zero_grad(set_to_none=True)
-                    wdist = (self.critic(torch.cat([real, a], 1)).mean()
-                             - self.critic(torch.cat([fake, a], 1)).mean())
-                    loss_d = -cfg.gamma_d * wdist + cfg.gp_weight * gradient_penalty(self.critic, real, fake, a)
-                    loss_d.backward()
+                    wdist, gp = critic_terms(self.critic, real, fake, a)
+                    (-cfg.gamma_d * wdist + cfg.gp_weight * gp).backward()
                     grads.add(self.critic, "critic")
                     opt_d.step()
-                # Encoder + generator (+ feedback) step on the last critic batch.
+                # Encoder + generator (+ feedback) step on the last critic batch; critic and
+                # decoder are fixed for it (their optimisers do not step here).
+                self.critic.requires_grad_(False)
+                self.decoder.requires_grad_(False)
                 opt_g.zero_grad(set_to_none=True)
                 if opt_f is not None:
                     opt_f.zero_grad(set_to_none=True)
                 mu, logvar = self.encoder(torch.cat([real, a], 1)).chunk(2, 1)
                 z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
                 recon = self._generate(z, a, cfg.a1)
-                bce = F.binary_cross_entropy(recon, real.clamp(0, 1), reduction="sum") / real.shape[0]
-                kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / real.shape[0]
+                bce = F.binary_cross_entropy(recon, real.clamp(0, 1), reduction="sum") / B
+                kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / B
                 fake = self._generate(torch.randn_like(mu), a, cfg.a1)
                 adv = -cfg.gamma_g * self.critic(torch.cat([fake, a], 1)).mean()
                 cycle = cfg.recons_weight * F.l1_loss(self.decoder(fake)[0], a)
@@ -229,6 +234,8 @@ class TFVAEGAN(GenerativeZSL):
                     opt_f.step()
             log.debug("tf-VAEGAN epoch %d: W-dist %.4f, bce %.2f, kl %.2f", epoch, wdist.item(),
                       bce.item(), kl.item())
+        self.critic.requires_grad_(True)
+        self.decoder.requires_grad_(True)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self._final_scores(self.classifier(self._transform(self._scale(x))))}
