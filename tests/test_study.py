@@ -106,12 +106,21 @@ def test_spec_errors_name_the_key(change, match):
         parse_spec(raw, "toy.yaml")
 
 
-@pytest.mark.parametrize("name", ["smoke", "main_table", "msdnpp_ablation", "msdnpp_sensitivity",
-                                  "msdnpp_search"])
+@pytest.mark.parametrize("name", ["smoke", "main_table", "main_table_cpu", "msdnpp_ablation",
+                                  "msdnpp_sensitivity", "msdnpp_search"])
 def test_shipped_specs_resolve_against_method_configs(name):
     spec = load_spec(f"{name}.yaml")
     check_configs(spec)  # every variant's keys exist in the method's config dataclass
     assert spec.name == name
+
+
+def test_cpu_main_table_covers_every_method_but_msdnpp_and_reduces_only_three():
+    from zsl_bench.registry import METHODS, load_all
+
+    load_all()
+    spec = load_spec("main_table_cpu.yaml")
+    assert set(spec.methods) == set(METHODS.names()) - {"msdnpp"}
+    assert set(spec.per_method) == {"fclswgan", "tfvaegan", "transzero"}
 
 
 def test_default_spec_is_found_from_any_directory(tmp_path, monkeypatch):
