@@ -96,10 +96,12 @@ def plot_ablation(rows: list[dict[str, Any]], out: str | os.PathLike[str], metri
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(datasets) * max(1, len(variants)) / 2), 3.6))
     width = 0.8 / len(variants)
     x = np.arange(len(datasets))
+    # One distinct colour per variant (the default cycle repeats after 10).
+    colors = plt.get_cmap("tab20" if len(variants) > 10 else "tab10")(np.arange(len(variants)) % 20)
     for i, v in enumerate(variants):
         ms = [_mean_std(vals.get((v, d), [])) if vals.get((v, d)) else (np.nan, 0.0) for d in datasets]
         ax.bar(x + (i - (len(variants) - 1) / 2) * width, [m for m, _ in ms], width, yerr=[s for _, s in ms],
-               capsize=2, label=v)
+               capsize=2, label=v, color=colors[i])
     ax.set_xticks(x, [d.upper() for d in datasets])
     ax.set_ylabel(f"{metric.upper() if metric != 'zsl_acc' else 'ZSL acc'} (%)")
     ax.set_title("Ablation" + _label_suffix(rows))
