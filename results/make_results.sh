@@ -18,7 +18,7 @@ zsl-bench plot results/main/results.csv --curves results/main/curves --kind curv
 zsl-bench ablate benchmarks/main_table_cpu.yaml --sim --out results/main_table --no-progress \
   --seeds "${SEEDS_MAIN:-${SEEDS:-0}}"
 zsl-bench table results/main_table/results.csv results/main/results.csv --kind main \
-  --published "$PUBLISHED" --out results/tables/all_methods
+  --out results/tables/all_methods
 zsl-bench plot results/main_table/results.csv --curves results/main_table/curves --kind curves \
   --out results/figures/all_methods
 
