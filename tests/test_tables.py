@@ -111,7 +111,7 @@ def test_cells_over_fewer_seeds_are_marked_and_the_caption_says_so():
     cub = table.datasets.index("cub")
     assert all(c.partial and c.n == 2 for c in table.cells[full][cub * 4:cub * 4 + 4])
     assert sum(c.partial for row in table.cells for c in row) == 4
-    assert "3 seeds where finished" in table.caption and "only 2 seeds" in table.caption
+    assert "3 seeds where finished" in table.caption and "only 2 seeds" in table.caption, table.caption
     md, tex = render_markdown(table), render_latex(table)
     assert md.count("†") == 5 and tex.count("$^\\dagger$") == 5  # 4 cells + the caption
     # Complete tables carry no marks.

@@ -133,7 +133,9 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
 
     pub = _published_rows(published or [], datasets)
     return Table(kind=kind, datasets=datasets, labels=labels, cells=cells, published=pub,
-                 caption=caption(rows, kind, bool(pub), n_range), label=f"tab:{kind}")
+                 caption=caption(rows, kind, bool(pub), n_range,
+                                 tuple(sorted({c.n for row in cells for c in row if c.partial}))),
+                 label=f"tab:{kind}")
 
 
 def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> list[tuple[str, list[Cell]]]:
@@ -157,7 +159,7 @@ def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> lis
 
 
 def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
-            n_range: tuple[int, int] | None = None) -> str:
+            n_range: tuple[int, int] | None = None, partial_counts: tuple[int, ...] = ()) -> str:
     """Caption naming the protocol, the number of seeds, the data source and the caveats.
 
     ``n_range`` is the (min, max) number of seeds behind a cell; when they differ the caption says
@@ -170,9 +172,11 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
     real = any("sim" not in str(r.get("source", "real")).lower() for r in rows)
     what = "Main results" if kind == "main" else "Ablation"
     if n_range and n_range[0] != n_range[1]:
-        over = (f"{n_range[1]} seeds where finished ($^\\dagger$: only {n_range[0]}"
-                f"{'' if n_range[1] - n_range[0] == 1 else f' to {n_range[1] - 1}'} "
-                f"seed{'s' if n_range[1] - 1 != 1 else ''})")
+        lo, hi = n_range
+        fewer = sorted({c for c in partial_counts or (lo,)})
+        listed = " or ".join(str(n) for n in fewer)
+        over = (f"{hi} seeds where finished ($^\\dagger$: only {listed} seed"
+                f"{'' if fewer == [1] else 's'})")
     else:
         over = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
     parts = [f"{what}: ZSL accuracy (Acc) and GZSL U, S, H in %, mean $\\pm$ std over {over}; "
