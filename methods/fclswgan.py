@@ -61,22 +61,13 @@ def wgan_critic(n_in: int, hidden: int) -> nn.Sequential:
     return mlp(n_in, hidden, 1, out_bias=False)
 
 
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                     cond: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP penalty ``E[(‖∇D(x̃, a)‖₂ − 1)²]`` on random interpolates of real and fake."""
-    eps = torch.rand(real.shape[0], 1, device=real.device)
-    mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    out = critic(torch.cat([mix, cond], 1))
-    (grad,) = torch.autograd.grad(out.sum(), mix, create_graph=True)
-    return ((grad.norm(2, dim=1) - 1) ** 2).mean()
-
-
 def critic_terms(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                  cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W-distance estimate ``E[D(x, a)] − E[D(x̃, a)]``, gradient penalty) in one critic pass.
+    """(W-distance estimate ``E[D(x, a)] − E[D(x̃, a)]``, WGAN-GP penalty) in one critic pass.
 
-    Same values as two ``critic`` calls plus :func:`gradient_penalty` (the critic is a per-row
-    MLP), with one forward over the stacked real, fake and interpolated rows.
+    The penalty is ``E[(‖∇D(x̂, a)‖₂ − 1)²]`` on random interpolates x̂ of real and fake rows. The
+    critic is a per-row MLP, so one forward over the stacked real, fake and interpolated rows gives
+    the values of three separate calls.
     """
     B = real.shape[0]
     eps = torch.rand(B, 1, device=real.device)
@@ -87,9 +78,10 @@ def critic_terms(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     return out[:B].mean() - out[B:2 * B].mean(), gp
 
 
-def masked_ce(logits: torch.Tensor, y: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the ``allowed`` [K] classes only."""
-    return F.cross_entropy(logits.masked_fill(~allowed, -torch.inf), y)
+def class_block(allowed: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """[K] 0 for ``allowed`` classes, −inf elsewhere: ``CE(logits + block, y)`` is the
+    cross-entropy over the allowed classes only."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, -torch.inf)
 
 
 class GradLog:
@@ -131,7 +123,7 @@ def train_softmax(clf: nn.Module, x: torch.Tensor, y: torch.Tensor, allowed: tor
     mini-batches of ``batch_size``, ``epochs`` passes (the official CLASSIFIER loop)."""
     opt = adam(clf.parameters(), lr)
     n = x.shape[0]
-    block = torch.zeros_like(allowed, dtype=x.dtype).masked_fill(~allowed, -torch.inf)  # [K]
+    block = class_block(allowed, x.dtype)
     for _ in range(epochs):
         perm = torch.randperm(n, device=x.device)
         xp, yp = x[perm], y[perm]  # one gather per epoch; batches are contiguous slices
@@ -252,9 +244,11 @@ class FCLSWGAN(GenerativeZSL):
         self.classifier = nn.Linear(F_, K)
 
     def generate(self, labels: torch.Tensor) -> torch.Tensor:
-        a = self.att[labels]
-        z = torch.randn(labels.shape[0], self.n_z, device=a.device)
-        return self.generator(torch.cat([z, a], 1))
+        return self._generate(self.att[labels])
+
+    def _generate(self, a: torch.Tensor) -> torch.Tensor:
+        """G(z, a) for class semantics ``a`` [B, A], z ~ N(0, I)."""
+        return self.generator(torch.cat([torch.randn(a.shape[0], self.n_z, device=a.device), a], 1))
 
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
         cfg, grads = self.cfg, GradLog()
@@ -279,7 +273,7 @@ class FCLSWGAN(GenerativeZSL):
         cfg, n, B = self.cfg, xs.shape[0], self.cfg.batch_size
         opt_d, opt_g = adam(self.critic.parameters(), cfg.lr), adam(self.generator.parameters(), cfg.lr)
         att_y = self.att[y]  # [N, A] semantics of each training row
-        block = torch.zeros(self.seen.shape[0], device=xs.device).masked_fill(~self.seen, -torch.inf)
+        block = class_block(self.seen, xs.dtype)
         iters = max(1, n // B)
         for epoch in tqdm(range(cfg.gan_epochs), desc="f-CLSWGAN", leave=False, disable=None):
             for _ in range(iters):
@@ -288,7 +282,7 @@ class FCLSWGAN(GenerativeZSL):
                     idx = torch.randint(0, n, (B,), device=xs.device)
                     real, a = xs[idx], att_y[idx]
                     with torch.no_grad():
-                        fake = self.generator(torch.cat([torch.randn(B, self.n_z, device=a.device), a], 1))
+                        fake = self._generate(a)
                     opt_d.zero_grad(set_to_none=True)
                     wdist, gp = critic_terms(self.critic, real, fake, a)
                     (-wdist + cfg.gp_weight * gp).backward()
@@ -297,7 +291,7 @@ class FCLSWGAN(GenerativeZSL):
                 # Generator step on the last critic batch; the critic is fixed for it.
                 self.critic.requires_grad_(False)
                 opt_g.zero_grad(set_to_none=True)
-                fake = self.generator(torch.cat([torch.randn(B, self.n_z, device=a.device), a], 1))
+                fake = self._generate(a)
                 adv = -self.critic(torch.cat([fake, a], 1)).mean()
                 cls = F.cross_entropy(self.pre_classifier(fake) + block, y[idx])
                 (adv + cfg.cls_weight * cls).backward()

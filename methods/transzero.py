@@ -101,6 +101,11 @@ def attend(mha: nn.MultiheadAttention, q: torch.Tensor, kv: torch.Tensor, traini
     return mha.out_proj(out)
 
 
+def feed_forward(ff: nn.Sequential, x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``ff`` = Linear, ReLU, Dropout, Linear, with :func:`dropout` in place of its Dropout."""
+    return ff[3](dropout(ff[1](ff[0](x)), p, training))
+
+
 class GeometryEncoderLayer(nn.Module):
     """Self-attention over regions with a learned geometry penalty, then a feed-forward block."""
 
@@ -118,8 +123,7 @@ class GeometryEncoderLayer(nn.Module):
         logits = self.q(h) @ self.k(h).transpose(1, 2) * self.scale - w_geo  # [B, R, R]
         att = dropout(logits.softmax(-1), p, tr)
         h = self.norm1(h + dropout(self.o(att @ self.v(h)), p, tr))
-        ff = self.ff[3](dropout(self.ff[1](self.ff[0](h)), p, tr))
-        return self.norm2(h + dropout(ff, p, tr))
+        return self.norm2(h + dropout(feed_forward(self.ff, h, p, tr), p, tr))
 
 
 class AttributeDecoderLayer(nn.Module):
@@ -150,8 +154,7 @@ class AttributeDecoderLayer(nn.Module):
         elif per_image:
             q = q.expand(memory.shape[0], -1, -1)
         q = self.norm1(q + dropout(attend(self.cross_attn, q, memory, tr), p, tr))  # [B, A, d]
-        ff = self.ff[3](dropout(self.ff[1](self.ff[0](q)), p, tr))
-        return self.norm2(q + dropout(ff, p, tr))
+        return self.norm2(q + dropout(feed_forward(self.ff, q, p, tr), p, tr))
 
 
 @dataclass(frozen=True)

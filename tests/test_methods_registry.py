@@ -200,3 +200,20 @@ def test_beats_chance_on_learnable_task(name: str) -> None:
     acc = (torch.as_tensor(task.unseen)[s.argmax(1)] == y_te).float().mean().item()
     chance = 1 / len(task.unseen)
     assert acc >= 2 * chance, f"{name}: ZSL acc {acc:.2f} vs chance {chance:.2f}"
+
+
+def test_critic_terms_equal_separate_critic_calls_and_gradient_penalty():
+    from methods.fclswgan import critic_terms, wgan_critic
+
+    torch.manual_seed(0)
+    critic = wgan_critic(7, 16)
+    real, fake, cond = torch.randn(5, 4), torch.randn(5, 4), torch.randn(5, 3)
+    torch.manual_seed(1)
+    wdist, gp = critic_terms(critic, real, fake, cond)
+    torch.manual_seed(1)  # the same interpolation weights, drawn first
+    eps = torch.rand(5, 1)
+    mix = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(torch.cat([mix, cond], 1)).sum(), mix, create_graph=True)
+    torch.testing.assert_close(gp, ((grad.norm(2, dim=1) - 1) ** 2).mean())
+    torch.testing.assert_close(wdist, critic(torch.cat([real, cond], 1)).mean()
+                               - critic(torch.cat([fake, cond], 1)).mean())

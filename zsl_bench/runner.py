@@ -150,13 +150,7 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
                          **common)  # type: ignore[arg-type]
         res = final.evaluate(p2.model, test, gamma)
         model, history = p2.model, p1 + p2.history
-        selection = {"best_epoch": best_epoch, "gamma": gamma, **{f"val_{k}": float(sel[k]) for k in
-                     ("zsl_acc", "u", "s", "h", "ausuc") if k in sel}}
-        if grid:
-            # Numbers (bools too) as floats like the rest of the selection; other kinds as they are.
-            selection.update({f"tuned.{k}": float(v) if isinstance(v, (int, float)) else v
-                              for k, v in chosen.items()})
-            selection["tuned.candidates"] = float(math.prod(len(v) for v in grid.values()))
+        selection = _val_selection(sel, chosen, grid, best_epoch, gamma)
     else:
         declared = getattr(method_cls, "tuned_on_val", None)
         if declared:
@@ -185,24 +179,30 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
                      curve=_curve(res.get("curve")), rows=rows, wall_time_s=wall, extras=extras)
 
 
+def _val_selection(sel: dict[str, Any], chosen: dict[str, Any], grid: dict[str, tuple[Any, ...]],
+                   best_epoch: int, gamma: float) -> dict[str, Any]:
+    """What validation selection saw: best epoch, γ, the ``val_*`` numbers and the tuned values."""
+    selection: dict[str, Any] = {"best_epoch": best_epoch, "gamma": gamma, **{
+        f"val_{k}": float(sel[k]) for k in ("zsl_acc", "u", "s", "h", "ausuc") if k in sel}}
+    if grid:
+        # Numbers (bools too) as floats like the rest of the selection; other kinds as they are.
+        selection.update({f"tuned.{k}": float(v) if isinstance(v, (int, float)) else v
+                          for k, v in chosen.items()})
+        selection["tuned.candidates"] = float(math.prod(len(v) for v in grid.values()))
+    return selection
+
+
 def _selection_result(spec: RunSpec, cfg: ResolvedConfig, requested: ResolvedConfig, data: ZSLData,
                       sel: dict[str, Any], chosen: dict[str, Any], grid: dict[str, tuple[Any, ...]],
                       history: list[dict[str, Any]], gamma: float, best_epoch: int, t0: float) -> RunResult:
     """The result of a ``select_only`` run: validation numbers only (rows ``val_*``), no test metrics."""
-    val_metrics = {k: float(sel[k]) for k in METRIC_NAMES if k in sel and k != "gamma"}
-    selection: dict[str, Any] = {"best_epoch": best_epoch, "gamma": gamma,
-                                 **{f"val_{k}": v for k, v in val_metrics.items()}}
-    selection.update({f"tuned.{k}": float(v) if isinstance(v, (int, float)) else v for k, v in chosen.items()})
-    if grid:
-        selection["tuned.candidates"] = float(math.prod(len(v) for v in grid.values()))
+    selection = _val_selection(sel, chosen, grid, best_epoch, gamma)
+    val_metrics = {k: v for k, v in selection.items() if k.startswith("val_")}
     wall = time.perf_counter() - t0
     rows = make_rows(spec, cfg, data, {**val_metrics, "gamma": gamma}, epoch=best_epoch, wall_time_s=wall,
-                     config_hash=requested.digest(), names=tuple(val_metrics) + ("gamma",))
-    for r in rows:
-        if r["metric"] != "gamma":
-            r["metric"] = f"val_{r['metric']}"
+                     config_hash=requested.digest(), names=(*val_metrics, "gamma"))
     log.info("%s %s seed %d (val, selection only): val H %.2f (epoch %d, γ %.3g, %.1fs)", spec.method,
-             spec.dataset, spec.seed, val_metrics.get("h", math.nan), best_epoch, gamma, wall)
+             spec.dataset, spec.seed, val_metrics.get("val_h", math.nan), best_epoch, gamma, wall)
     return RunResult(spec=spec, config=cfg, metrics={}, selection=selection, history=history, curve={},
                      rows=rows, wall_time_s=wall, extras={})
 

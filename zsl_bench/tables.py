@@ -173,7 +173,7 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
     what = "Main results" if kind == "main" else "Ablation"
     if n_range and n_range[0] != n_range[1]:
         lo, hi = n_range
-        fewer = sorted({c for c in partial_counts or (lo,)})
+        fewer = list(partial_counts) or [lo]  # sorted, distinct (build_table passes them so)
         listed = " or ".join(str(n) for n in fewer)
         over = (f"{hi} seeds where finished ($^\\dagger$: only {listed} seed"
                 f"{'' if fewer == [1] else 's'})")
