@@ -275,6 +275,57 @@ def test_pruner_stops_poor_trials(tmp_path):
     assert states[3.0] == optuna.trial.TrialState.COMPLETE
 
 
+def test_worker_killed_right_after_claim_does_not_hold_its_unit_forever(tmp_path, monkeypatch):
+    """The CI hang: a RUNNING trial without any heartbeat is never stale to Optuna.
+
+    A worker killed between claiming a unit and its first beat is replayed here exactly: claim,
+    then nothing. A later run must reclaim the unit after the grace period and finish the study.
+    """
+    import optuna
+
+    from zsl_bench import study as study_mod
+
+    monkeypatch.setattr(study_mod, "GRACE_S", 1)
+    monkeypatch.setattr(study_mod, "POLL_S", 0.1)
+    spec = _spec(seeds=[0])
+    dead = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False)
+    st = dead._study(dead.study_name("cub"))
+    units = grid_units(spec, "cub")
+    dead._ensure_enqueued(st, units)
+    held = dead._claim(st, {u.key for u in units})  # ...and the worker dies here
+    assert held is not None
+    assert study_mod._trials_with_heartbeat(dead.storage, [held._trial_id]) == {held._trial_id}
+
+    t0 = time.time()
+    StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    assert time.time() - t0 < 30
+    trials = optuna.load_study(study_name=dead.study_name("cub"), storage=dead.url).get_trials()
+    assert trials[held.number].state == optuna.trial.TrialState.FAIL  # failed as stale, then redone
+    assert len(dedupe_rows(read_rows(tmp_path / "results.csv"))) == len(units) * 6
+
+
+def test_running_trial_that_never_beat_is_failed_once_old(tmp_path, monkeypatch):
+    """``study.ask()`` makes a trial RUNNING before any beat; _fail_stale covers a kill in that gap."""
+    import optuna
+
+    from zsl_bench import study as study_mod
+
+    runner = StudyRunner(_spec(seeds=[0]), tmp_path, run_fn=toy_run, progress=False)
+    st = runner._study("toy.cub.search")
+    orphan = st.ask()  # RUNNING, no heartbeat row
+    study_mod._fail_stale(runner.storage, st)
+    assert st.trials[orphan.number].state == optuna.trial.TrialState.RUNNING  # young: its asker may beat yet
+    monkeypatch.setattr(study_mod, "GRACE_S", 0)  # now counts as old
+    beating = st.ask()
+    runner.storage.record_heartbeat(beating._trial_id)
+    study_mod._fail_stale(runner.storage, st)
+    states = {t.number: t.state for t in st.trials}
+    assert states[orphan.number] == optuna.trial.TrialState.FAIL
+    # A beating trial is Optuna's to judge by its heartbeat age; it was just recorded, and the
+    # storage's own grace period (set when it was opened) has not passed.
+    assert states[beating.number] == optuna.trial.TrialState.RUNNING
+
+
 # ---------------------------------------------------------------- CLI, resume after kill -9
 
 

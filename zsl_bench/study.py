@@ -40,6 +40,7 @@ and tested once (phase ``final``, ``results.csv``).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import itertools
@@ -662,6 +663,43 @@ def make_storage(url: str) -> Any:
     raise AssertionError("unreachable")
 
 
+def _fail_stale(storage: Any, study: Any) -> None:
+    """Fail RUNNING trials of dead workers so their units can be run again.
+
+    Optuna's ``fail_stale_trials`` covers trials whose last heartbeat is older than GRACE_S, but
+    skips a RUNNING trial that never got one. Grid claims beat before they turn RUNNING, yet
+    ``study.ask()`` (search trials) makes a trial RUNNING first: a worker killed in between would
+    leave it held forever. Such a trial, started more than ``3 * GRACE_S`` ago, is failed here.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import fail_stale_trials
+    from optuna.trial import TrialState
+
+    fail_stale_trials(study)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    old = [t for t in running if t.datetime_start is not None
+           and (datetime.datetime.now() - t.datetime_start).total_seconds() > 3 * GRACE_S]
+    if not old:
+        return
+    beaten = _trials_with_heartbeat(storage, [t._trial_id for t in old])
+    for t in old:
+        if t._trial_id not in beaten:
+            with contextlib.suppress(UpdateFinishedTrialError):
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                log.warning("trial %d of %s was RUNNING with no heartbeat since %s: failed as stale",
+                            t.number, study.study_name, t.datetime_start)
+
+
+def _trials_with_heartbeat(storage: Any, trial_ids: list[int]) -> set[int]:
+    """Which of ``trial_ids`` have a heartbeat row (Optuna has no public query for this)."""
+    from optuna.storages._rdb import models
+
+    with storage.scoped_session() as session:
+        rows = session.query(models.TrialHeartbeatModel.trial_id).filter(
+            models.TrialHeartbeatModel.trial_id.in_(trial_ids)).all()
+    return {r[0] for r in rows}
+
+
 class _Heartbeat:
     """Records a trial's heartbeat every ``HEARTBEAT_S`` seconds in a daemon thread."""
 
@@ -820,6 +858,10 @@ class StudyRunner:
 
         Trials of other units (enqueued by a run of the same study with other seeds or variants)
         stay WAITING for a run that asks for them.
+
+        The heartbeat is recorded *before* the trial turns RUNNING: Optuna never counts a RUNNING
+        trial without any heartbeat as stale, so a worker killed between the claim and its first
+        beat would otherwise hold the unit forever and every later run would wait on it.
         """
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
@@ -828,6 +870,7 @@ class StudyRunner:
             if t.user_attrs.get("unit_key") not in keys:
                 continue
             try:
+                self.storage.record_heartbeat(t._trial_id)
                 if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                     return t
             except UpdateFinishedTrialError:
@@ -843,7 +886,6 @@ class StudyRunner:
         return None
 
     def _run_units(self, study: Any, units: list[Unit], phase: str) -> None:
-        from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
         from tqdm.auto import tqdm
 
@@ -851,7 +893,7 @@ class StudyRunner:
         bar = tqdm(total=len(units), desc=f"{study.study_name} units", unit="unit", disable=not self.progress,
                    leave=False)
         while True:
-            fail_stale_trials(study)
+            _fail_stale(self.storage, study)
             self._ensure_enqueued(study, units)
             trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("unit_key") in keys]
             done = {t.user_attrs["unit_key"] for t in trials if t.state.is_finished() and _live(t)}
@@ -957,7 +999,6 @@ class StudyRunner:
 
     def _run_search(self, dataset: str) -> None:
         import optuna
-        from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
         from tqdm.auto import tqdm
 
@@ -970,7 +1011,7 @@ class StudyRunner:
         bar = tqdm(total=s.n_trials, desc=f"{study.study_name} trials", unit="trial", disable=not self.progress,
                    leave=False)
         while True:
-            fail_stale_trials(study)
+            _fail_stale(self.storage, study)
             trials = study.get_trials(deepcopy=False)
             used = sum(1 for t in trials if t.state in counted or (t.state == TrialState.FAIL and "failure" in
                                                                    t.user_attrs))
@@ -983,6 +1024,7 @@ class StudyRunner:
             if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
                 break
             trial = study.ask()
+            self.storage.record_heartbeat(trial._trial_id)  # as soon as it is RUNNING; see _fail_stale
             params = {p.key: _suggest(trial, p) for p in s.space}
             unit = Unit(self.spec.name, method, dataset, seed, f"trial-{trial.number}",
                         merge_overrides(self.spec.base_for(method), nest(params, "search.space")),
@@ -995,7 +1037,7 @@ class StudyRunner:
         bar.close()
         # Others may still run trials of this budget: the best is chosen once every trial has ended.
         while any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
-            fail_stale_trials(study)
+            _fail_stale(self.storage, study)
             time.sleep(POLL_S)
         complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
         if not complete:
