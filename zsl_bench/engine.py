@@ -17,7 +17,6 @@ import contextlib
 import copy
 import logging
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from .config import ResolvedConfig, TrainConfig
 from .data.store import FeatureSource
 from .data.zsldata import ZSLData
 from .errors import ConfigError, TrainingError
+from .fileio import atomic_path
 
 if TYPE_CHECKING:
     from methods.base import ZSLMethod
@@ -455,10 +455,8 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def _load_checkpoint(path: Path | None, fingerprint: dict[str, Any], epochs: int) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError
+from .fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,8 @@ def save_figure(fig: Any, stem: str | os.PathLike[str]) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         final = stem.with_name(f"{stem.name}.{ext}")
-        tmp = stem.with_name(f".{stem.name}.tmp.{ext}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")
         paths.append(final)
     plt.close(fig)
     return paths

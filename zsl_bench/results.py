@@ -11,10 +11,11 @@ import functools
 import io
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from .fileio import write_text_atomic
 
 COLUMNS = (
     "run_id", "method", "variant", "dataset", "source", "sim_preset", "generator_version", "data_seed",
@@ -72,13 +73,4 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
         writer.writeheader()
     for r in rows:
         writer.writerow({k: r.get(k, "") for k in COLUMNS})
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(old + buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(p, old + buf.getvalue(), fsync=True)

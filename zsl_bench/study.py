@@ -59,6 +59,7 @@ import yaml
 
 from .config import SECTIONS
 from .errors import ConfigError, TrainingError
+from .fileio import atomic_path
 from .protocol import PROTOCOLS
 from .results import COLUMNS, append_rows, read_rows
 
@@ -615,12 +616,10 @@ def write_curve(path: Path, result: Any, **labels: Any) -> Path | None:
     curve = getattr(result, "curve", None) or {}
     if not all(k in curve for k in ("u", "s")):
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
     metrics = getattr(result, "metrics", {}) or {}
-    np.savez(tmp, gamma=np.asarray(curve.get("gamma", [])), u=np.asarray(curve["u"]), s=np.asarray(curve["s"]),
-             ausuc=np.asarray(metrics.get("ausuc", math.nan)), **labels)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, gamma=np.asarray(curve.get("gamma", [])), u=np.asarray(curve["u"]), s=np.asarray(curve["s"]),
+                 ausuc=np.asarray(metrics.get("ausuc", math.nan)), **labels)
     return path
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError
+from .fileio import write_text_atomic
 
 DATASET_ORDER = ("cub", "sun", "awa2", "flo")
 METRICS = ("zsl_acc", "u", "s", "h")
@@ -288,11 +289,7 @@ def load_published(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, text)
 
 
 def write_tables(table: Table, out: str | os.PathLike[str], fmt: str = "both", stem: str | None = None

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from ..fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +190,7 @@ class _NoTracking:
 def _write_yaml(path: Path, obj: dict[str, Any]) -> None:
     import yaml
 
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            yaml.safe_dump(obj, fh, sort_keys=False, allow_unicode=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
 
 
 def _matches(r: dict[str, str], method: str, ds: str, protocol: str, digest: str, sim: str | None,

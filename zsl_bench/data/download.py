@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
+from ..fileio import atomic_path, write_text_atomic
 from .datasets import get_spec
 from .loader import sha256_file
 
@@ -185,9 +186,7 @@ def _record_checksum(download_dir: Path, filename: str, url: str, sha256: str, s
     data[filename] = {"sha256": sha256, "size": size, "url": url,
                       "recorded": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     path = _checksums_path(download_dir)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------ fetching
@@ -431,8 +430,8 @@ def download_dataset(dataset: str, root: Path, *, mirror: str | None = None, kee
             for m in missing:
                 dest = root / m.dest
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(local, dest.with_name(dest.name + ".tmp"))
-                os.replace(dest.with_name(dest.name + ".tmp"), dest)
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(local, tmp)
         done += [root / m.dest for m in members]
     return done
 
