@@ -18,8 +18,8 @@ Where this implementation differs:
   over unseen classes) and GZSL; the official code trains a separate unseen-only classifier for
   ZSL and reports its best epoch on the test set.
 - Classes outside the phase get a fixed very low (finite) score.
-- Per-dataset schedule values are recalled from the official run scripts (verify); FLO's
-  ``n_synth`` is ours. The pretrain classifier (50 epochs, batch 100, lr 1e-3) and the final
+- Per-dataset schedule values follow the official command lines as copied into derivative
+  repositories (e.g. LisGAN's scripts): the original MPI-INF release was not available to check. The pretrain classifier (50 epochs, batch 100, lr 1e-3) and the final
   classifier's batch size (``clf_batch_size: 0`` = ``n_synth``) follow the official calls.
 - ``fit_grad_norms`` sums |grad| over the first few steps of each network only (enough to show
   every parameter learned; summing every step was most of the cost on CPU).
@@ -222,7 +222,7 @@ class FCLSWGAN(GenerativeZSL):
     input = "pooled"
     paper = "Xian et al., f-CLSWGAN, CVPR 2018"
     config_cls = FCLSWGANConfig
-    # Recalled from the official run scripts (verify); "train" is unused (self-scheduled).
+    # The official command lines as copied in derivative repos (see the module docstring); "train" is unused.
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "cub": {"method": {"gan_epochs": 56, "cls_weight": 0.01, "n_synth": 300, "lr": 1e-4}},
         "sun": {"method": {"gan_epochs": 40, "cls_weight": 0.01, "n_synth": 100, "lr": 2e-4}},

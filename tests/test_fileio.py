@@ -49,3 +49,12 @@ def test_result_rows_are_readable_by_others(tmp_path):
     append_rows(csv, [{"method": "ale", "dataset": "cub", "metric": "h", "value": 1.0}])
     assert csv.stat().st_mode & 0o044  # group/other can read, as with any file a run writes
     assert read_rows(csv)[0]["method"] == "ale"
+
+
+def test_appended_rows_keep_one_line_ending(tmp_path):
+    csv = tmp_path / "results.csv"
+    for m in ("ale", "sje", "sae"):
+        append_rows(csv, [{"method": m, "dataset": "cub", "metric": "h", "value": 1.0}])
+    data = csv.read_bytes()
+    assert b"\r" not in data and data.count(b"\n") == 4  # header + 3 rows; mixed endings before
+    assert [r["method"] for r in read_rows(csv)] == ["ale", "sje", "sae"]

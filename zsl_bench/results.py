@@ -68,7 +68,9 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
     p.parent.mkdir(parents=True, exist_ok=True)
     old = p.read_text() if p.exists() else ""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="raise")
+    # "\n" line ends throughout: read_text() above turns old "\r\n" into "\n", so csv's default
+    # "\r\n" for new rows would leave files with mixed line ends.
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="raise", lineterminator="\n")
     if not old:
         writer.writeheader()
     for r in rows:
