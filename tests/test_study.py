@@ -259,6 +259,38 @@ def test_real_search_trials_record_validation_only_and_finals_are_tested(tmp_pat
     assert {"zsl_acc", "u", "s", "h"} <= final and {r["variant"] for r in out.rows} == {"best"}
 
 
+def test_changed_preset_stops_reuse_and_rerun_changed_redoes_only_those_units(tmp_path, monkeypatch):
+    """Unit keys cover the spec, not the presets in code: a preset edit must not be silently reused."""
+    import optuna
+
+    from zsl_bench.registry import METHODS, load_all
+
+    load_all()
+    spec = parse_spec({"name": "drift", "methods": ["ale"], "datasets": ["cub"], "seeds": [0, 1], "sim": "tiny",
+                       "base": {"train.epochs": 2}})
+    StudyRunner(spec, tmp_path, progress=False).run()
+    before = {r["run_id"]: r["config_hash"] for r in read_rows(tmp_path / "results.csv")}
+    assert len(before) == 2
+
+    ale = METHODS.get("ale")
+    edited = {**ale.presets, "cub": {**ale.presets.get("cub", {}), "eval": {"gamma": 0.5}}}
+    monkeypatch.setattr(ale, "presets", edited)  # what editing methods/ale.py does
+    with pytest.raises(ConfigError, match=r"2 finished unit\(s\).*another config.*--rerun-changed"):
+        StudyRunner(spec, tmp_path, progress=False).run()
+    assert {r["run_id"]: r["config_hash"] for r in read_rows(tmp_path / "results.csv")} == before  # untouched
+
+    out = StudyRunner(spec, tmp_path, progress=False, rerun_changed=True).run()
+    assert out.ran == 2
+    rows = read_rows(tmp_path / "results.csv")
+    assert len(rows) == len(dedupe_rows(rows)) == len(out.rows)  # old rows gone, no duplicates
+    assert {r["config_hash"] for r in rows}.isdisjoint(before.values())
+    assert {r["gamma"] for r in rows} == {"0.5"}
+    study = optuna.load_study(study_name="drift.cub", storage=StudyRunner(spec, tmp_path, progress=False).url)
+    superseded = [t for t in study.trials if "superseded" in t.user_attrs]
+    assert len(superseded) == 2 and all(t.state == optuna.trial.TrialState.FAIL for t in superseded)
+    assert StudyRunner(spec, tmp_path, progress=False).run().ran == 0  # now consistent: nothing to redo
+
+
 def test_pruner_stops_poor_trials(tmp_path):
     spec = parse_spec({
         "name": "toyprune", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",

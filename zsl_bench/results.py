@@ -76,3 +76,18 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
     for r in rows:
         writer.writerow({k: r.get(k, "") for k in COLUMNS})
     write_text_atomic(p, old + buf.getvalue(), fsync=True)
+
+
+def remove_runs(path: str | os.PathLike[str], run_ids: set[str]) -> int:
+    """Drop the rows of ``run_ids`` from the CSV at ``path`` (atomically); returns how many went."""
+    rows = read_rows(path)
+    keep = [r for r in rows if r.get("run_id") not in run_ids]
+    if len(keep) == len(rows):
+        return 0
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in keep:
+        writer.writerow({k: r.get(k, "") for k in COLUMNS})
+    write_text_atomic(path, buf.getvalue(), fsync=True)
+    return len(rows) - len(keep)

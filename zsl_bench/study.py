@@ -48,6 +48,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -61,7 +62,7 @@ from .config import SECTIONS
 from .errors import ConfigError, TrainingError
 from .fileio import atomic_path
 from .protocol import PROTOCOLS
-from .results import COLUMNS, append_rows, read_rows
+from .results import COLUMNS, append_rows, read_rows, remove_runs
 
 log = logging.getLogger(__name__)
 
@@ -481,6 +482,12 @@ class Unit:
     def from_json(text: str) -> Unit:
         return Unit(**json.loads(text))
 
+    def requested_digest(self) -> str:
+        """Digest of the config the code resolves for this unit now (presets < overrides), as rows record it."""
+        from .runner import resolve_config
+
+        return resolve_config(self.run_spec()).digest()
+
     def run_spec(self) -> Any:
         from .runner import RunSpec
 
@@ -699,6 +706,28 @@ def _trials_with_heartbeat(storage: Any, trial_ids: list[int]) -> set[int]:
     return {r[0] for r in rows}
 
 
+def _supersede(storage: Any, trials: list[tuple[int, str]]) -> None:
+    """Turn finished trials to FAIL with a ``superseded`` reason, so their units run again.
+
+    Optuna refuses to change a finished trial through its API; this is the one place that does,
+    through the storage's own tables. A FAIL trial without ``failure`` no longer holds its unit
+    (see ``_live``), ``collect`` skips it, and the reason stays for the record.
+    """
+    from optuna.storages._rdb import models
+    from optuna.trial import TrialState
+
+    with storage.scoped_session() as session:
+        for trial_id, reason in trials:
+            # Only a still-COMPLETE trial: another worker may have superseded it a moment ago.
+            n = session.query(models.TrialModel).filter(
+                models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.COMPLETE).update(
+                {"state": TrialState.FAIL})
+            if n:
+                session.add(models.TrialUserAttributeModel(trial_id=trial_id, key="superseded",
+                                                           value_json=json.dumps(reason)))
+        session.commit()
+
+
 class _Heartbeat:
     """Records a trial's heartbeat every ``HEARTBEAT_S`` seconds in a daemon thread."""
 
@@ -788,11 +817,15 @@ class StudyRunner:
         run_fn: the per-unit function (default :func:`run_with_runner`, i.e. ``runner.run_one``).
         tracker: a :class:`zsl_bench.tracking.Tracker` or None (no MLflow).
         progress: show tqdm bars.
+        rerun_changed: rerun finished units whose config the code now resolves differently (a
+            method preset or default changed); without it such units stop the study with an error.
     """
 
     def __init__(self, spec: StudySpec, out: str | os.PathLike[str], *, storage: str | None = None,
-                 run_fn: RunFn | None = None, tracker: Any = None, progress: bool = True) -> None:
+                 run_fn: RunFn | None = None, tracker: Any = None, progress: bool = True,
+                 rerun_changed: bool = False) -> None:
         self.spec = spec
+        self.rerun_changed = rerun_changed
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.url = storage_url(self.out, storage)
@@ -876,6 +909,47 @@ class StudyRunner:
                 continue
         return None
 
+    def _check_changed(self, study: Any, units: list[Unit]) -> Any:
+        """Stop (or, with ``rerun_changed``, rerun) finished units trained from another config.
+
+        A unit's key covers the spec (method, dataset, seed, overrides), not the method presets or
+        config defaults in the code. Rows record the digest of the config they were trained from;
+        if the code now resolves another one, reusing them would put numbers from two configs in
+        one table. Units whose rows carry no digest (custom run functions) are not checked.
+        Returns the study, reloaded if trials were superseded (Optuna caches finished trials).
+        """
+        import optuna
+        from optuna.trial import TrialState
+
+        by_key = {u.key: u for u in units}
+        changed: list[tuple[Any, Unit, str, str]] = []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            unit = by_key.get(t.user_attrs.get("unit_key"))
+            if unit is None:
+                continue
+            recorded = {r.get("config_hash", "") for r in json.loads(t.user_attrs.get("rows", "[]"))} - {""}
+            now = unit.requested_digest() if recorded else ""
+            if recorded and now not in recorded:
+                changed.append((t, unit, ",".join(sorted(recorded)), now))
+        if not changed:
+            return study
+        listed = "; ".join(f"{u.method}/{u.variant}/{u.dataset}/seed {u.seed} (config {old} -> {now})"
+                           for _, u, old, now in changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5
+                                                                  else "")
+        if not self.rerun_changed:
+            raise ConfigError(f"{self.out}: {len(changed)} finished unit(s) of {study.study_name} were trained from "
+                              f"another config than the code resolves now (a preset or default changed): {listed}. "
+                              "Rerun with --rerun-changed to redo them, or use a new --out")
+        log.warning("%s: rerunning %d unit(s) whose config changed: %s", study.study_name, len(changed), listed)
+        _supersede(self.storage, [(t._trial_id, f"config {old} -> {now}") for t, _, old, now in changed])
+        run_ids = {u.run_id for _, u, _, _ in changed}
+        with file_lock(self.results_csv.with_name(self.results_csv.name + ".lock")):
+            remove_runs(self.results_csv, run_ids)
+        for rid in run_ids:  # checkpoints of the old config must not seed the new run
+            shutil.rmtree(self.out / "runs" / rid, ignore_errors=True)
+        return optuna.load_study(study_name=study.study_name, storage=self.storage, sampler=study.sampler,
+                                 pruner=study.pruner)
+
     def _duplicate_of(self, study: Any, trial: Any) -> Any | None:
         """A live lower-numbered trial holding the same unit (a concurrent double enqueue)."""
         key = trial.user_attrs.get("unit_key")
@@ -889,6 +963,7 @@ class StudyRunner:
         from tqdm.auto import tqdm
 
         keys = {u.key for u in units}
+        study = self._check_changed(study, units)
         bar = tqdm(total=len(units), desc=f"{study.study_name} units", unit="unit", disable=not self.progress,
                    leave=False)
         while True:

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default=None, metavar="S,S,...",
                    help="run these training seeds instead of the spec's (e.g. 0 or 0,1,2); units already "
                         "finished for a seed are reused, so adding seeds later only runs the new ones")
+    p.add_argument("--rerun-changed", action="store_true",
+                   help="rerun finished units whose config the code now resolves differently (a method "
+                        "preset or default changed); without it such units stop the study with an error")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     # Children started by --workers only execute units; the parent writes tables and figures.
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
@@ -138,6 +141,8 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
             argv += [flag, str(value)]
     if args.no_mlflow:
         argv.append("--no-mlflow")
+    if args.rerun_changed:
+        argv.append("--rerun-changed")
     for o in args.overrides:
         argv += ["--set", o]
     return argv
@@ -164,8 +169,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
         tracker = Tracker(out, args.tracking_uri)
     try:
-        outcome = StudyRunner(spec, out, storage=args.storage, tracker=tracker,
-                              progress=not args.no_progress).run()
+        outcome = StudyRunner(spec, out, storage=args.storage, tracker=tracker, progress=not args.no_progress,
+                              rerun_changed=args.rerun_changed).run()
     finally:
         codes = [c.wait() for c in children]
     if any(codes):
