@@ -268,7 +268,10 @@ def test_changed_preset_stops_reuse_and_rerun_changed_redoes_only_those_units(tm
     load_all()
     spec = parse_spec({"name": "drift", "methods": ["ale"], "datasets": ["cub"], "seeds": [0, 1], "sim": "tiny",
                        "base": {"train.epochs": 2}})
-    StudyRunner(spec, tmp_path, progress=False).run()
+    from zsl_bench.tracking import Tracker
+
+    tracker = Tracker(tmp_path)  # MLflow in <tmp_path>/mlflow.db
+    StudyRunner(spec, tmp_path, progress=False, tracker=tracker).run()
     before = {r["run_id"]: r["config_hash"] for r in read_rows(tmp_path / "results.csv")}
     assert len(before) == 2
 
@@ -279,8 +282,10 @@ def test_changed_preset_stops_reuse_and_rerun_changed_redoes_only_those_units(tm
         StudyRunner(spec, tmp_path, progress=False).run()
     assert {r["run_id"]: r["config_hash"] for r in read_rows(tmp_path / "results.csv")} == before  # untouched
 
-    out = StudyRunner(spec, tmp_path, progress=False, rerun_changed=True).run()
+    out = StudyRunner(spec, tmp_path, progress=False, rerun_changed=True, tracker=tracker).run()
     assert out.ran == 2
+    assert set(tracker.count_units("drift").values()) == {1}  # reruns logged; old runs kept but superseded
+    assert len(tracker.find_runs("tags.`zsl.superseded` LIKE 'config %'")) == 2
     rows = read_rows(tmp_path / "results.csv")
     assert len(rows) == len(dedupe_rows(rows)) == len(out.rows)  # old rows gone, no duplicates
     assert {r["config_hash"] for r in rows}.isdisjoint(before.values())

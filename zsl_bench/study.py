@@ -947,6 +947,9 @@ class StudyRunner:
             remove_runs(self.results_csv, run_ids)
         for rid in run_ids:  # checkpoints of the old config must not seed the new run
             shutil.rmtree(self.out / "runs" / rid, ignore_errors=True)
+        if self.tracker:  # the old MLflow runs stay, tagged, so the reruns can be logged
+            for _, u, old, now in changed:
+                self.tracker.supersede_unit(u.key, f"config {old} -> {now}")
         return optuna.load_study(study_name=study.study_name, storage=self.storage, sampler=study.sampler,
                                  pruner=study.pruner)
 

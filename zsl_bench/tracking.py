@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 UNIT_TAG = "zsl.unit_key"
 STUDY_TAG = "zsl.study"
+SUPERSEDED_TAG = "zsl.superseded"  # set on a unit run whose config changed and that was run again
 PARENT_TAG = "mlflow.parentRunId"
 DEFAULT_EXPERIMENT = "zsl-bench"
 
@@ -175,8 +176,20 @@ class Tracker:
                 self.client.log_artifacts(self.parent_id, str(out / sub), sub)
 
     # -- units
+    def _unit_runs(self, key: str) -> list[Any]:
+        """The current (not superseded) nested runs holding unit ``key``."""
+        return [r for r in self.find_runs(f"tags.`{UNIT_TAG}` = '{key}'") if SUPERSEDED_TAG not in r.data.tags]
+
     def has_unit(self, key: str) -> bool:
-        return bool(self.find_runs(f"tags.`{UNIT_TAG}` = '{key}'"))
+        return bool(self._unit_runs(key))
+
+    def supersede_unit(self, key: str, reason: str) -> int:
+        """Tag unit ``key``'s current runs as superseded (kept for the record, skipped by readers)."""
+        with self._lock():
+            runs = self._unit_runs(key)
+            for r in runs:
+                self.client.set_tag(r.info.run_id, SUPERSEDED_TAG, reason)
+        return len(runs)
 
     def log_unit(self, unit: Any, *, result: Any = None, rows: list[dict[str, Any]] | None = None,
                  history: list[dict[str, Any]] | None = None, curve: Path | None = None,
@@ -228,7 +241,7 @@ class Tracker:
         counts: dict[str, int] = {}
         for r in self.find_runs(flt):
             key = r.data.tags.get(UNIT_TAG)
-            if key:
+            if key and SUPERSEDED_TAG not in r.data.tags:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
@@ -359,7 +372,7 @@ def rows_from_mlflow(tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT) ->
     rows: list[dict[str, Any]] = []
     for r in tracker.find_runs("attributes.status = 'FINISHED'"):
         tags = r.data.tags
-        if UNIT_TAG not in tags or tags.get("zsl.phase") == "trial":
+        if UNIT_TAG not in tags or tags.get("zsl.phase") == "trial" or SUPERSEDED_TAG in tags:
             continue
         for key, value in r.data.metrics.items():
             if key.startswith("test."):
