@@ -296,6 +296,44 @@ def test_changed_preset_stops_reuse_and_rerun_changed_redoes_only_those_units(tm
     assert StudyRunner(spec, tmp_path, progress=False).run().ran == 0  # now consistent: nothing to redo
 
 
+def test_rows_of_another_config_under_a_run_id_are_never_reused(tmp_path):
+    """A --rerun-changed cleanup cut short can leave old rows while the unit is WAITING again."""
+    spec = parse_spec({"name": "stale", "methods": ["ale"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
+                       "base": {"train.epochs": 2}})
+    StudyRunner(spec, tmp_path / "a", progress=False).run()
+    good = read_rows(tmp_path / "a" / "results.csv")
+    stale = [{**r, "config_hash": "0ld0ld0ld0ld", "value": "99.0"} for r in good]
+    from zsl_bench.results import append_rows
+
+    append_rows(tmp_path / "b" / "results.csv", stale)  # a fresh study finds these under its run id
+    out = StudyRunner(spec, tmp_path / "b", progress=False).run()
+    assert out.ran == 1
+    rows = read_rows(tmp_path / "b" / "results.csv")
+    assert {r["config_hash"] for r in rows} == {good[0]["config_hash"]} and "99.0" not in {r["value"] for r in rows}
+
+
+def test_table_rows_are_the_current_units_only_after_an_edited_base(tmp_path):
+    for w in (1.0, 2.0):  # the same study and output, base edited between runs
+        spec = _spec(seeds=[0], grid=None, base={"method.w": w})
+        out = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    assert {(r["metric"], float(r["value"])) for r in out.rows if r["metric"] == "h"} == {("h", 50.0)}
+
+
+def test_search_trained_from_another_config_is_refused(tmp_path, monkeypatch):
+    from zsl_bench.registry import METHODS, load_all
+
+    load_all()
+    spec = parse_spec({"name": "driftsearch", "methods": ["ale"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
+                       "base": {"train.epochs": 2},
+                       "search": {"space": {"train.lr": {"type": "log_float", "low": 1e-4, "high": 1e-2}},
+                                  "n_trials": 2, "sampler": "random", "seed": 0}})
+    StudyRunner(spec, tmp_path, progress=False).run()
+    ale = METHODS.get("ale")
+    monkeypatch.setattr(ale, "presets", {**ale.presets, "cub": {"eval": {"gamma": 0.5}}})
+    with pytest.raises(ConfigError, match="search trial 0 of driftsearch.cub.search.*new --out"):
+        StudyRunner(spec, tmp_path, progress=False, rerun_changed=True).run()
+
+
 def test_pruner_stops_poor_trials(tmp_path):
     spec = parse_spec({
         "name": "toyprune", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",

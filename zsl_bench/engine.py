@@ -455,6 +455,8 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    for orphan in path.parent.glob(f".{path.name}.*.tmp*"):  # left by a kill mid-save; one writer per run
+        orphan.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 

@@ -160,6 +160,8 @@ def load_curves(curves_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise DataError(f"curves directory not found: {d} (studies save them under <out>/curves)")
     curves = []
     for p in sorted(d.glob("*.npz")):
+        if p.name.startswith("."):  # an atomic write's temporary file left by a kill
+            continue
         try:
             with np.load(p, allow_pickle=False) as z:
                 curves.append({k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files})

@@ -11,7 +11,7 @@ import functools
 import io
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,10 +78,14 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
     write_text_atomic(p, old + buf.getvalue(), fsync=True)
 
 
-def remove_runs(path: str | os.PathLike[str], run_ids: set[str]) -> int:
-    """Drop the rows of ``run_ids`` from the CSV at ``path`` (atomically); returns how many went."""
+def remove_runs(path: str | os.PathLike[str], run_ids: set[str], *,
+                keep_hashes: Collection[str] = ()) -> int:
+    """Drop the rows of ``run_ids`` from the CSV at ``path`` (atomically); returns how many went.
+
+    Rows whose ``config_hash`` is in ``keep_hashes`` stay (a rerun's rows under the same run id).
+    """
     rows = read_rows(path)
-    keep = [r for r in rows if r.get("run_id") not in run_ids]
+    keep = [r for r in rows if r.get("run_id") not in run_ids or r.get("config_hash") in keep_hashes]
     if len(keep) == len(rows):
         return 0
     buf = io.StringIO()

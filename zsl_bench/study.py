@@ -40,7 +40,6 @@ and tested once (phase ``final``, ``results.csv``).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import hashlib
 import itertools
@@ -48,7 +47,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -669,13 +667,18 @@ def make_storage(url: str) -> Any:
     raise AssertionError("unreachable")
 
 
+# (storage url, trial id) -> time.monotonic() when this process first saw it RUNNING without a heartbeat.
+_NO_BEAT_SINCE: dict[tuple[str, int], float] = {}
+
+
 def _fail_stale(storage: Any, study: Any) -> None:
     """Fail RUNNING trials of dead workers so their units can be run again.
 
     Optuna's ``fail_stale_trials`` covers trials whose last heartbeat is older than GRACE_S, but
     skips a RUNNING trial that never got one. Grid claims beat before they turn RUNNING, yet
     ``study.ask()`` (search trials) makes a trial RUNNING first: a worker killed in between would
-    leave it held forever. Such a trial, started more than ``3 * GRACE_S`` ago, is failed here.
+    leave it held forever. Such a trial is failed once *this process* has seen it without a beat
+    for ``3 * GRACE_S`` (its own monotonic clock: other hosts' clocks and time zones do not matter).
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.storages import fail_stale_trials
@@ -683,17 +686,20 @@ def _fail_stale(storage: Any, study: Any) -> None:
 
     fail_stale_trials(study)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    old = [t for t in running if t.datetime_start is not None
-           and (datetime.datetime.now() - t.datetime_start).total_seconds() > 3 * GRACE_S]
-    if not old:
+    if not running:
         return
-    beaten = _trials_with_heartbeat(storage, [t._trial_id for t in old])
-    for t in old:
-        if t._trial_id not in beaten:
+    now, url = time.monotonic(), str(getattr(storage, "url", id(storage)))
+    beaten = _trials_with_heartbeat(storage, [t._trial_id for t in running])
+    for t in running:
+        if t._trial_id in beaten:
+            _NO_BEAT_SINCE.pop((url, t._trial_id), None)
+            continue
+        if now - _NO_BEAT_SINCE.setdefault((url, t._trial_id), now) > 3 * GRACE_S:
             with contextlib.suppress(UpdateFinishedTrialError):
                 storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                log.warning("trial %d of %s was RUNNING with no heartbeat since %s: failed as stale",
-                            t.number, study.study_name, t.datetime_start)
+                log.warning("trial %d of %s was RUNNING with no heartbeat for %ds: failed as stale",
+                            t.number, study.study_name, 3 * GRACE_S)
+            _NO_BEAT_SINCE.pop((url, t._trial_id), None)
 
 
 def _trials_with_heartbeat(storage: Any, trial_ids: list[int]) -> set[int]:
@@ -715,17 +721,22 @@ def _supersede(storage: Any, trials: list[tuple[int, str]]) -> None:
     """
     from optuna.storages._rdb import models
     from optuna.trial import TrialState
+    from sqlalchemy.exc import IntegrityError
 
-    with storage.scoped_session() as session:
-        for trial_id, reason in trials:
-            # Only a still-COMPLETE trial: another worker may have superseded it a moment ago.
-            n = session.query(models.TrialModel).filter(
-                models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.COMPLETE).update(
-                {"state": TrialState.FAIL})
-            if n:
-                session.add(models.TrialUserAttributeModel(trial_id=trial_id, key="superseded",
-                                                           value_json=json.dumps(reason)))
-        session.commit()
+    attr = models.TrialUserAttributeModel
+    for trial_id, reason in trials:
+        with storage.scoped_session() as session:
+            try:
+                if session.query(attr).filter(attr.trial_id == trial_id, attr.key == "superseded").first():
+                    continue  # another worker did it a moment ago
+                session.query(models.TrialModel).filter(
+                    models.TrialModel.trial_id == trial_id,
+                    models.TrialModel.state.in_([TrialState.COMPLETE, TrialState.FAIL])).update(
+                    {"state": TrialState.FAIL}, synchronize_session=False)
+                session.add(attr(trial_id=trial_id, key="superseded", value_json=json.dumps(reason)))
+                session.commit()
+            except IntegrityError:  # the same, concurrently: its attribute row won
+                session.rollback()
 
 
 class _Heartbeat:
@@ -758,7 +769,7 @@ def _live(t: Any) -> bool:
 
     if t.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return t.state == TrialState.FAIL and "failure" in t.user_attrs
+    return t.state == TrialState.FAIL and "failure" in t.user_attrs and "superseded" not in t.user_attrs
 
 
 class PruningReporter:
@@ -834,6 +845,7 @@ class StudyRunner:
         self.tracker = tracker
         self.progress = progress
         self.failed: list[tuple[str, str]] = []
+        self._expected: dict[str, set[str]] = {}  # study name -> unit keys this run stands for
         self.ran = 0
         self.best: dict[str, dict[str, Any]] = {}
 
@@ -865,6 +877,11 @@ class StudyRunner:
             check_configs(self.spec)
         parent = self.tracker.study_run(self.spec) if self.tracker else contextlib.nullcontext()
         with parent:
+            for ds in self.spec.datasets:  # every dataset before any training (item: fail fast)
+                if self.spec.is_search:
+                    self._check_search(ds)
+                else:
+                    self._check_changed(self._study(self.study_name(ds)), grid_units(self.spec, ds))
             for ds in self.spec.datasets:
                 if self.spec.is_search:
                     self._run_search(ds)
@@ -909,27 +926,44 @@ class StudyRunner:
                 continue
         return None
 
+    def _recorded_digests(self, t: Any) -> set[str]:
+        """Config digests a finished trial's unit was trained from (rows, or the claim's for failures)."""
+        from optuna.trial import TrialState
+
+        if t.state == TrialState.COMPLETE:
+            return {r.get("config_hash", "") for r in json.loads(t.user_attrs.get("rows", "[]"))} - {""}
+        if t.state == TrialState.FAIL and "failure" in t.user_attrs:
+            return {t.user_attrs.get("config_hash", "")} - {""}
+        return set()
+
     def _check_changed(self, study: Any, units: list[Unit]) -> Any:
         """Stop (or, with ``rerun_changed``, rerun) finished units trained from another config.
 
         A unit's key covers the spec (method, dataset, seed, overrides), not the method presets or
-        config defaults in the code. Rows record the digest of the config they were trained from;
-        if the code now resolves another one, reusing them would put numbers from two configs in
-        one table. Units whose rows carry no digest (custom run functions) are not checked.
+        config defaults in the code. Rows record the digest of the config they were trained from
+        (failed trials: the digest stored at claim time); if the code now resolves another one,
+        reusing them would put numbers from two configs in one table. Only the built-in runner's
+        units are checked (a custom run function's config need not resolve).
+
+        Cleanup comes first and touches only what is older than this check (rows of the old digest,
+        older curves and MLflow runs); the trial is superseded last. A crash in between leaves it
+        COMPLETE, so the next run does both again; a worker that lost a race removes nothing new.
         Returns the study, reloaded if trials were superseded (Optuna caches finished trials).
         """
         import optuna
         from optuna.trial import TrialState
 
+        if self.run_fn is not run_with_runner:
+            return study
+        seen_at = time.time()
         by_key = {u.key: u for u in units}
         changed: list[tuple[Any, Unit, str, str]] = []
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             unit = by_key.get(t.user_attrs.get("unit_key"))
-            if unit is None:
+            if unit is None or "superseded" in t.user_attrs:
                 continue
-            recorded = {r.get("config_hash", "") for r in json.loads(t.user_attrs.get("rows", "[]"))} - {""}
-            now = unit.requested_digest() if recorded else ""
-            if recorded and now not in recorded:
+            recorded = self._recorded_digests(t)
+            if recorded and recorded != {now := unit.requested_digest()}:
                 changed.append((t, unit, ",".join(sorted(recorded)), now))
         if not changed:
             return study
@@ -941,17 +975,39 @@ class StudyRunner:
                               f"another config than the code resolves now (a preset or default changed): {listed}. "
                               "Rerun with --rerun-changed to redo them, or use a new --out")
         log.warning("%s: rerunning %d unit(s) whose config changed: %s", study.study_name, len(changed), listed)
-        _supersede(self.storage, [(t._trial_id, f"config {old} -> {now}") for t, _, old, now in changed])
-        run_ids = {u.run_id for _, u, _, _ in changed}
         with file_lock(self.results_csv.with_name(self.results_csv.name + ".lock")):
-            remove_runs(self.results_csv, run_ids)
-        for rid in run_ids:  # checkpoints of the old config must not seed the new run
-            shutil.rmtree(self.out / "runs" / rid, ignore_errors=True)
-        if self.tracker:  # the old MLflow runs stay, tagged, so the reruns can be logged
-            for _, u, old, now in changed:
-                self.tracker.supersede_unit(u.key, f"config {old} -> {now}")
+            remove_runs(self.results_csv, {u.run_id for _, u, _, _ in changed},
+                        keep_hashes={now for *_, now in changed})
+        for _, u, old, now in changed:
+            curve = self.out / "curves" / f"{u.run_id}.npz"
+            with contextlib.suppress(FileNotFoundError):
+                if curve.stat().st_mtime < seen_at:
+                    curve.unlink()
+            if self.tracker:  # the old MLflow runs stay, tagged, so the rerun can be logged
+                self.tracker.supersede_unit(u.key, f"config {old} -> {now}", before=seen_at)
+        # Checkpoints need no cleanup: their fingerprint holds the config, so old ones are ignored.
+        _supersede(self.storage, [(t._trial_id, f"config {old} -> {now}") for t, _, old, now in changed])
         return optuna.load_study(study_name=study.study_name, storage=self.storage, sampler=study.sampler,
                                  pruner=study.pruner)
+
+    def _check_search(self, dataset: str) -> None:
+        """A search whose finished trials were trained from another config cannot be partly redone."""
+        import optuna
+        from optuna.trial import TrialState
+
+        if self.run_fn is not run_with_runner:
+            return
+        try:
+            study = optuna.load_study(study_name=self.study_name(dataset, "search"), storage=self.storage)
+        except KeyError:
+            return
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            recorded, unit_json = self._recorded_digests(t), t.user_attrs.get("unit")
+            if recorded and unit_json and recorded != {now := Unit.from_json(unit_json).requested_digest()}:
+                raise ConfigError(f"{self.out}: search trial {t.number} of {study.study_name} was trained from another "
+                                  f"config than the code resolves now (config {','.join(sorted(recorded))} -> {now}; "
+                                  "a preset or default changed). A search's history cannot be partly redone: "
+                                  "use a new --out")
 
     def _duplicate_of(self, study: Any, trial: Any) -> Any | None:
         """A live lower-numbered trial holding the same unit (a concurrent double enqueue)."""
@@ -966,6 +1022,7 @@ class StudyRunner:
         from tqdm.auto import tqdm
 
         keys = {u.key for u in units}
+        self._expected.setdefault(study.study_name, set()).update(keys)
         study = self._check_changed(study, units)
         bar = tqdm(total=len(units), desc=f"{study.study_name} units", unit="unit", disable=not self.progress,
                    leave=False)
@@ -989,7 +1046,10 @@ class StudyRunner:
                     self.storage.set_trial_user_attr(frozen._trial_id, "duplicate_of", dup.number)
                     self.storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
                     continue
-                self._execute(study, frozen, Unit.from_json(frozen.user_attrs["unit"]), phase)
+                unit = Unit.from_json(frozen.user_attrs["unit"])
+                if self.run_fn is run_with_runner:  # lets _check_changed judge a unit that fails
+                    self.storage.set_trial_user_attr(frozen._trial_id, "config_hash", unit.requested_digest())
+                self._execute(study, frozen, unit, phase)
         bar.close()
 
     def _execute(self, study: Any, frozen: Any, unit: Unit, phase: str, trial: Any = None) -> float | None:
@@ -1000,6 +1060,13 @@ class StudyRunner:
         csv_path = self.trials_csv if phase == "trial" else self.results_csv
         tid = frozen._trial_id
         existing = [r for r in read_rows(csv_path) if r.get("run_id") == unit.run_id]
+        if existing and self.run_fn is run_with_runner:
+            want = unit.requested_digest()
+            if {r.get("config_hash", "") for r in existing} - {"", want}:
+                # Rows of another config under this run id (a --rerun-changed cleanup cut short): never reuse.
+                with file_lock(csv_path.with_name(csv_path.name + ".lock")):
+                    remove_runs(csv_path, {unit.run_id}, keep_hashes={want})
+                existing = [r for r in existing if r.get("config_hash", "") in ("", want)]
         if existing:
             # Finished before a kill, between writing rows and telling Optuna: reuse, do not redo.
             value = _objective(existing, phase)
@@ -1157,7 +1224,12 @@ class StudyRunner:
                 study = optuna.load_study(study_name=name, storage=self.storage)
             except KeyError:
                 continue
+            expected = self._expected.get(name)
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                # Units of this run only: an edited base / per_method / --set leaves the old units COMPLETE
+                # in the same study, under other keys.
+                if expected is not None and t.user_attrs.get("unit_key") not in expected:
+                    continue
                 if self._belongs(t.user_attrs.get("unit")):
                     rows.extend(json.loads(t.user_attrs.get("rows", "[]")))
         with file_lock(csv_path.with_name(csv_path.name + ".lock")):

@@ -183,10 +183,13 @@ class Tracker:
     def has_unit(self, key: str) -> bool:
         return bool(self._unit_runs(key))
 
-    def supersede_unit(self, key: str, reason: str) -> int:
-        """Tag unit ``key``'s current runs as superseded (kept for the record, skipped by readers)."""
+    def supersede_unit(self, key: str, reason: str, *, before: float | None = None) -> int:
+        """Tag unit ``key``'s current runs as superseded (kept for the record, skipped by readers).
+
+        ``before`` (a ``time.time()``): only runs started earlier, so a rerun logged meanwhile stays.
+        """
         with self._lock():
-            runs = self._unit_runs(key)
+            runs = [r for r in self._unit_runs(key) if before is None or r.info.start_time / 1000 < before]
             for r in runs:
                 self.client.set_tag(r.info.run_id, SUPERSEDED_TAG, reason)
         return len(runs)
