@@ -323,7 +323,11 @@ def plot_run_attention(run_dir: str | os.PathLike[str], row: dict[str, Any], out
     rows_idx = np.sort(np.asarray(data.splits["test_unseen"], dtype=np.int64))[:n_images]
     x = torch.from_numpy(np.asarray(data.require_features("regions").read_regions(rows_idx), dtype=np.float32))
     with torch.no_grad():
-        maps = model.attention_maps(x)[map_name].float().numpy()  # [N, A, R]
+        available = model.attention_maps(x)
+    if not available:
+        raise DataError(f"method {row['method']} returns no attention maps")
+    # The named map (MSDN/MSDN++'s AVCA by default), else the method's first one (DAZLE's only map).
+    maps = available.get(map_name, next(iter(available.values()))).float().numpy()  # [N, A, R]
     side = gt.side
     shown, truth, titles = [], [], []
     for i, r in enumerate(rows_idx):
