@@ -67,15 +67,22 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     old = p.read_text() if p.exists() else ""
+    write_text_atomic(p, old + _csv_text(rows, header=not old), fsync=True)
+
+
+def _csv_text(rows: Iterable[dict[str, Any]], *, header: bool) -> str:
+    """``rows`` as CSV over ``COLUMNS``; an unknown column is an error.
+
+    "\n" line ends throughout: ``read_text()`` turns an old file's "\r\n" into "\n", so csv's
+    default "\r\n" for new rows would leave files with mixed line ends.
+    """
     buf = io.StringIO()
-    # "\n" line ends throughout: read_text() above turns old "\r\n" into "\n", so csv's default
-    # "\r\n" for new rows would leave files with mixed line ends.
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="raise", lineterminator="\n")
-    if not old:
+    if header:
         writer.writeheader()
     for r in rows:
         writer.writerow({k: r.get(k, "") for k in COLUMNS})
-    write_text_atomic(p, old + buf.getvalue(), fsync=True)
+    return buf.getvalue()
 
 
 def remove_runs(path: str | os.PathLike[str], run_ids: set[str], *,
@@ -88,10 +95,5 @@ def remove_runs(path: str | os.PathLike[str], run_ids: set[str], *,
     keep = [r for r in rows if r.get("run_id") not in run_ids or r.get("config_hash") in keep_hashes]
     if len(keep) == len(rows):
         return 0
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for r in keep:
-        writer.writerow({k: r.get(k, "") for k in COLUMNS})
-    write_text_atomic(path, buf.getvalue(), fsync=True)
+    write_text_atomic(path, _csv_text(keep, header=True), fsync=True)
     return len(rows) - len(keep)

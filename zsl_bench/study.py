@@ -877,7 +877,9 @@ class StudyRunner:
             check_configs(self.spec)
         parent = self.tracker.study_run(self.spec) if self.tracker else contextlib.nullcontext()
         with parent:
-            for ds in self.spec.datasets:  # every dataset before any training (item: fail fast)
+            # Every dataset's finished units against the code's configs, before any training. Search
+            # finals are checked when their units are known, in _run_units.
+            for ds in self.spec.datasets:
                 if self.spec.is_search:
                     self._check_search(ds)
                 else:
@@ -1023,7 +1025,8 @@ class StudyRunner:
 
         keys = {u.key for u in units}
         self._expected.setdefault(study.study_name, set()).update(keys)
-        study = self._check_changed(study, units)
+        if phase == "final":  # grid units were checked up front in run()
+            study = self._check_changed(study, units)
         bar = tqdm(total=len(units), desc=f"{study.study_name} units", unit="unit", disable=not self.progress,
                    leave=False)
         while True:
