@@ -17,6 +17,7 @@ ABLATE_EPILOG = """examples:
   zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
   zsl-bench ablate --sim --seeds 0                   one seed first; rerun with --seeds 0,1,2 to add seeds
   zsl-bench ablate msdnpp_search.yaml --sim small    an Optuna search on simulated data
+  zsl-bench ablate --sim --rerun-changed            after editing a method preset: redo only the units it changed
   zsl-bench ablate main_table.yaml --storage postgresql://u:p@host/db --workers 4
                                                      run the same command on many machines: each unit runs once
 Specs without a path are looked up in ./benchmarks, then beside the installed package
