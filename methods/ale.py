@@ -27,10 +27,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
 
 # Shared training settings of the presets (plain SGD as in the paper; epochs are ours).
 _SGD: dict[str, Any] = {"optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0, "batch_size": 64, "epochs": 30}

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
 
-from .base import TaskInfo, ZSLMethod
 from .devise import require
 
 _OPT = {"optimizer": "rmsprop", "lr": 1e-4, "weight_decay": 1e-4, "momentum": 0.9, "batch_size": 50}

@@ -28,10 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
 
 
 def require(ok: bool, key: str, value: Any, valid: str) -> None:

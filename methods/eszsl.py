@@ -33,10 +33,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
 
 GRID = tuple(10.0 ** e for e in range(-3, 4))
 

@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
 
-from .base import TaskInfo, ZSLMethod
 from .devise import require
 
 log = logging.getLogger(__name__)

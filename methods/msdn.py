@@ -45,10 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import ConfigError, DataError
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
 
 # MSDN++'s hook: (α, α-logits, β, β-logits) -> constant counterfactual maps (Ā or None, B̄ or None).
 Intervention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],

@@ -32,9 +32,9 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
 
-from .base import TaskInfo, ZSLMethod
 from .devise import require
 
 

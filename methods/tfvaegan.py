@@ -45,9 +45,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from zsl_bench.contract import TaskInfo
 from zsl_bench.registry import METHODS
 
-from .base import TaskInfo
 from .devise import require
 from .fclswgan import GenerativeZSL, GradLog, adam, critic_terms, mlp, train_softmax, wgan_critic
 

@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import DataError
 from zsl_bench.registry import METHODS
 
-from .base import TaskInfo, ZSLMethod
 from .dazle import init_attribute_vectors, self_calibration
 from .devise import require
 

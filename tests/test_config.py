@@ -8,10 +8,9 @@ import pytest
 
 from zsl_bench import config as C
 from zsl_bench.errors import ConfigError
-from zsl_bench.registry import METHODS, load_all
+from zsl_bench.registry import METHODS
 from zsl_bench.runner import RunSpec, resolve_config
 
-load_all()
 ALE = METHODS.get("ale")
 ESZSL = METHODS.get("eszsl")
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import methods  # noqa: F401  (registers the built-in methods)
-from methods.base import TaskInfo, ZSLMethod
 from methods.fclswgan import GenerativeZSL
 from zsl_bench.config import build, resolve
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
 
