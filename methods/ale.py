@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from zsl_bench.config import check
 from zsl_bench.contract import TaskInfo, ZSLMethod
-from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
 
 # Shared training settings of the presets (plain SGD as in the paper; epochs are ours).
@@ -42,10 +42,8 @@ class ALEConfig:
     init_std: float = 1e-3  # W ~ N(0, init_std²)
 
     def __post_init__(self) -> None:
-        if not self.margin > 0:
-            raise ConfigError(f"bad value for method.margin: {self.margin!r}; valid: a float > 0")
-        if not self.init_std >= 0:
-            raise ConfigError(f"bad value for method.init_std: {self.init_std!r}; valid: a float >= 0")
+        check(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(self.init_std >= 0, "method.init_std", self.init_std, "a float >= 0")
 
 
 def rank_weights(max_rank: int) -> torch.Tensor:

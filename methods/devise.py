@@ -28,15 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.config import check
 from zsl_bench.contract import TaskInfo, ZSLMethod
-from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
-
-
-def require(ok: bool, key: str, value: Any, valid: str) -> None:
-    """Raise :class:`ConfigError` naming ``key`` and what is valid unless ``ok``."""
-    if not ok:
-        raise ConfigError(f"bad value for {key}: {value!r}; valid: {valid}")
 
 
 class BilinearEmbedding(ZSLMethod):
@@ -78,7 +72,7 @@ class DeViSEConfig:
     normalize_input: bool = True  # ours, see module docstring
 
     def __post_init__(self) -> None:
-        require(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(self.margin > 0, "method.margin", self.margin, "a float > 0")
 
 
 @METHODS.register("devise")

@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.config import check
 from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
-
-from .devise import require
 
 
 @dataclass(frozen=True)
@@ -34,8 +33,8 @@ class LATEMConfig:
     normalize_input: bool = True  # ours
 
     def __post_init__(self) -> None:
-        require(self.n_latent >= 1, "method.n_latent", self.n_latent, "an integer >= 1")
-        require(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(self.n_latent >= 1, "method.n_latent", self.n_latent, "an integer >= 1")
+        check(self.margin > 0, "method.margin", self.margin, "a float > 0")
 
 
 @METHODS.register("latem")

@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from zsl_bench.config import check
 from zsl_bench.registry import METHODS
 
-from .devise import BilinearEmbedding, require
+from .devise import BilinearEmbedding
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class SJEConfig:
     normalize_input: bool = True  # ours
 
     def __post_init__(self) -> None:
-        require(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(self.margin > 0, "method.margin", self.margin, "a float > 0")
 
 
 @METHODS.register("sje")
