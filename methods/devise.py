@@ -30,6 +30,7 @@ from torch import nn
 
 from zsl_bench.config import check
 from zsl_bench.contract import TaskInfo, ZSLMethod
+from zsl_bench.data.datasets import dataset_names
 from zsl_bench.registry import METHODS
 
 
@@ -88,7 +89,7 @@ class DeViSE(BilinearEmbedding):
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         ds: {"method": {"margin": 0.1}, "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 30,
                                                   "batch_size": 64, "weight_decay": 1e-5}}
-        for ds in ("cub", "sun", "awa2", "flo")
+        for ds in dataset_names()
     }
     tiny: ClassVar[dict[str, Any]] = {"margin": 0.1}
 

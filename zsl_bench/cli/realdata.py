@@ -66,18 +66,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from ..data.datasets import parse_dataset_list
-    from ..data.download import SOURCES, download_dataset
+    from ..data.datasets import dataset_names, parse_dataset_list
+    from ..data.download import all_sources, download_dataset
     from ..data.root import data_root
     from ..errors import ConfigError
 
     if args.list:
-        for s in SOURCES:
+        for s in all_sources():
             need = ", ".join(sorted({m.dataset for m in s.members}))
             print(f"{s.filename}\t{need}\t{s.url}\tsha256={s.sha256 or 'recorded on first download'}\t{s.status}")
         return 0
     if not args.dataset:
-        raise ConfigError("data download: name a DATASET (cub, sun, awa2, flo, all) or pass --list")
+        raise ConfigError(f"data download: name a DATASET ({', '.join([*dataset_names(), 'all'])}) or pass --list")
     root = data_root(args.data_root)
     for name in parse_dataset_list(args.dataset):
         for path in download_dataset(name, root, mirror=args.mirror, keep_archives=args.keep_archives):
