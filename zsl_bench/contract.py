@@ -34,7 +34,7 @@ from torch import nn
 class TaskInfo:
     """What a method may know about the task it is built for (one training phase)."""
 
-    dataset: str  # "cub", "sun", "awa2", "flo" (lowercase)
+    dataset: str  # registry name, lowercase ("cub", "sun", ...)
     att: np.ndarray  # [K, A] float32 class semantics (rows L2-normalised, as published)
     seen: np.ndarray  # [S] int64 global ids of the classes trained on in this phase
     unseen: np.ndarray  # [U] int64 global ids of the classes held out in this phase

@@ -57,7 +57,7 @@ RES101 = "res101.mat"
 # ------------------------------------------------------------------------------------ entry points
 def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, sim_preset: str | None = None,
                  sim_seed: int = 0) -> ZSLData:
-    """Load dataset ``name`` (cub, sun, awa2, flo), checked, with 0-based splits.
+    """Load dataset ``name`` (a registered name: cub, sun, ...), checked, with 0-based splits.
 
     Args:
         name: registry name; unknown names raise with close suggestions.
