@@ -125,3 +125,13 @@ def test_a_new_dataset_is_one_spec_entry(tmp_path: Path) -> None:
         DATASETS._items.clear()
         DATASETS._items.update(reg_items)
     assert "toyds" not in DATASETS
+
+
+def test_ls_lists_in_registry_order(capsys: pytest.CaptureFixture[str]) -> None:
+    from zsl_bench.cli.main import main
+
+    assert main(["ls", "datasets"]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == dataset_names()
+    assert main(["ls", "metrics"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == METRICS.names()

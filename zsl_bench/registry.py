@@ -8,7 +8,7 @@ iteration) by a loader that imports the modules that register into it:
   as broken: asking for it by name raises a one-line :class:`ZSLError` with the import error, and
   ``zsl-bench ls methods`` lists it; every other method keeps working.
 - ``DATASETS``: ``zsl_bench.data.datasets`` (names in registration order: the order of tables).
-- ``METRICS``: ``zsl_bench.metrics``.
+- ``METRICS``: ``zsl_bench.metrics`` (registration order: the order of result columns and tables).
 
 Registering (``register``/``add``) never triggers a fill, so a module may register while it is
 being imported by a loader. This module imports nothing from the modules it registers.
@@ -143,7 +143,7 @@ def _import_module(module: str) -> Callable[[Registry[Any]], None]:
 
 METHODS: Registry[Any] = Registry("method", _load_methods)
 DATASETS: Registry[Any] = Registry("dataset", _import_module("zsl_bench.data.datasets"), ordered=True)
-METRICS: Registry[Any] = Registry("metric", _import_module("zsl_bench.metrics"))
+METRICS: Registry[Any] = Registry("metric", _import_module("zsl_bench.metrics"), ordered=True)
 
 
 def load_all() -> None:
