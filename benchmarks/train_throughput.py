@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from methods.base import TaskInfo
 from methods.msdn import MSDN
 from methods.msdnpp import INTERVENTIONS, MSDNPP
 from zsl_bench.config import resolve
+from zsl_bench.contract import TaskInfo
 
 log = logging.getLogger("train_throughput")
 

@@ -27,10 +27,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from zsl_bench.errors import ConfigError
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
 
 # Shared training settings of the presets (plain SGD as in the paper; epochs are ours).
 _SGD: dict[str, Any] = {"optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0, "batch_size": 64, "epochs": 30}
@@ -43,10 +42,8 @@ class ALEConfig:
     init_std: float = 1e-3  # W ~ N(0, init_std²)
 
     def __post_init__(self) -> None:
-        if not self.margin > 0:
-            raise ConfigError(f"bad value for method.margin: {self.margin!r}; valid: a float > 0")
-        if not self.init_std >= 0:
-            raise ConfigError(f"bad value for method.init_std: {self.init_std!r}; valid: a float >= 0")
+        check(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(self.init_std >= 0, "method.init_std", self.init_std, "a float >= 0")
 
 
 def rank_weights(max_rank: int) -> torch.Tensor:

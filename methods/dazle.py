@@ -31,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
-from .devise import require
 
 _OPT = {"optimizer": "rmsprop", "lr": 1e-4, "weight_decay": 1e-4, "momentum": 0.9, "batch_size": 50}
 
@@ -63,9 +62,9 @@ class DAZLEConfig:
     dim_v: int = 300  # only used when the dataset has no word vectors
 
     def __post_init__(self) -> None:
-        require(self.lambda_sc >= 0, "method.lambda_sc", self.lambda_sc, "a float >= 0")
-        require(self.bias >= 0, "method.bias", self.bias, "a float >= 0")
-        require(self.dim_v >= 1, "method.dim_v", self.dim_v, "an integer >= 1")
+        check(self.lambda_sc >= 0, "method.lambda_sc", self.lambda_sc, "a float >= 0")
+        check(self.bias >= 0, "method.bias", self.bias, "a float >= 0")
+        check(self.dim_v >= 1, "method.dim_v", self.dim_v, "an integer >= 1")
 
 
 @METHODS.register("dazle")

@@ -28,16 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zsl_bench.errors import ConfigError
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
+from zsl_bench.data.datasets import dataset_names
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
-
-
-def require(ok: bool, key: str, value: Any, valid: str) -> None:
-    """Raise :class:`ConfigError` naming ``key`` and what is valid unless ``ok``."""
-    if not ok:
-        raise ConfigError(f"bad value for {key}: {value!r}; valid: {valid}")
 
 
 class BilinearEmbedding(ZSLMethod):
@@ -79,7 +73,7 @@ class DeViSEConfig:
     normalize_input: bool = True  # ours, see module docstring
 
     def __post_init__(self) -> None:
-        require(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(self.margin > 0, "method.margin", self.margin, "a float > 0")
 
 
 @METHODS.register("devise")
@@ -95,7 +89,7 @@ class DeViSE(BilinearEmbedding):
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         ds: {"method": {"margin": 0.1}, "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 30,
                                                   "batch_size": 64, "weight_decay": 1e-5}}
-        for ds in ("cub", "sun", "awa2", "flo")
+        for ds in dataset_names()
     }
     tiny: ClassVar[dict[str, Any]] = {"margin": 0.1}
 

@@ -33,10 +33,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from zsl_bench.errors import ConfigError
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
 
 GRID = tuple(10.0 ** e for e in range(-3, 4))
 
@@ -48,10 +47,8 @@ class ESZSLConfig:
     normalize_features: bool = False  # L2-normalise each image's feature vector first
 
     def __post_init__(self) -> None:
-        if not self.alpha > 0:
-            raise ConfigError(f"bad value for method.alpha: {self.alpha!r}; valid: a float > 0")
-        if not self.gamma > 0:
-            raise ConfigError(f"bad value for method.gamma: {self.gamma!r}; valid: a float > 0")
+        check(self.alpha > 0, "method.alpha", self.alpha, "a float > 0")
+        check(self.gamma > 0, "method.gamma", self.gamma, "a float > 0")
 
 
 @METHODS.register("eszsl")

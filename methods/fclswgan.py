@@ -40,10 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
-from .devise import require
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +203,13 @@ class FCLSWGANConfig:
     def __post_init__(self) -> None:
         for key in ("hidden_g", "hidden_d", "batch_size", "critic_iters", "n_synth",
                     "pretrain_batch_size"):
-            require(getattr(self, key) >= 1, f"method.{key}", getattr(self, key), "an integer >= 1")
+            check(getattr(self, key) >= 1, f"method.{key}", getattr(self, key), "an integer >= 1")
         for key in ("gan_epochs", "pretrain_epochs", "clf_epochs", "n_z", "clf_batch_size"):
-            require(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "an integer >= 0")
+            check(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "an integer >= 0")
         for key in ("lr", "clf_lr"):
-            require(getattr(self, key) > 0, f"method.{key}", getattr(self, key), "a float > 0")
+            check(getattr(self, key) > 0, f"method.{key}", getattr(self, key), "a float > 0")
         for key in ("gp_weight", "cls_weight"):
-            require(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "a float >= 0")
+            check(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "a float >= 0")
 
 
 @METHODS.register("fclswgan")

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
+from zsl_bench.data.datasets import dataset_names
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
-from .devise import require
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class LATEMConfig:
     normalize_input: bool = True  # ours
 
     def __post_init__(self) -> None:
-        require(self.n_latent >= 1, "method.n_latent", self.n_latent, "an integer >= 1")
-        require(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(self.n_latent >= 1, "method.n_latent", self.n_latent, "an integer >= 1")
+        check(self.margin > 0, "method.margin", self.margin, "a float > 0")
 
 
 @METHODS.register("latem")
@@ -51,7 +51,7 @@ class LATEM(ZSLMethod):
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         ds: {"method": {"n_latent": 6}, "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 30,
                                                   "batch_size": 64, "weight_decay": 1e-5}}
-        for ds in ("cub", "sun", "awa2", "flo")
+        for ds in dataset_names()
     }
     tiny: ClassVar[dict[str, Any]] = {"n_latent": 2}
     att: torch.Tensor

@@ -45,10 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import ConfigError, DataError
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
 
 # MSDN++'s hook: (α, α-logits, β, β-logits) -> constant counterfactual maps (Ā or None, B̄ or None).
 Intervention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
@@ -56,11 +56,6 @@ Intervention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 # RMSprop as in the official scripts: lr 1e-4, weight decay 1e-4, no schedule, batch 50.
 _RMSPROP = {"optimizer": "rmsprop", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 50}
-
-
-def _check(ok: bool, key: str, value: Any, valid: str) -> None:
-    if not ok:
-        raise ConfigError(f"bad value for method.{key}: {value!r}; valid: {valid}")
 
 
 @dataclass(frozen=True)
@@ -82,10 +77,10 @@ class MSDNConfig:
     def __post_init__(self) -> None:
         for key in ("lambda_cal", "w_distill", "w1", "w2", "bias", "lambda_ar"):
             value = getattr(self, key)
-            _check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, key, value,
+            check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, f"method.{key}", value,
                    "a finite number >= 0")
-        _check(self.w1 + self.w2 > 0, "w1", self.w1, "w1 + w2 > 0 (at least one sub-net scores)")
-        _check(isinstance(self.v_dim, int) and self.v_dim >= 1, "v_dim", self.v_dim, "an integer >= 1")
+        check(self.w1 + self.w2 > 0, "method.w1", self.w1, "w1 + w2 > 0 (at least one sub-net scores)")
+        check(isinstance(self.v_dim, int) and self.v_dim >= 1, "method.v_dim", self.v_dim, "an integer >= 1")
 
 
 class MSDN(ZSLMethod):

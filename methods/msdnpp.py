@@ -43,9 +43,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from zsl_bench.config import check
 from zsl_bench.registry import METHODS
 
-from .msdn import MSDN, MSDNConfig, _check
+from .msdn import MSDN, MSDNConfig
 
 INTERVENTIONS = ("none", "random", "uniform", "reversed", "shuffle_batch", "shuffle_region",
                  "shuffle_attribute")
@@ -73,17 +74,17 @@ class MSDNPPConfig(MSDNConfig):
         for key, valid in (("intervention", INTERVENTIONS), ("apply_to", APPLY_TO),
                            ("effect_loss", EFFECT_LOSSES), ("eval_logits", EVAL_LOGITS)):
             value = getattr(self, key)
-            _check(value in valid, key, value, "one of " + ", ".join(valid))
+            check(value in valid, f"method.{key}", value, "one of " + ", ".join(valid))
         for key in ("lambda_eff", "lambda_sem"):
             value = getattr(self, key)
-            _check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, key, value,
+            check(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0, f"method.{key}", value,
                    "a finite number >= 0")
-        _check(isinstance(self.n_samples, int) and self.n_samples >= 1, "n_samples", self.n_samples,
+        check(isinstance(self.n_samples, int) and self.n_samples >= 1, "method.n_samples", self.n_samples,
                "an integer >= 1")
-        _check(not self.distill_effects or (self.apply_to == "both" and self.intervention != "none"),
-               "distill_effects", self.distill_effects,
+        check(not self.distill_effects or (self.apply_to == "both" and self.intervention != "none"),
+               "method.distill_effects", self.distill_effects,
                "false unless apply_to is both and intervention is not none (both effects must exist)")
-        _check(self.eval_logits == "factual" or self.intervention != "none", "eval_logits",
+        check(self.eval_logits == "factual" or self.intervention != "none", "method.eval_logits",
                self.eval_logits, "factual when intervention is none (there is no effect)")
 
 

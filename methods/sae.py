@@ -32,10 +32,9 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
-
-from .base import TaskInfo, ZSLMethod
-from .devise import require
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,8 @@ class SAEConfig:
     normalize_input: bool = True
 
     def __post_init__(self) -> None:
-        require(self.lam > 0, "method.lam", self.lam, "a float > 0")
-        require(self.space in ("semantic", "feature"), "method.space", self.space,
+        check(self.lam > 0, "method.lam", self.lam, "a float > 0")
+        check(self.space in ("semantic", "feature"), "method.space", self.space,
                 "semantic or feature")
 
 

@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 
 import torch
 
+from zsl_bench.config import check
+from zsl_bench.data.datasets import dataset_names
 from zsl_bench.registry import METHODS
 
-from .devise import BilinearEmbedding, require
+from .devise import BilinearEmbedding
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class SJEConfig:
     normalize_input: bool = True  # ours
 
     def __post_init__(self) -> None:
-        require(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(self.margin > 0, "method.margin", self.margin, "a float > 0")
 
 
 @METHODS.register("sje")
@@ -48,7 +50,7 @@ class SJE(BilinearEmbedding):
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         ds: {"method": {"margin": 1.0}, "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 30,
                                                   "batch_size": 64, "weight_decay": 1e-5}}
-        for ds in ("cub", "sun", "awa2", "flo")
+        for ds in dataset_names()
     }
     tiny: ClassVar[dict[str, Any]] = {"margin": 1.0}
 

@@ -45,10 +45,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo
 from zsl_bench.registry import METHODS
 
-from .base import TaskInfo
-from .devise import require
 from .fclswgan import GenerativeZSL, GradLog, adam, critic_terms, mlp, train_softmax, wgan_critic
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,13 @@ class TFVAEGANConfig:
 
     def __post_init__(self) -> None:
         for key in ("hidden", "batch_size", "critic_iters", "n_synth"):
-            require(getattr(self, key) >= 1, f"method.{key}", getattr(self, key), "an integer >= 1")
+            check(getattr(self, key) >= 1, f"method.{key}", getattr(self, key), "an integer >= 1")
         for key in ("gan_epochs", "clf_epochs", "n_z", "clf_batch_size"):
-            require(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "an integer >= 0")
+            check(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "an integer >= 0")
         for key in ("lr", "feedback_lr", "decoder_lr", "clf_lr"):
-            require(getattr(self, key) > 0, f"method.{key}", getattr(self, key), "a float > 0")
+            check(getattr(self, key) > 0, f"method.{key}", getattr(self, key), "a float > 0")
         for key in ("gp_weight", "gamma_d", "gamma_g", "recons_weight", "a1", "a2"):
-            require(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "a float >= 0")
+            check(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "a float >= 0")
 
 
 @METHODS.register("tfvaegan")

@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zsl_bench.config import check
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import DataError
 from zsl_bench.registry import METHODS
 
-from .base import TaskInfo, ZSLMethod
 from .dazle import init_attribute_vectors, self_calibration
-from .devise import require
 
 _OPT = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 1e-4, "batch_size": 50}
 
@@ -173,17 +173,17 @@ class TransZeroConfig:
     dim_v: int = 300  # only used when the dataset has no word vectors
 
     def __post_init__(self) -> None:
-        require(self.lambda_sc >= 0, "method.lambda_sc", self.lambda_sc, "a float >= 0")
-        require(self.lambda_ar >= 0, "method.lambda_ar", self.lambda_ar, "a float >= 0")
-        require(self.heads >= 1 and self.dim_com % self.heads == 0, "method.heads", self.heads,
+        check(self.lambda_sc >= 0, "method.lambda_sc", self.lambda_sc, "a float >= 0")
+        check(self.lambda_ar >= 0, "method.lambda_ar", self.lambda_ar, "a float >= 0")
+        check(self.heads >= 1 and self.dim_com % self.heads == 0, "method.heads", self.heads,
                 f"an integer >= 1 dividing method.dim_com ({self.dim_com})")
-        require(self.dim_com >= 1, "method.dim_com", self.dim_com, "an integer >= 1")
-        require(self.dim_ff >= 1, "method.dim_ff", self.dim_ff, "an integer >= 1")
-        require(0 <= self.dropout < 1, "method.dropout", self.dropout, "a float in [0, 1)")
-        require(self.enc_layers >= 0, "method.enc_layers", self.enc_layers, "an integer >= 0")
-        require(self.dec_layers >= 1, "method.dec_layers", self.dec_layers, "an integer >= 1")
-        require(self.bias >= 0, "method.bias", self.bias, "a float >= 0")
-        require(self.dim_v >= 1, "method.dim_v", self.dim_v, "an integer >= 1")
+        check(self.dim_com >= 1, "method.dim_com", self.dim_com, "an integer >= 1")
+        check(self.dim_ff >= 1, "method.dim_ff", self.dim_ff, "an integer >= 1")
+        check(0 <= self.dropout < 1, "method.dropout", self.dropout, "a float in [0, 1)")
+        check(self.enc_layers >= 0, "method.enc_layers", self.enc_layers, "an integer >= 0")
+        check(self.dec_layers >= 1, "method.dec_layers", self.dec_layers, "an integer >= 1")
+        check(self.bias >= 0, "method.bias", self.bias, "a float >= 0")
+        check(self.dim_v >= 1, "method.dim_v", self.dim_v, "an integer >= 1")
 
 
 @METHODS.register("transzero")

@@ -132,8 +132,8 @@ def test_score_run_oracle_and_real(tiny_sim) -> None:
 
 def test_extras_with_msdn(tiny_sim) -> None:
     import methods  # noqa: F401  (registers msdn)
-    from methods.base import TaskInfo
     from methods.msdn import MSDN, MSDNConfig
+    from zsl_bench.contract import TaskInfo
 
     task = TaskInfo("cub", tiny_sim.att.astype(np.float32), tiny_sim.seen_classes, tiny_sim.unseen_classes,
                     tiny_sim.features.feature_dim, tiny_sim.features.num_regions, tiny_sim.w2v)

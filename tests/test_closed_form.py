@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import methods  # noqa: F401
-from methods.base import TaskInfo
 from methods.sae import SAE, SAEConfig, solve_sae
 from zsl_bench.config import build
+from zsl_bench.contract import TaskInfo
 from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
 

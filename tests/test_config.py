@@ -8,10 +8,9 @@ import pytest
 
 from zsl_bench import config as C
 from zsl_bench.errors import ConfigError
-from zsl_bench.registry import METHODS, load_all
+from zsl_bench.registry import METHODS
 from zsl_bench.runner import RunSpec, resolve_config
 
-load_all()
 ALE = METHODS.get("ale")
 ESZSL = METHODS.get("eszsl")
 
@@ -95,3 +94,40 @@ def test_digest_tracks_values() -> None:
     a, b = C.resolve(ALE, "cub"), C.resolve(ALE, "cub")
     assert a.digest() == b.digest() and len(a.digest()) == 12
     assert C.resolve(ALE, "cub", None, {"train": {"lr": 0.11}}).digest() != a.digest()
+
+
+def test_check_names_the_key_the_value_and_what_is_valid() -> None:
+    C.check(True, "train.lr", -1, "a float > 0")  # ok: nothing raised
+    with pytest.raises(ConfigError, match=r"^bad value for method.margin: -1; valid: a float > 0$"):
+        C.check(False, "method.margin", -1, "a float > 0")
+
+
+def test_method_configs_use_the_harness_check_with_section_keys() -> None:
+    # MSDN++ validates through config.check (not a private helper of msdn.py) with full keys.
+    cls = METHODS.get("msdnpp").config_cls
+    with pytest.raises(ConfigError, match=r"bad value for method.n_samples: 0; valid: an integer >= 1"):
+        C.build(cls, {"n_samples": 0}, "method")
+    with pytest.raises(ConfigError, match=r"bad value for method.w1: 0.0; valid: w1 \+ w2 > 0"):
+        C.build(METHODS.get("msdn").config_cls, {"w1": 0.0, "w2": 0.0}, "method")
+
+
+@pytest.mark.parametrize(("text", "seeds"), [("0,1,2", (0, 1, 2)), ("2,0", (2, 0)), ("1,1,0,1", (1, 0)),
+                                             (" 3 , 4", (3, 4)), ("0,,1", (0, 1))])
+def test_parse_seeds(text: str, seeds: tuple[int, ...]) -> None:
+    assert C.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", ",", "a", "0,x", "1.5", "-1", "0,-2"])
+def test_parse_seeds_rejects_and_names_the_flag(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--seeds: bad value"):
+        C.parse_seeds(text)
+    with pytest.raises(ConfigError, match=r"^--trial-seeds: bad value"):
+        C.parse_seeds(text, flag="--trial-seeds")
+
+
+def test_merge_later_layers_win_key_by_key() -> None:
+    merged = C.merge({"train": {"lr": 1.0, "epochs": 2}}, None, {"train": {"lr": 3.0}, "eval": None},
+                     {"method": {"a": 1}})
+    assert merged == {"train": {"lr": 3.0, "epochs": 2}, "method": {"a": 1}}
+    with pytest.raises(ConfigError, match="unknown config section 'trian'"):
+        C.merge({"trian": {"lr": 1.0}})

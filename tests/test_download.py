@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 
 from zsl_bench.cli.main import main
+from zsl_bench.data.datasets import dataset_names
 from zsl_bench.data.download import (
     CHECKSUMS_NAME,
     DOWNLOAD_DIR,
-    SOURCES,
     Member,
     Source,
+    all_sources,
     download_dataset,
     fetch,
     read_checksums,
@@ -167,14 +168,15 @@ def test_http_404_is_clear(server: FileServer, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the table and the command
 def test_table_is_consistent() -> None:
-    names = [s.filename for s in SOURCES]
+    table = all_sources()
+    names = [s.filename for s in table]
     assert len(names) == len(set(names)), "mirror layout <URL>/<filename> needs unique names"
-    covered = {m.dataset for s in SOURCES for m in s.members}
-    assert covered == {"cub", "sun", "awa2", "flo"}
+    covered = {m.dataset for s in table for m in s.members}
+    assert covered == set(dataset_names()) == {"cub", "sun", "awa2", "flo"}
     for ds in covered:  # every dataset gets its split file and its images
-        dests = {m.dest for s in SOURCES for m in s.members if m.dataset == ds}
+        dests = {m.dest for s in table for m in s.members if m.dataset == ds}
         assert any(d.endswith("att_splits.mat") for d in dests) and any(d.endswith("/images") for d in dests)
-    assert source_url(SOURCES[0], "https://m.example/zsl/") == "https://m.example/zsl/xlsa17.zip"
+    assert source_url(table[0], "https://m.example/zsl/") == "https://m.example/zsl/xlsa17.zip"
 
 
 def _targz(entries: dict[str, bytes]) -> bytes:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from methods.base import TaskInfo, ZSLMethod
 from zsl_bench import engine as E
 from zsl_bench.config import TrainConfig, resolve
+from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.data.store import FeatureStore, StoreWriter
 from zsl_bench.data.zsldata import ZSLData
 from zsl_bench.errors import TrainingError

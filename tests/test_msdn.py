@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 import methods  # noqa: F401  (registers the methods)
-from methods.base import TaskInfo
 from methods.msdn import MSDN, MSDNConfig
 from methods.msdnpp import INTERVENTIONS, MSDNPP, MSDNPPConfig
 from zsl_bench.config import TrainConfig, build, resolve
+from zsl_bench.contract import TaskInfo
 from zsl_bench.errors import ConfigError, DataError
 from zsl_bench.registry import METHODS
 

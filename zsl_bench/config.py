@@ -14,11 +14,14 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # the contract imports torch; configs are read before any model is built
+    from .contract import ZSLMethod
 
 SECTIONS = ("method", "train", "eval")
 
@@ -41,17 +44,17 @@ class TrainConfig:
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 0, "train.epochs", self.epochs, "an integer >= 0")
-        _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
-        _check(self.optimizer in ("adam", "adamw", "rmsprop", "sgd"), "train.optimizer", self.optimizer,
+        check(self.epochs >= 0, "train.epochs", self.epochs, "an integer >= 0")
+        check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
+        check(self.optimizer in ("adam", "adamw", "rmsprop", "sgd"), "train.optimizer", self.optimizer,
                "one of adam, adamw, rmsprop, sgd")
-        _check(self.lr > 0, "train.lr", self.lr, "a float > 0")
-        _check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a float >= 0")
-        _check(self.sampler in ("uniform", "class_balanced"), "train.sampler", self.sampler,
+        check(self.lr > 0, "train.lr", self.lr, "a float > 0")
+        check(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a float >= 0")
+        check(self.sampler in ("uniform", "class_balanced"), "train.sampler", self.sampler,
                "uniform or class_balanced")
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+        check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                "train.device", self.device, "auto, cpu, cuda or cuda:N")
-        _check(self.eval_every >= 1, "train.eval_every", self.eval_every, "an integer >= 1")
+        check(self.eval_every >= 1, "train.eval_every", self.eval_every, "an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,37 @@ class EvalConfig:
     protocol: str = "val"  # val | test-oracle
 
     def __post_init__(self) -> None:
-        _check(self.protocol in ("val", "test-oracle"), "eval.protocol", self.protocol, "val or test-oracle")
+        check(self.protocol in ("val", "test-oracle"), "eval.protocol", self.protocol, "val or test-oracle")
 
 
-def _check(ok: bool, key: str, value: Any, valid: str) -> None:
+def check(ok: bool, key: str, value: Any, valid: str) -> None:
+    """Raise :class:`ConfigError` naming ``key``, the bad ``value`` and what is valid, unless ``ok``.
+
+    The one validation helper of configs (harness and method dataclasses' ``__post_init__``).
+
+    Args:
+        ok: the condition the value must meet.
+        key: the dotted key the user wrote (``"train.lr"``, ``"method.margin"``).
+        value: the value found.
+        valid: what would be valid, in words (``"a float > 0"``).
+    """
     if not ok:
         raise ConfigError(f"bad value for {key}: {value!r}; valid: {valid}")
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``: comma-separated integers >= 0; duplicates dropped, order kept.
+
+    Blank parts are ignored (``"0,,1"``); no seed at all, a non-integer or a negative one raises
+    a :class:`ConfigError` naming ``flag``.
+    """
+    try:
+        seeds = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag}: bad value {text!r}; expected comma-separated integers, e.g. 0,1,2") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise ConfigError(f"{flag}: bad value {text!r}; expected comma-separated integers >= 0, e.g. 0,1,2")
+    return tuple(dict.fromkeys(seeds))
 
 
 # ---------------------------------------------------------------- dict <-> dataclass
@@ -201,7 +229,11 @@ def _looks_float(s: str) -> bool:
 
 
 def merge(*layers: dict[str, Any] | None) -> dict[str, Any]:
-    """Merge section dicts; later layers win key by key."""
+    """Merge ``{section: {key: value}}`` override layers; later layers win key by key.
+
+    The one override merger (presets, config files, ``--set``, study variants). Sections must be
+    ``method``, ``train`` or ``eval``; an empty (``None``) section is skipped.
+    """
     out: dict[str, Any] = {}
     for layer in layers:
         for section, values in (layer or {}).items():
@@ -229,7 +261,7 @@ class ResolvedConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def resolve(method_cls: type[Any], dataset: str | None, file_cfg: dict[str, Any] | None = None,
+def resolve(method_cls: type[ZSLMethod], dataset: str | None, file_cfg: dict[str, Any] | None = None,
             cli: dict[str, Any] | None = None) -> ResolvedConfig:
     """Resolve a run's config for ``method_cls`` on ``dataset`` (lowercase name or None).
 
@@ -237,7 +269,7 @@ def resolve(method_cls: type[Any], dataset: str | None, file_cfg: dict[str, Any]
     """
     preset = {}
     if dataset is not None:
-        preset = getattr(method_cls, "presets", {}).get(dataset.lower(), {})
+        preset = method_cls.presets.get(dataset.lower(), {})
     layers = merge(preset, file_cfg, cli)
     return ResolvedConfig(
         method=build(method_cls.config_cls, layers.get("method"), "method"),

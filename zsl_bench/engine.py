@@ -32,7 +32,7 @@ from .errors import ConfigError, TrainingError
 from .fileio import atomic_path
 
 if TYPE_CHECKING:
-    from methods.base import ZSLMethod
+    from zsl_bench.contract import ZSLMethod
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class Engine:
         return self._cache[key]
 
     def task(self, seen: np.ndarray, unseen: np.ndarray) -> Any:
-        from methods.base import TaskInfo
+        from zsl_bench.contract import TaskInfo
 
         return TaskInfo(
             dataset=self.data.name, att=self.data.att.astype(np.float32), seen=np.asarray(seen, np.int64),

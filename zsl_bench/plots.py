@@ -16,12 +16,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .data.datasets import dataset_names
 from .errors import DataError
 from .fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
-DATASET_ORDER = ("cub", "sun", "awa2", "flo")
+DATASET_ORDER = tuple(dataset_names())  # registration order of the dataset specs
 
 
 def _pyplot() -> Any:

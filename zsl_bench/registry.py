@@ -1,28 +1,50 @@
 """Name -> constructor lookup for methods, datasets and metrics.
 
-Registration happens by explicit imports (``methods/__init__.py``, ``zsl_bench.data.datasets``)
-plus the ``zsl_bench.methods`` entry-point group, through which third-party packages add methods.
+Each registry is filled once, lazily, on its first lookup (``get``, ``names``, ``items``, ``in``,
+iteration) by a loader that imports the modules that register into it:
+
+- ``METHODS``: the built-in zoo (``methods/__init__.py``), then every ``zsl_bench.methods`` entry
+  point, through which third-party packages add methods. A plug-in whose import fails is recorded
+  as broken: asking for it by name raises a one-line :class:`ZSLError` with the import error, and
+  ``zsl-bench ls methods`` lists it; every other method keeps working.
+- ``DATASETS``: ``zsl_bench.data.datasets`` (names in registration order: the order of tables).
+- ``METRICS``: ``zsl_bench.metrics`` (registration order: the order of result columns and tables).
+
+Registering (``register``/``add``) never triggers a fill, so a module may register while it is
+being imported by a loader. This module imports nothing from the modules it registers.
 """
 
 from __future__ import annotations
 
 import difflib
-import logging
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from .errors import ZSLError
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "zsl_bench.methods"
 
 
 class Registry(Generic[T]):
-    """A flat name -> object table. Duplicate names raise; unknown names suggest close ones."""
+    """A flat name -> object table. Duplicate names raise; unknown names suggest close ones.
 
-    def __init__(self, kind: str) -> None:
+    Args:
+        kind: what is registered ("method"), used in error messages.
+        loader: called once, on the first lookup, to import the modules that register here.
+        ordered: list names in registration order; otherwise sorted.
+    """
+
+    def __init__(self, kind: str, loader: Callable[[Registry[T]], None] | None = None, *,
+                 ordered: bool = False) -> None:
         self.kind = kind
+        self.ordered = ordered
+        self._loader = loader
+        self._filled = loader is None
         self._items: dict[str, T] = {}
+        self._broken: dict[str, str] = {}  # name -> one-line reason its module could not be imported
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -37,49 +59,94 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> T:
         return self.register(name)(obj)
 
+    def mark_broken(self, name: str, reason: str) -> None:
+        """Record that ``name`` exists but could not be loaded; ``get(name)`` raises ``reason``."""
+        self._broken[name.lower()] = reason
+
+    def fill(self) -> None:
+        """Run the loader if it has not run yet (lookups call this; explicit calls are harmless)."""
+        if self._filled:
+            return
+        # Set first: a module imported by the loader may look names up while the table is filling.
+        self._filled = True
+        assert self._loader is not None
+        try:
+            self._loader(self)
+        except BaseException:
+            self._filled = False  # a failed built-in import is retried (and raised) on the next lookup
+            raise
+
     def get(self, name: str) -> T:
+        self.fill()
         key = name.lower()
-        if key not in self._items:
-            close = difflib.get_close_matches(key, list(self._items), n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ZSLError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._items))}")
-        return self._items[key]
+        if key in self._items:
+            return self._items[key]
+        if key in self._broken:
+            raise ZSLError(self._broken[key])
+        close = difflib.get_close_matches(key, list(self._items), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ZSLError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._items))}")
 
     def __contains__(self, name: object) -> bool:
+        self.fill()
         return isinstance(name, str) and name.lower() in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
-
-    def items(self) -> list[tuple[str, T]]:
-        return sorted(self._items.items())
+        return iter(self.names())
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        self.fill()
+        return list(self._items) if self.ordered else sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(n, self._items[n]) for n in self.names()]
+
+    def broken(self) -> dict[str, str]:
+        """``{name: reason}`` of entries that failed to load (plug-ins whose import raised)."""
+        self.fill()
+        return dict(sorted(self._broken.items()))
 
 
-METHODS: Registry[Any] = Registry("method")
-DATASETS: Registry[Any] = Registry("dataset")
-METRICS: Registry[Any] = Registry("metric")
+# ------------------------------------------------------------------ loaders
+def _load_methods(reg: Registry[Any]) -> None:
+    """The built-in zoo, then the ``zsl_bench.methods`` entry points (third-party plug-ins).
 
-_loaded = False
+    An entry point may name a module (importing it registers its methods) or a :class:`ZSLMethod`
+    subclass (registered under the entry point's name unless its import registered it already).
+    A plug-in that fails to import is recorded under its entry-point name, not raised here: one
+    broken package must not stop every other method, and the user who asks for it gets the error.
+    """
+    from importlib.metadata import entry_points
+
+    importlib.import_module("methods")  # registers the built-in zoo; a failure here is a harness bug
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:  # any error of third-party code at import time
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            dist = getattr(getattr(ep, "dist", None), "name", None)
+            where = f"entry point {ep.name} = {ep.value}" + (f" of package {dist}" if dist else "")
+            reg.mark_broken(ep.name, f"method plug-in {ep.name!r} is broken ({where}, group "
+                                     f"{ENTRY_POINT_GROUP}): {type(exc).__name__}"
+                                     + (f": {detail}" if detail else ""))
+            continue
+        if isinstance(obj, type) and ep.name.lower() not in reg._items and obj not in reg._items.values():
+            reg.add(ep.name, obj)
+
+
+def _import_module(module: str) -> Callable[[Registry[Any]], None]:
+    def load(reg: Registry[Any]) -> None:
+        importlib.import_module(module)
+
+    return load
+
+
+METHODS: Registry[Any] = Registry("method", _load_methods)
+DATASETS: Registry[Any] = Registry("dataset", _import_module("zsl_bench.data.datasets"), ordered=True)
+METRICS: Registry[Any] = Registry("metric", _import_module("zsl_bench.metrics"), ordered=True)
 
 
 def load_all() -> None:
-    """Import the built-in methods and datasets, then any entry-point plugins (once)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from importlib.metadata import entry_points
-
-    import methods  # noqa: F401  (registers the method zoo)
-
-    from . import metrics  # noqa: F401
-    from .data import datasets  # noqa: F401
-
-    for ep in entry_points(group="zsl_bench.methods"):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken plugin must not break the harness
-            log.warning("could not load method plugin %s: %s", ep.name, exc)
+    """Fill every registry now (lookups fill them lazily; this is only an explicit, early fill)."""
+    for reg in (METHODS, DATASETS, METRICS):
+        reg.fill()

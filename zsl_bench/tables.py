@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data.datasets import dataset_names
 from .errors import DataError
 from .fileio import write_text_atomic
 
-DATASET_ORDER = ("cub", "sun", "awa2", "flo")
+DATASET_ORDER = tuple(dataset_names())  # registration order of the dataset specs
 METRICS = ("zsl_acc", "u", "s", "h")
 METRIC_LABELS = {"zsl_acc": "Acc", "u": "U", "s": "S", "h": "H"}
 KINDS = ("main", "ablation")

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="cub, sun, awa2 or flo")
+    p.add_argument("dataset", help="a dataset: cub, sun, ... (zsl-bench ls datasets)")
     p.add_argument("--data-root", metavar="DIR", help="real data root (default $ZSL_BENCH_DATA, else the cache)")
     p.add_argument("--sim", metavar="PRESET", help="use the simulated benchmark of this preset (generated if missing)")
     p.add_argument("--sim-seed", type=int, default=0, metavar="SEED", help="generator seed (default 0)")

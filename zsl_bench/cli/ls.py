@@ -15,12 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ..registry import DATASETS, METHODS, METRICS, load_all
+    from ..registry import DATASETS, METHODS, METRICS
 
-    load_all()
     rows: list[tuple[Any, ...]]
     if args.what == "methods":
         rows = [(n, c.family, c.input, c.paper or c.description) for n, c in METHODS.items()]
+        # A plug-in whose import failed is listed (with why) rather than silently missing.
+        rows += [(n, "BROKEN", "-", reason) for n, reason in METHODS.broken().items()]
         _table(["method", "family", "input", "paper"], rows)
     elif args.what == "datasets":
         rows = [(n, s.dirname, f"{s.seen}/{s.unseen}", str(s.semantic_dim), s.description)

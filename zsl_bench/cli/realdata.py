@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "sha256-verified, archives unpacked safely).",
                        epilog=DOWNLOAD_EPILOG, formatter_class=fmt)
     p.add_argument("dataset", metavar="DATASET|all", nargs="?",
-                   help="cub, sun, awa2, flo, a comma list, or all")
+                   help="a dataset (zsl-bench ls datasets), a comma list, or all")
     p.add_argument("--data-root", help="data root (default: $ZSL_BENCH_DATA or the cache)")
     p.add_argument("--mirror", metavar="URL", help="base URL replacing the official hosts: <URL>/<filename>")
     p.add_argument("--keep-archives", action="store_true", help="keep archives after unpacking")
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Extract region (N, 2048, R) fp16 and pooled features with torchvision "
                                    "ResNet-101 without avgpool/fc into <root>/<DIR>/features.h5.",
                        epilog=EXTRACT_EPILOG, formatter_class=fmt)
-    p.add_argument("dataset", metavar="DATASET", help="cub, sun, awa2 or flo")
+    p.add_argument("dataset", metavar="DATASET", help="a dataset: cub, sun, ... (zsl-bench ls datasets)")
     p.add_argument("--size", type=int, default=448, help="resize shorter side + centre crop (448, 224; "
                                                          "any multiple of 32)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Stream an MSDN-layout HDF5 (feature_map (N, 2048, h, w), labels, locs) "
                                    "into <root>/<DIR>/features.h5, validating it on the way.",
                        epilog=IMPORT_EPILOG, formatter_class=fmt)
-    p.add_argument("dataset", metavar="DATASET", help="cub, sun, awa2 or flo")
+    p.add_argument("dataset", metavar="DATASET", help="a dataset: cub, sun, ... (zsl-bench ls datasets)")
     p.add_argument("file", metavar="FILE.hdf5")
     p.add_argument("--data-root", help="data root (default: $ZSL_BENCH_DATA or the cache)")
     p.add_argument("--out", metavar="FILE", help="store to write (default <root>/<DIR>/features.h5)")
@@ -66,18 +66,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from ..data.datasets import parse_dataset_list
-    from ..data.download import SOURCES, download_dataset
+    from ..data.datasets import dataset_names, parse_dataset_list
+    from ..data.download import all_sources, download_dataset
     from ..data.root import data_root
     from ..errors import ConfigError
 
     if args.list:
-        for s in SOURCES:
+        for s in all_sources():
             need = ", ".join(sorted({m.dataset for m in s.members}))
             print(f"{s.filename}\t{need}\t{s.url}\tsha256={s.sha256 or 'recorded on first download'}\t{s.status}")
         return 0
     if not args.dataset:
-        raise ConfigError("data download: name a DATASET (cub, sun, awa2, flo, all) or pass --list")
+        raise ConfigError(f"data download: name a DATASET ({', '.join([*dataset_names(), 'all'])}) or pass --list")
     root = data_root(args.data_root)
     for name in parse_dataset_list(args.dataset):
         for path in download_dataset(name, root, mirror=args.mirror, keep_archives=args.keep_archives):

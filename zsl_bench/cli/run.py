@@ -59,19 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
 
-def parse_seeds(value: str) -> list[int]:
-    """``"0,1,2"`` -> ``[0, 1, 2]``; anything else raises naming ``--seeds``."""
-    from ..errors import ConfigError
-
-    try:
-        seeds = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds: bad value {value!r}; expected comma-separated integers, e.g. 0,1,2") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise ConfigError(f"--seeds: bad value {value!r}; expected comma-separated integers >= 0, e.g. 0,1,2")
-    return list(dict.fromkeys(seeds))
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .. import config as C
     from ..data.datasets import parse_dataset_list
@@ -83,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     load_all()
     method_cls = METHODS.get(args.method)  # an unknown method is a one-line error before anything else
     datasets = parse_dataset_list(args.datasets)
-    seeds = parse_seeds(args.seeds)
+    seeds = list(C.parse_seeds(args.seeds))
     if args.sim is not None:
         from ..data.sim import PRESETS
 

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Real class semantics are used where <data-root>/<DIR>/att_splits.mat exists "
                     "(small and full presets).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", metavar="DATASET", help="cub, sun, awa2, flo, a comma list, or 'all'")
+    p.add_argument("dataset", metavar="DATASET", help="a dataset (zsl-bench ls datasets), a comma list, or 'all'")
     p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
     p.add_argument("--data-root", default=None, help="real metadata root for the semantics "

@@ -1,8 +1,9 @@
 """Official sources of the four datasets, a resumable verified HTTP fetch, and safe unpacking.
 
-What ``zsl-bench data download`` fetches is written once, in :data:`SOURCES`: per file its official
-URL, what is known about its size and sha256, and which archive members land where under the data
-root. Where a sha256 is not known, the first download records it in ``<root>/downloads/checksums.json``
+What ``zsl-bench data download`` fetches is written once per dataset, in its spec
+(``DatasetSpec.downloads``): per file its official URL, what is known about its size and sha256,
+and which archive members land where under the data root; :func:`all_sources` merges them into
+one table (one row per file). Where a sha256 is not known, the first download records it in ``<root>/downloads/checksums.json``
 and every later download of that file is verified against the recorded value.
 
 Mirrors: ``--mirror URL`` replaces every official host and path with ``URL/<filename>`` (a flat
@@ -33,7 +34,8 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
 from ..fileio import atomic_path, write_text_atomic
-from .datasets import get_spec
+from ..registry import DATASETS
+from .datasets import Origin, get_spec
 from .loader import sha256_file
 
 log = logging.getLogger(__name__)
@@ -85,74 +87,25 @@ class Source:
         return archive_kind(self.filename) is not None
 
 
-# The table. URLs were checked against public code and READMEs (several independent repositories
-# cite each); none of the sha256 digests are published by the dataset authors, so all are recorded
-# on first download. Sizes are left to the server where no exact figure is published.
-SOURCES: tuple[Source, ...] = (
-    Source(
-        "xlsa17.zip", "http://datasets.d2.mpi-inf.mpg.de/xian/xlsa17.zip", None, None,
-        "URL verified (MPI-INF GBU project page, cited widely); sha256 unpublished; "
-        "proposed splits + res101.mat for CUB, SUN, AWA2 (members under xlsa17/data/<DIR>/)",
-        tuple(Member(ds, f"{d}/{f}", f"{d}/{f}")
-              for ds, d in (("cub", "CUB"), ("sun", "SUN"), ("awa2", "AWA2"))
-              for f in ("att_splits.mat", "res101.mat")),
-    ),
-    Source(
-        "cvpr18xian.zip", "http://datasets.d2.mpi-inf.mpg.de/xian/cvpr18xian.zip", None, None,
-        "f-CLSWGAN (CVPR'18) release with FLO; URL verified from public install scripts, "
-        "member layout (…/FLO/att_splits.mat, res101.mat) unverified; sha256 unpublished",
-        (Member("flo", "FLO/att_splits.mat", "FLO/att_splits.mat"),
-         Member("flo", "FLO/res101.mat", "FLO/res101.mat")),
-    ),
-    Source(
-        "CUB_200_2011.tgz", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz",
-        None, None,
-        "Caltech DATA record 65de6-vp158 (~1.1 GB); URL verified; sha256 unpublished",
-        (Member("cub", "CUB_200_2011/images", "CUB/images"),
-         Member("cub", "attributes.txt", "CUB/attributes.txt")),
-    ),
-    Source(
-        "SUNAttributeDB_Images.tar.gz",
-        "https://cs.brown.edu/people/gmpatter/Attributes/SUNAttributeDB_Images.tar.gz", None, None,
-        "SUN Attribute images (~1.8 GB); the historical ~gmpatter URL redirects here; "
-        "URL verified by reference only; sha256 unpublished",
-        (Member("sun", "images", "SUN/images"),),
-    ),
-    Source(
-        "SUNAttributeDB.tar.gz",
-        "https://cs.brown.edu/people/gmpatter/Attributes/SUNAttributeDB.tar.gz", None, None,
-        "SUN Attribute metadata (attribute names); URL verified by reference only; sha256 unpublished",
-        (Member("sun", "SUNAttributeDB/attributes.mat", "SUN/attributes.mat"),),
-    ),
-    Source(
-        "AwA2-data.zip", "https://cvml.ist.ac.at/AwA2/AwA2-data.zip", None, None,
-        "AwA2 images + metadata (~13 GB); URL verified; predicates.txt member unverified; "
-        "sha256 unpublished",
-        (Member("awa2", "Animals_with_Attributes2/JPEGImages", "AWA2/images"),
-         Member("awa2", "predicates.txt", "AWA2/predicates.txt")),
-    ),
-    Source(
-        "102flowers.tgz", "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz",
-        None, None, "Oxford-102 images (~330 MB); URL verified; sha256 unpublished",
-        (Member("flo", "jpg", "FLO/images"),),
-    ),
-    Source(
-        "imagelabels.mat", "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/imagelabels.mat",
-        None, None, "Oxford-102 per-image labels; URL verified; sha256 unpublished",
-        (Member("flo", "", "FLO/oxford/imagelabels.mat"),),
-    ),
-    Source(
-        "setid.mat", "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/setid.mat",
-        None, None, "Oxford-102 train/val/test ids; URL verified; sha256 unpublished",
-        (Member("flo", "", "FLO/oxford/setid.mat"),),
-    ),
-)
+def all_sources() -> tuple[Source, ...]:
+    """The download table, built from the dataset specs (``DatasetSpec.downloads``).
+
+    Each official file appears once, in registration order of the datasets that first name it,
+    with the pieces every dataset takes from it (xlsa17.zip serves CUB, SUN and AWA2).
+    """
+    table: dict[str, tuple[Origin, list[Member]]] = {}
+    for name, spec in DATASETS.items():
+        for piece in spec.downloads:
+            origin, members = table.setdefault(piece.origin.filename, (piece.origin, []))
+            assert origin == piece.origin, f"two different sources named {origin.filename}"
+            members.append(Member(name, piece.suffix, piece.dest))
+    return tuple(Source(o.filename, o.url, o.size, o.sha256, o.status, tuple(ms)) for o, ms in table.values())
 
 
 def sources_for(dataset: str) -> list[Source]:
     """Sources holding at least one member of ``dataset`` (a registry name)."""
     get_spec(dataset)  # unknown names raise with suggestions
-    return [s for s in SOURCES if any(m.dataset == dataset for m in s.members)]
+    return [s for s in all_sources() if any(m.dataset == dataset for m in s.members)]
 
 
 def source_url(source: Source, mirror: str | None) -> str:
@@ -404,7 +357,7 @@ def download_dataset(dataset: str, root: Path, *, mirror: str | None = None, kee
         mirror: base URL replacing the official hosts (``<mirror>/<filename>``).
         keep_archives: keep downloaded archives after unpacking (they are deleted by default).
         retries: automatic resumptions after an interrupted transfer.
-        sources: the table to use (tests pass their own); defaults to :data:`SOURCES`.
+        sources: the table to use (tests pass their own); defaults to :func:`all_sources`.
 
     Returns:
         The destination paths now present.

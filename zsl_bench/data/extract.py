@@ -9,7 +9,7 @@ Image list → local files: the published lists (``image_files`` of ``res101.mat
 ``image_index.npz``) hold paths from the authors' machines, e.g.
 ``/BS/xian/work/data/CUB_200_2011/images/001.Black_footed_Albatross/x.jpg``. Everything up to and
 including the dataset's marker folder is dropped and the rest is resolved under
-``<root>/<DIR>/images/`` (see :data:`IMAGE_MARKERS`):
+``<root>/<DIR>/images/`` (the marker is ``DatasetSpec.image_marker``):
 
 =====  ========================  ==================================================================
 CUB    ``CUB_200_2011/images/``  ``…/CUB_200_2011/images/001.X/y.jpg`` → ``CUB/images/001.X/y.jpg``
@@ -46,24 +46,21 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM_WEIGHTS_LABEL = "random (TEST ONLY)"
 
-# Folder after which the published image paths are dataset-relative (see the module docstring).
-IMAGE_MARKERS = {"cub": "CUB_200_2011/images", "sun": "images", "awa2": "JPEGImages", "flo": "jpg"}
-
-
 # ------------------------------------------------------------------ image list
 def local_image_path(published: str, dataset: str, images_dir: Path) -> Path:
     """Map one published image path to ``images_dir/<dataset-relative part>``."""
-    marker = IMAGE_MARKERS[dataset].split("/")
+    marker_path = get_spec(dataset).image_marker  # the folder after which paths are dataset-relative
+    marker = marker_path.split("/")
     parts = [p for p in str(published).replace("\\", "/").split("/") if p not in ("", ".")]
     for i in range(len(parts) - len(marker) + 1):
         if parts[i:i + len(marker)] == marker:
             rest = parts[i + len(marker):]
             break
     else:
-        raise DataError(f"image path {published!r} has no '{IMAGE_MARKERS[dataset]}/' folder; "
+        raise DataError(f"image path {published!r} has no '{marker_path}/' folder; "
                         f"cannot map it under {images_dir}")
     if not rest or ".." in rest:
-        raise DataError(f"image path {published!r} does not name a file below '{IMAGE_MARKERS[dataset]}/'")
+        raise DataError(f"image path {published!r} does not name a file below '{marker_path}/'")
     return images_dir.joinpath(*rest)
 
 

@@ -54,14 +54,10 @@ IMAGE_INDEX = "image_index.npz"
 RES101 = "res101.mat"
 
 
-def msdn_name(dirname: str) -> str:
-    return f"feature_map_ResNet_101_{dirname}.hdf5"
-
-
 # ------------------------------------------------------------------------------------ entry points
 def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, sim_preset: str | None = None,
                  sim_seed: int = 0) -> ZSLData:
-    """Load dataset ``name`` (cub, sun, awa2, flo), checked, with 0-based splits.
+    """Load dataset ``name`` (a registered name: cub, sun, ...), checked, with 0-based splits.
 
     Args:
         name: registry name; unknown names raise with close suggestions.
@@ -128,7 +124,7 @@ def load_from_dir(name: str, ddir: str | os.PathLike[str], *, source: str = "rea
 
     # --- labels: image_index.npz > res101.mat > MSDN HDF5; features: features.h5 > MSDN > res101.mat
     res101: Res101 | None = None
-    msdn_path = ddir / msdn_name(spec.dirname)
+    msdn_path = ddir / spec.msdn_file
     msdn = open_msdn_hdf5(msdn_path) if msdn_path.is_file() else None
     labels: np.ndarray | None = None
     image_files: list[str] | None = None
@@ -225,7 +221,7 @@ def _assemble(spec: DatasetSpec, ddir: Path, att_splits: AttSplits, labels: np.n
         seen = unseen = np.empty(0, dtype=np.int64)
         labels = np.full(n, UNKNOWN_LABEL, dtype=np.int64)
         log.debug("%s: no per-image labels (%s, %s or %s absent); class sets unknown",
-                 ddir, IMAGE_INDEX, RES101, msdn_name(spec.dirname))
+                 ddir, IMAGE_INDEX, RES101, spec.msdn_file)
     has_labels = bool((labels != UNKNOWN_LABEL).all())
 
     if real:
@@ -261,7 +257,7 @@ def _assemble(spec: DatasetSpec, ddir: Path, att_splits: AttSplits, labels: np.n
         original_att=None if original is None else np.ascontiguousarray(original.T, dtype=np.float32),
         w2v=w2v,
         class_names=names,
-        attribute_names=_read_attribute_names(ddir, spec.dirname, att.shape[0]),
+        attribute_names=_read_attribute_names(ddir, spec, att.shape[0]),
         image_files=image_files,
         features=features,
         ground_truth=(ddir / "ground_truth.npz") if (ddir / "ground_truth.npz").is_file() else None,
@@ -416,23 +412,21 @@ def _read_w2v(ddir: Path, dirname: str, num_attributes: int) -> tuple[np.ndarray
     return None, None
 
 
-def _read_attribute_names(ddir: Path, dirname: str, num_attributes: int) -> list[str] | None:
-    """Attribute names when the release has them (CUB attributes.txt, AWA2 predicates.txt, SUN .mat)."""
+def _read_attribute_names(ddir: Path, spec: DatasetSpec, num_attributes: int) -> list[str] | None:
+    """Attribute names when the release has them (``spec.attribute_names``: ``.txt`` or ``.mat``)."""
     names: list[str] | None = None
-    for fname in ("attributes.txt", "predicates.txt"):
-        path = ddir / fname
-        if path.is_file():
-            lines = [ln.split(maxsplit=1) for ln in path.read_text().splitlines() if ln.strip()]
-            names = [parts[-1] for parts in lines]
-            break
-    else:
-        path = ddir / "attributes.mat"
-        if path.is_file():
-            from .readers import _loadmat, _strings
+    path = ddir / (spec.attribute_names or "")
+    if spec.attribute_names is None or not path.is_file():
+        return None
+    if path.suffix == ".mat":
+        from .readers import _loadmat, _strings
 
-            mat = _loadmat(path)
-            if "attributes" in mat:
-                names = _strings(mat["attributes"])
+        mat = _loadmat(path)
+        if "attributes" in mat:
+            names = _strings(mat["attributes"])
+    else:  # "<id> <name>" per line (CUB attributes.txt, AWA2 predicates.txt)
+        lines = [ln.split(maxsplit=1) for ln in path.read_text().splitlines() if ln.strip()]
+        names = [parts[-1] for parts in lines]
     if names is not None and len(names) != num_attributes:
         log.warning("%s: %d attribute names for %d attributes; ignoring the names", ddir, len(names), num_attributes)
         return None

@@ -82,7 +82,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from . import root as data_roots
-from .datasets import ALL, DatasetSpec, get_spec
+from .datasets import DatasetSpec, get_spec
 from .store import STORE_NAME, StoreWriter
 
 log = logging.getLogger(__name__)
@@ -157,22 +157,12 @@ PRESET_SCALE: dict[str, dict[str, Any]] = {
     "full": dict(feature_dim=2048, grid_side=14, real_image_counts=True, chunk_size=32),
 }
 
-# small: images per class for each dataset, set by the runtime budget of the main command
-# (``zsl-bench run msdnpp --datasets all --sim``, 3 seeds, val protocol, official epochs, under
-# 10 minutes on 2 CPU cores). MSDN++ costs ~0.35 ms per image per epoch at A=312, F=256, R=49,
-# about proportional to A, so FLO (A=1024) gets the fewest images per class; every seen class
-# keeps >= 3 trainval and >= 1 test-seen image, every unseen class >= 5 test images.
-PRESET_DATASET_SCALE: dict[str, dict[str, dict[str, Any]]] = {
-    "small": {
-        "cub": dict(images_per_class=10, max_images=2000),
-        "sun": dict(images_per_class=5, max_images=3585),
-        "awa2": dict(images_per_class=24, max_images=1200),
-        "flo": dict(images_per_class=8, max_images=816),
-    },
-}
-
-# Generated semantics: attribute groups as contiguous blocks (CUB: its 28 part groups).
-GENERATED_GROUPS = {"cub": 28, "sun": 6, "awa2": 5, "flo": 8}
+# Per dataset (``DatasetSpec.sim_scale``), small sets the images per class by the runtime budget of
+# the main command (``zsl-bench run msdnpp --datasets all --sim``, 3 seeds, val protocol, official
+# epochs, under 10 minutes on 2 CPU cores). MSDN++ costs ~0.35 ms per image per epoch at A=312,
+# F=256, R=49, about proportional to A, so FLO (A=1024) gets the fewest images per class; every seen
+# class keeps >= 3 trainval and >= 1 test-seen image, every unseen class >= 5 test images.
+# Generated semantics: ``DatasetSpec.sim_groups`` attribute groups as contiguous blocks.
 # tiny: a few classes and attributes, the same for every dataset name (FLO: still no w2v).
 TINY_SHAPE = dict(classes=8, seen=5, val=2, attributes=12, groups=3)
 
@@ -185,7 +175,7 @@ def preset_params(preset: str, name: str | None = None, **overrides: Any) -> Sim
     bad = sorted(set(overrides) - known)
     if bad:
         raise ConfigError(f"unknown sim parameter(s) {bad}; valid: {sorted(known)}")
-    per_dataset = PRESET_DATASET_SCALE.get(preset, {}).get(get_spec(name).name, {}) if name else {}
+    per_dataset = get_spec(name).sim_scale.get(preset, {}) if name else {}
     return replace(CALIBRATED, **{**PRESET_SCALE[preset], **per_dataset, **overrides})
 
 
@@ -210,10 +200,6 @@ class Structure:
     real_word_vectors: bool
     real_split: bool
     real_counts: dict[str, np.ndarray] | None = field(default=None)  # per class tv / ts / tu
-
-
-def _dataset_index(name: str) -> int:
-    return ALL.index(name) if name in ALL else len(ALL)
 
 
 def _strengths(sem: np.ndarray) -> np.ndarray:
@@ -255,7 +241,7 @@ def _generate_structure(spec: DatasetSpec, rng: np.random.Generator, params: Sim
         k, s, v = TINY_SHAPE["classes"], TINY_SHAPE["seen"], TINY_SHAPE["val"]
         a, g = TINY_SHAPE["attributes"], TINY_SHAPE["groups"]
     else:
-        k, s, a, g = spec.seen + spec.unseen, spec.seen, spec.semantic_dim, GENERATED_GROUPS[spec.name]
+        k, s, a, g = spec.classes, spec.seen, spec.semantic_dim, spec.sim_groups
         v = min(spec.unseen, spec.seen // 3)
     att_group = np.concatenate([np.full(len(b), i) for i, b in enumerate(np.array_split(np.arange(a), g))])
     strengths = np.zeros((k, a), dtype=np.float64)
@@ -271,13 +257,13 @@ def _generate_structure(spec: DatasetSpec, rng: np.random.Generator, params: Sim
     original = (100.0 * strengths).T  # [A, K], CUB-like percentages
     latent = _generated_word_vectors(rng, att_group)
     seen_c, unseen_c, train_c, val_c = _generated_split(rng, k, s, v)
-    is_flo = spec.name == "flo"
+    # The files keep the dataset's published layout (FLO: no original_att, names or word vectors).
     return Structure(
-        att=_unit_columns(original), original_att=None if is_flo else original,
+        att=_unit_columns(original), original_att=original if spec.has_original_att else None,
         strengths=_strengths(original), att_group=att_group.astype(np.int64),
         group_names=[f"group_{i}" for i in range(g)], latent_w2v=latent,
-        w2v=None if is_flo or not spec.has_word_vectors else latent,
-        class_names=None if is_flo else [f"sim_class_{i:03d}" for i in range(k)],
+        w2v=latent if spec.has_word_vectors else None,
+        class_names=[f"sim_class_{i:03d}" for i in range(k)] if spec.has_class_names else None,
         seen=seen_c, unseen=unseen_c, train_classes=train_c, val_classes=val_c,
         real_semantics=False, real_word_vectors=False, real_split=False)
 
@@ -291,16 +277,16 @@ def _load_mat(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a readable MATLAB file ({exc})") from None
 
 
-def _real_groups(name: str, ddir: Path, a: int) -> tuple[np.ndarray, list[str]]:
-    """Attribute groups from CUB's names ("has_bill_shape::dagger"), else contiguous blocks."""
-    names_file = ddir / "attributes.txt"
-    if name == "cub" and names_file.is_file():
+def _real_groups(spec: DatasetSpec, ddir: Path, a: int) -> tuple[np.ndarray, list[str]]:
+    """Attribute groups from part names (CUB: "has_bill_shape::dagger"), else contiguous blocks."""
+    names_file = ddir / (spec.attribute_names or "")
+    if spec.part_groups and spec.attribute_names and names_file.is_file():
         prefixes = [ln.split()[1].split("::")[0] for ln in names_file.read_text().splitlines() if ln.strip()]
         if len(prefixes) == a:
             order = list(dict.fromkeys(prefixes))
             return np.array([order.index(p) for p in prefixes], dtype=np.int64), order
         log.warning("%s: %d names for %d attributes; using contiguous groups", names_file, len(prefixes), a)
-    g = GENERATED_GROUPS.get(name, 6)
+    g = spec.sim_groups
     att_group = np.concatenate([np.full(len(b), i) for i, b in enumerate(np.array_split(np.arange(a), g))])
     return att_group.astype(np.int64), [f"group_{i}" for i in range(g)]
 
@@ -316,7 +302,7 @@ def _real_structure(spec: DatasetSpec, ddir: Path, rng: np.random.Generator) -> 
     a, k = att.shape
     original = np.asarray(mat["original_att"], dtype=np.float64) if "original_att" in mat else None
     sem = np.clip(original, 0, None) if original is not None else att  # AWA2 marks missing as -1
-    att_group, group_names = _real_groups(spec.name, ddir, a)
+    att_group, group_names = _real_groups(spec, ddir, a)
     names = None
     if "allclasses_names" in mat:
         names = [str(np.asarray(x).ravel()[0]) for x in np.asarray(mat["allclasses_names"]).ravel()]
@@ -547,7 +533,7 @@ def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike
     """Write one simulated dataset and return its directory (``<out_root>/<DIR>``).
 
     Args:
-        name: cub, sun, awa2 or flo.
+        name: a registered dataset (cub, sun, awa2, flo).
         preset: tiny, small or full.
         seed: the generator's seed; output is a pure function of (name, preset, seed, parameters,
             real files used).
@@ -617,7 +603,7 @@ def _generate_into(spec: DatasetSpec, preset: str, seed: int, params: SimParams,
                    data_root: str | os.PathLike[str] | None, out: Path, ddir: Path,
                    progress: bool) -> None:
     """Render the dataset into a temporary directory, then rename it to ``ddir``."""
-    rng = np.random.default_rng([seed, _dataset_index(spec.name), 0])
+    rng = np.random.default_rng([seed, spec.sim_stream, 0])
     real_dir = data_roots.data_root(data_root) / spec.dirname
     if params.real_semantics and (real_dir / "att_splits.mat").is_file():
         st = _real_structure(spec, real_dir, rng)
@@ -676,7 +662,7 @@ def _write_all(tmp: Path, spec: DatasetSpec, st: Structure, img: Images, splits:
                                         disable=not progress)):
             rows = slice(start, min(start + chunk, n))
             # One stream per chunk: memory stays bounded, output does not depend on scheduling.
-            crng = np.random.default_rng([seed, _dataset_index(spec.name), 1, ci])
+            crng = np.random.default_rng([seed, spec.sim_stream, 1, ci])
             w.write(start, _render(img, rows, protos, gw, contexts, params, crng))
     (tmp / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
 

@@ -1,23 +1,23 @@
-"""The method contract. Methods produce class scores and named loss terms; the harness judges.
+"""The method contract: what the harness gives a method and what it reads back.
+
+Methods produce class scores and named loss terms; the harness judges (seen/unseen masking,
+calibration, metrics and model selection live in the harness, not here). The contract lives in the
+package, not in the ``methods`` zoo, so the engine, the runner and third-party plug-ins depend on
+the harness only.
 
 A method is an ``nn.Module`` subclass of :class:`ZSLMethod`:
 
-- class attributes: ``name`` (registry key), ``family`` (embedding | generative | attention),
-  ``input`` (pooled | regions), ``paper`` (one-line citation), ``config_cls`` (a frozen dataclass
-  defined in the same file), ``presets`` (dataset -> ``{"method": {...}, "train": {...}}``
-  overrides from the paper / official code), ``fits_closed_form`` (True: the engine calls
-  :meth:`fit` once instead of running epochs; closed-form and self-scheduled generative methods).
-- ``__init__(cfg, task)``: ``task`` is a :class:`TaskInfo`.
+- ``__init__(cfg, task)``: ``cfg`` is an instance of ``config_cls``, ``task`` a :class:`TaskInfo`.
 - ``forward(x)`` -> ``{"logits": [B, K], ...}``; ``x`` is ``[B, F]`` (pooled) or ``[B, F, R]`` (regions).
   ``logits`` cover all K classes of ``task.att``; the harness masks classes outside the phase.
 - ``loss(out, y)`` -> ``{"loss": total, "<term>": ..., ...}``; ``y`` are global class ids [B].
 - ``scores(x)`` -> ``[B, K]`` scores used for evaluation (default: ``forward(x)["logits"]``).
 - ``fit(x, y)`` (only when ``fits_closed_form``): train on all of ``x`` [N, F(, R)] / ``y`` [N].
-- ``tiny`` (class attribute): method-config overrides giving a very small, fast model for tests
-  (timm-style tiny variants); ``build(cls.config_cls, cls.tiny, "method")`` must succeed.
-- ``fit_grad_norms`` (instance attribute, set by :meth:`fit` of methods that train parameters by
-  gradient inside ``fit``, e.g. generative ones): ``{parameter name: summed |grad|}`` over the fit,
-  so tests can check every trainable parameter learned. Closed-form solutions live in buffers.
+- ``attention_maps(x)`` -> named ``[B, A, R]`` maps for figures and hit rates (default: none).
+
+Every class attribute the harness reads is declared on :class:`ZSLMethod` with its default and a
+comment, so harness code reads ``method_cls.<attr>`` directly. The registry key is the name the
+method is registered under (``@METHODS.register("name")``), normally equal to ``name``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import nn
 class TaskInfo:
     """What a method may know about the task it is built for (one training phase)."""
 
-    dataset: str  # "cub", "sun", "awa2", "flo" (lowercase)
+    dataset: str  # registry name, lowercase ("cub", "sun", ...)
     att: np.ndarray  # [K, A] float32 class semantics (rows L2-normalised, as published)
     seen: np.ndarray  # [S] int64 global ids of the classes trained on in this phase
     unseen: np.ndarray  # [U] int64 global ids of the classes held out in this phase
@@ -59,20 +59,39 @@ class TaskInfo:
 
 
 class ZSLMethod(nn.Module):
-    name: ClassVar[str] = ""
+    """Base class of every method; the attributes below are everything the harness reads."""
+
+    # Identity, shown by `zsl-bench ls methods` and in tables.
+    name: ClassVar[str] = ""  # registry key
     family: ClassVar[str] = ""  # embedding | generative | attention
+    paper: ClassVar[str] = ""  # one-line citation
+    description: ClassVar[str] = ""  # shown when there is no paper (plug-ins, ablations)
+    # What the engine feeds it: pooled [B, F] or region [B, F, R] features.
     input: ClassVar[str] = "pooled"  # pooled | regions
-    paper: ClassVar[str] = ""
-    description: ClassVar[str] = ""
+    # The method's frozen config dataclass, defined in the same file as the method.
     config_cls: ClassVar[type] = object
+    # Per-dataset overrides from the paper / official code: dataset -> {"method": {...}, "train": {...}}.
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    # True: the engine calls fit() once on all training features instead of running epochs
+    # (closed-form solutions and generative methods that schedule their own training).
     fits_closed_form: ClassVar[bool] = False
-    tiny: ClassVar[dict[str, Any]] = {}  # method-config overrides for a tiny test model
+    # Method-config overrides for a very small, fast model for tests (timm-style tiny variants);
+    # ``config.build(cls.config_cls, cls.tiny, "method")`` must succeed.
+    tiny: ClassVar[dict[str, Any]] = {}
+    # Method-config field -> candidate values the runner tunes on the honest validation split
+    # (every key the user did not fix); empty: nothing is tuned.
+    tuned_on_val: ClassVar[dict[str, tuple[Any, ...]]] = {}
+
+    # Set by fit() of methods that train parameters by gradient inside fit (generative ones):
+    # {parameter name: summed |grad|} over the fit, so tests can check every trainable parameter
+    # learned. Empty for epoch-trained methods and closed-form solutions (those live in buffers).
+    fit_grad_norms: dict[str, float]
 
     def __init__(self, cfg: Any, task: TaskInfo) -> None:
         super().__init__()
         self.cfg = cfg
         self.task = task
+        self.fit_grad_norms = {}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -87,6 +106,9 @@ class ZSLMethod(nn.Module):
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
         raise NotImplementedError(f"{self.name} is trained by the engine's epochs, not fit()")
 
-    # Attention maps for plots: methods that have them override this.
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named attention maps ``{name: [B, A, R]}`` for figures and hit rates (region methods).
+
+        Methods that have them override this; the default has none.
+        """
         return {}
