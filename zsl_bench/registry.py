@@ -18,10 +18,16 @@ log = logging.getLogger(__name__)
 
 
 class Registry(Generic[T]):
-    """A flat name -> object table. Duplicate names raise; unknown names suggest close ones."""
+    """A flat name -> object table. Duplicate names raise; unknown names suggest close ones.
 
-    def __init__(self, kind: str) -> None:
+    Args:
+        kind: what is registered ("method"), used in error messages.
+        ordered: list names in registration order; otherwise sorted.
+    """
+
+    def __init__(self, kind: str, *, ordered: bool = False) -> None:
         self.kind = kind
+        self.ordered = ordered
         self._items: dict[str, T] = {}
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
@@ -37,6 +43,12 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> T:
         return self.register(name)(obj)
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` and return what it held (tests that register a toy entry undo it)."""
+        obj = self.get(name)
+        del self._items[name.lower()]
+        return obj
+
     def get(self, name: str) -> T:
         key = name.lower()
         if key not in self._items:
@@ -49,18 +61,18 @@ class Registry(Generic[T]):
         return isinstance(name, str) and name.lower() in self._items
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
-
-    def items(self) -> list[tuple[str, T]]:
-        return sorted(self._items.items())
+        return iter(self.names())
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        return list(self._items) if self.ordered else sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(n, self._items[n]) for n in self.names()]
 
 
 METHODS: Registry[Any] = Registry("method")
 DATASETS: Registry[Any] = Registry("dataset")
-METRICS: Registry[Any] = Registry("metric")
+METRICS: Registry[Any] = Registry("metric", ordered=True)  # the order of result rows and columns
 
 _loaded = False
 
