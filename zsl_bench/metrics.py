@@ -488,41 +488,41 @@ def hit_rate_name(map_name: str) -> str:
     return f"attention_hit_rate_{map_name}"
 
 
-_TRAINED = frozenset({"evaluate", "history"})  # every evaluation, every evaluated epoch
+_EVALUATED = frozenset({"evaluate", "history"})  # every evaluation, every evaluated epoch
 _HIT_NOTE = ("attn hit: % of (image, visible attribute) pairs whose attention peaks within one cell of the "
              "attribute's true part (simulated ground truth)")
 
 register(MetricSpec(
     "zsl_acc", "ZSL acc", "conventional ZSL: per-class top-1 accuracy, argmax over unseen classes only",
-    shown=_TRAINED | {"selection", "row", "table", "run"}, short="Acc", group="ZSL", caption="accuracy (Acc)",
+    shown=_EVALUATED | {"selection", "row", "table", "run"}, short="Acc", group="ZSL", caption="accuracy (Acc)",
     compute=lambda ev: zsl_accuracy(ev.scores[ev.unseen_idx], ev.labels[ev.unseen_idx], ev.unseen_classes)))
 register(MetricSpec(
     "u", "U", "GZSL per-class accuracy on unseen-class test images (calibrated stacking at γ)",
-    shown=_TRAINED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
+    shown=_EVALUATED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
     compute=lambda ev: ev.gzsl[0]))
 register(MetricSpec(
     "s", "S", "GZSL per-class accuracy on seen-class test images (calibrated stacking at γ)",
-    shown=_TRAINED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
+    shown=_EVALUATED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
     compute=lambda ev: ev.gzsl[1]))
 register(MetricSpec(
     "h", "H", "harmonic mean of U and S: the GZSL headline number",
-    shown=_TRAINED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
+    shown=_EVALUATED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
     compute=lambda ev: ev.gzsl[2]))
 register(MetricSpec(
     "gamma", "γ", "calibration γ subtracted from seen-class scores for U, S, H (the selected one in rows)",
-    direction="none", shown=_TRAINED | {"row", "run"}, fmt=".3f", unit="", group="GZSL",
+    direction="none", shown=_EVALUATED | {"row", "run"}, fmt=".3f", unit="", group="GZSL",
     compute=lambda ev: ev.gamma_used))
 register(MetricSpec(
     "best_gamma", "best γ", "the γ maximising H on the evaluated rows themselves (mid-way through its interval)",
-    direction="none", shown=_TRAINED, fmt=".3f", unit="", group="GZSL",
+    direction="none", shown=_EVALUATED, fmt=".3f", unit="", group="GZSL",
     compute=lambda ev: ev.best[0]))
 register(MetricSpec(
     "best_h", "best H", "H at best γ: optimistic, since γ is chosen on the evaluated rows",
-    shown=_TRAINED, group="GZSL", at="best_gamma",
+    shown=_EVALUATED, group="GZSL", at="best_gamma",
     compute=lambda ev: ev.best[1]))
 register(MetricSpec(
     "ausuc", "AUSUC", "area under the exact seen-unseen accuracy curve over all γ, ×100 (Chao et al. 2016)",
-    shown=_TRAINED | {"selection", "row", "run"}, group="GZSL",
+    shown=_EVALUATED | {"selection", "row", "run"}, group="GZSL",
     compute=lambda ev: ev.curve.area()))
 register(MetricSpec(
     hit_rate_name("avca"), "attn hit AVCA",
