@@ -30,6 +30,7 @@ from typing import Any
 from zsl_bench.data.datasets import get_spec, parse_dataset_list
 from zsl_bench.data.loader import load_from_dir, read_sim_meta
 from zsl_bench.data.sim import GENERATOR_VERSION, generate
+from zsl_bench.metrics import names as metric_names
 from zsl_bench.runner import RunSpec, run_one
 
 log = logging.getLogger("calibrate_sim")
@@ -53,7 +54,7 @@ def calibrate(name: str, methods: list[str], *, seed: int, out: Path, data_root:
         spec = RunSpec(method, name, seed=0, sim_preset="small", sim_seed=seed, protocol="val")
         with tempfile.TemporaryDirectory(prefix="calib-") as run_dir:
             res = run_one(spec, out_dir=Path(run_dir), data=data, progress=False)
-        row[method] = {k: round(res.metrics[k], 1) for k in ("zsl_acc", "u", "s", "h")}
+        row[method] = {k: round(res.metrics[k], 1) for k in metric_names("table")}
         row[method]["s_wall"] = round(res.wall_time_s, 1)
     return row
 

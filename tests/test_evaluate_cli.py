@@ -13,7 +13,7 @@ import pytest
 from zsl_bench.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
-JSON_KEYS = {"zsl_acc", "u", "s", "h", "gamma", "best_gamma", "best_h", "ausuc"}
+JSON_KEYS = ("zsl_acc", "u", "s", "h", "gamma", "best_gamma", "best_h", "ausuc")  # documented, in this order
 
 # The hand-computed case of test_metrics.py: seen {0, 1}, unseen {2, 3}, column 4 not a candidate.
 # Margins (best seen − best unseen): rows 0..3 -> 1, -0.5, -2, 1; rows 0, 1 seen test, 2, 3 unseen test.
@@ -42,7 +42,7 @@ def test_subprocess_json_is_documented_object(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)  # exactly one JSON object and nothing else on stdout
-    assert set(res) == JSON_KEYS
+    assert list(res) == list(JSON_KEYS)
     for key, val in EXPECTED.items():
         assert res[key] == pytest.approx(val), key
         assert isinstance(res[key], float)

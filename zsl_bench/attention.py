@@ -7,6 +7,9 @@ their visibility ``visible`` [N, G], the attribute → group map ``att_group`` [
 An (image, attribute) pair *hits* when the attribute's attention map peaks within one grid cell
 (Chebyshev distance ≤ 1) of the cell holding its part's centre; only pairs whose part is visible
 count. Real data has no such ground truth, so nothing is scored there.
+
+Each map's rate is reported as the metric ``attention_hit_rate_<map>`` (``metrics.hit_rate_name``);
+the zoo's maps are registered in ``zsl_bench.metrics`` so that tables name them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .metrics import hit_rate_name
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +151,7 @@ def score_run(model: Any, data: Any, idx: np.ndarray) -> dict[str, float]:
     finally:
         if was_training:
             model.train()
-    return {f"attention_hit_rate_{name}": (h / t if t else float("nan")) for name, (h, t) in counts.items()}
+    return {hit_rate_name(name): (h / t if t else float("nan")) for name, (h, t) in counts.items()}
 
 
 def extras(model: Any, data: Any) -> dict[str, float]:

@@ -13,10 +13,18 @@ Conventions shared by every function here:
   index. Every function computes predictions this way, from the same ``d`` in float64, so the exact
   U–S curve and :func:`gzsl_accuracy` agree bit for bit (``score − γ`` is never rounded).
 * γ = +inf predicts an unseen class for every sample, γ = −inf a seen class.
+
+The reported metrics are registered at the end as :class:`MetricSpec` s in ``registry.METRICS``
+(how each is computed from an :class:`Evaluation`, its label, direction and where it is shown).
+Result rows, tables, the ``run`` table, plots and ``zsl-bench evaluate`` are derived from them, so
+adding a metric is one :func:`register` call.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Collection, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,8 +33,9 @@ from .errors import ZSLError
 from .registry import METRICS
 
 __all__ = [
-    "USCurve", "ausuc", "best_gamma", "curve_area", "gzsl_accuracy", "harmonic_mean",
-    "per_class_accuracy", "sweep_gamma", "us_curve", "zsl_accuracy",
+    "DIRECTIONS", "PLACES", "Evaluation", "MetricSpec", "USCurve", "ausuc", "axis_label", "best_gamma",
+    "best_value", "columns", "curve_area", "evaluate", "gzsl_accuracy", "harmonic_mean", "hit_rate_name",
+    "names", "per_class_accuracy", "register", "spec", "specs", "sweep_gamma", "us_curve", "zsl_accuracy",
 ]
 
 
@@ -77,7 +86,6 @@ def _per_class_weights(labels: np.ndarray, classes: np.ndarray, what: str) -> np
     return 100.0 / (len(classes) * counts[pos])
 
 
-@METRICS.register("per_class_accuracy")
 def per_class_accuracy(pred: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> float:
     """Mean over classes of top-1 accuracy within each class (%).
 
@@ -108,7 +116,6 @@ def _scores_2d(scores: object) -> np.ndarray:
     return arr
 
 
-@METRICS.register("zsl_acc")
 def zsl_accuracy(scores: np.ndarray, labels: np.ndarray, unseen_classes: np.ndarray) -> float:
     """Conventional ZSL: argmax over unseen classes only, per-class accuracy (%)."""
     sc = _scores_2d(scores)
@@ -180,7 +187,6 @@ def _predicts_seen(sp: _Split, gamma: float) -> np.ndarray:
     return (sp.margin > gamma) | ((sp.margin == gamma) & sp.seen_wins_tie)
 
 
-@METRICS.register("gzsl")
 def gzsl_accuracy(scores: np.ndarray, labels: np.ndarray, seen_idx: np.ndarray, unseen_idx: np.ndarray,
                   seen_classes: np.ndarray, unseen_classes: np.ndarray,
                   gamma: float = 0.0) -> tuple[float, float, float]:
@@ -290,7 +296,6 @@ def sweep_gamma(scores: np.ndarray, labels: np.ndarray, seen_idx: np.ndarray, un
                    interval=interval[keep], lo=lo[keep], hi=hi[keep])
 
 
-@METRICS.register("us_curve")
 def us_curve(scores: np.ndarray, labels: np.ndarray, seen_idx: np.ndarray, unseen_idx: np.ndarray,
              seen_classes: np.ndarray, unseen_classes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact U–S curve of calibrated stacking: arrays (gamma, u, s), γ from −inf to +inf."""
@@ -308,15 +313,227 @@ def curve_area(u: np.ndarray, s: np.ndarray) -> float:
     return float(np.sum(np.diff(u_a) * (s_a[1:] + s_a[:-1]) / 2.0) / 100.0)
 
 
-@METRICS.register("ausuc")
 def ausuc(scores: np.ndarray, labels: np.ndarray, seen_idx: np.ndarray, unseen_idx: np.ndarray,
           seen_classes: np.ndarray, unseen_classes: np.ndarray) -> float:
     """Area under the exact seen–unseen accuracy curve (Chao et al. 2016), ×100 (perfect = 100)."""
     return sweep_gamma(scores, labels, seen_idx, unseen_idx, seen_classes, unseen_classes).area()
 
 
-@METRICS.register("best_gamma")
 def best_gamma(scores: np.ndarray, labels: np.ndarray, seen_idx: np.ndarray, unseen_idx: np.ndarray,
                seen_classes: np.ndarray, unseen_classes: np.ndarray) -> tuple[float, float]:
     """(γ, H): the calibration maximising H, mid-way through its best interval of the exact curve."""
     return sweep_gamma(scores, labels, seen_idx, unseen_idx, seen_classes, unseen_classes).best()
+
+
+# ---------------------------------------------------------------- the registered metrics
+
+DIRECTIONS = ("max", "min", "none")
+
+# Where a registered metric is shown; ``MetricSpec.shown`` is a subset of these keys.
+PLACES = {
+    "evaluate": "computed by every evaluation: evaluate_scores and `zsl-bench evaluate` (--json keys)",
+    "history": "logged for every evaluated epoch as <split>_<name> (val_h, test_h, ...)",
+    "selection": "reported by validation selection as val_<name>",
+    "row": "one result row of every finished run (results.csv), in registration order",
+    "extra": "a result row only where the run reports it (the runner's extras, e.g. on simulated data)",
+    "table": "a column of the main and ablation tables (mean ± std over seeds, best per column bold)",
+    "run": "a column of the table `zsl-bench run` prints (an extra only where some row has it)",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """One phase's scored rows at one calibration: what every registered metric is computed from.
+
+    The arguments are those of ``protocol.evaluate_scores`` after ``protocol.check_inputs``. The
+    exact U–S curve, its best γ and the GZSL numbers at γ are computed once, on first use, and
+    shared by the metrics that read them.
+    """
+
+    scores: np.ndarray          # [N, K] class scores
+    labels: np.ndarray          # [N] 0-based class of each row
+    seen_classes: np.ndarray    # [S] classes playing seen in this phase
+    unseen_classes: np.ndarray  # [U] classes playing unseen
+    seen_idx: np.ndarray        # [Ns] rows of the seen-test samples
+    unseen_idx: np.ndarray      # [Nu] rows of the unseen-test samples
+    gamma: float | None = 0.0   # calibration of u, s, h; None: the best γ of this curve
+
+    @functools.cached_property
+    def curve(self) -> USCurve:
+        return sweep_gamma(self.scores, self.labels, self.seen_idx, self.unseen_idx, self.seen_classes,
+                           self.unseen_classes)
+
+    @functools.cached_property
+    def best(self) -> tuple[float, float]:
+        """(γ, H) maximising H on these rows (:meth:`USCurve.best`)."""
+        return self.curve.best()
+
+    @functools.cached_property
+    def gamma_used(self) -> float:
+        return self.best[0] if self.gamma is None else float(self.gamma)
+
+    @functools.cached_property
+    def gzsl(self) -> tuple[float, float, float]:
+        """(U, S, H) at :attr:`gamma_used`."""
+        return gzsl_accuracy(self.scores, self.labels, self.seen_idx, self.unseen_idx, self.seen_classes,
+                             self.unseen_classes, self.gamma_used)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Everything the harness knows about one metric; registering it is all adding a metric takes.
+
+    Args:
+        name: the key in evaluation dicts and the ``metric`` column of result rows.
+        label: how CLI tables, plot axes and ``zsl-bench evaluate`` name it ("ZSL acc").
+        description: one line for ``zsl-bench ls metrics``.
+        direction: ``max`` (higher is better), ``min``, or ``none`` (not a score, e.g. γ); tables
+            bold the best mean per column by it.
+        shown: where the metric appears, keys of :data:`PLACES`.
+        compute: the value from an :class:`Evaluation`; ``None`` for a metric that an evaluation
+            does not compute (an extra the runner reports, e.g. attention hit rates).
+        fmt: format of a value in CLI tables (main/ablation tables print one decimal, as papers do).
+        unit: ``%`` or ``""`` (γ lives on the score scale).
+        short: column label in the main/ablation tables (default ``label``).
+        group: the setting the metric belongs to (``ZSL``, ``GZSL``, ``attention``); table captions
+            name consecutive columns of one group together ("GZSL U, S, H").
+        caption: how a table caption names it after its group (default ``short``).
+        at: the metric holding the γ this value is measured at (``zsl-bench evaluate`` prints it).
+        note: a footnote printed under a CLI table that shows this column.
+    """
+
+    name: str
+    label: str
+    description: str
+    direction: str = "max"
+    shown: AbstractSet[str] = frozenset()
+    compute: Callable[[Evaluation], float] | None = None
+    fmt: str = ".2f"
+    unit: str = "%"
+    short: str = ""
+    group: str = ""
+    caption: str = ""
+    at: str | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name != self.name.lower():
+            raise ValueError(f"metric name {self.name!r} must be a lower-case identifier")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"metric {self.name}: direction {self.direction!r}; valid: {', '.join(DIRECTIONS)}")
+        object.__setattr__(self, "shown", frozenset(self.shown))
+        if self.shown - set(PLACES):
+            raise ValueError(f"metric {self.name}: unknown places {', '.join(sorted(self.shown - set(PLACES)))}; "
+                             f"valid: {', '.join(PLACES)}")
+        if ("evaluate" in self.shown) != (self.compute is not None):
+            raise ValueError(f"metric {self.name}: an evaluated metric needs compute, and only it has one")
+        if self.shown & {"history", "selection", "row"} and "evaluate" not in self.shown:
+            raise ValueError(f"metric {self.name}: history, selection and row values come from an evaluation")
+        if {"row", "extra"} <= self.shown:
+            raise ValueError(f"metric {self.name}: a row metric is in every run's rows, not an extra")
+        object.__setattr__(self, "short", self.short or self.label)
+        object.__setattr__(self, "caption", self.caption or self.short)
+
+
+def register(spec: MetricSpec) -> MetricSpec:
+    """Add ``spec`` to ``registry.METRICS`` (its position is its row and column order)."""
+    return METRICS.add(spec.name, spec)
+
+
+def spec(name: str) -> MetricSpec:
+    """The registered metric ``name``; an unknown name raises a ZSLError naming the known ones."""
+    return METRICS.get(name)
+
+
+def specs(where: str | None = None) -> list[MetricSpec]:
+    """Registered metrics shown in ``where`` (a key of :data:`PLACES`; None: all), in registration order."""
+    if where is not None and where not in PLACES:
+        raise ZSLError(f"unknown metric place {where!r}; valid: {', '.join(PLACES)}")
+    return [s for _, s in METRICS.items() if where is None or where in s.shown]
+
+
+def names(where: str | None = None) -> tuple[str, ...]:
+    """Names of :func:`specs` ``(where)``: e.g. ``names("row")`` are the metrics of every run's rows."""
+    return tuple(s.name for s in specs(where))
+
+
+def columns(where: str, present: Collection[str] = ()) -> list[MetricSpec]:
+    """Columns of a table at ``where``: its metrics, extras only when ``present`` (in some row)."""
+    return [s for s in specs(where) if "extra" not in s.shown or s.name in present]
+
+
+def evaluate(ev: Evaluation) -> dict[str, float]:
+    """Every metric shown in ``evaluate``, computed from ``ev``, in registration order."""
+    return {s.name: float(s.compute(ev)) for s in specs("evaluate") if s.compute is not None}
+
+
+def best_value(values: Iterable[float], direction: str) -> float | None:
+    """The best of ``values`` under ``direction``; None when there is no best (``none``, or no value)."""
+    vals = list(values)
+    if direction == "none" or not vals:
+        return None
+    return max(vals) if direction == "max" else min(vals)
+
+
+def axis_label(name: str) -> str:
+    """Plot axis label of metric ``name`` ("ZSL acc (%)"); an unregistered name is upper-cased."""
+    if name not in METRICS:
+        return f"{name.upper()} (%)"
+    s = spec(name)
+    return f"{s.label} ({s.unit})" if s.unit else s.label
+
+
+def hit_rate_name(map_name: str) -> str:
+    """Metric name of the attention hit rate of one named attention map (``attention.extras``)."""
+    return f"attention_hit_rate_{map_name}"
+
+
+_EVALUATED = frozenset({"evaluate", "history"})  # every evaluation, every evaluated epoch
+_HIT_NOTE = ("attn hit: % of (image, visible attribute) pairs whose attention peaks within one cell of the "
+             "attribute's true part (simulated ground truth)")
+
+register(MetricSpec(
+    "zsl_acc", "ZSL acc", "conventional ZSL: per-class top-1 accuracy, argmax over unseen classes only",
+    shown=_EVALUATED | {"selection", "row", "table", "run"}, short="Acc", group="ZSL", caption="accuracy (Acc)",
+    compute=lambda ev: zsl_accuracy(ev.scores[ev.unseen_idx], ev.labels[ev.unseen_idx], ev.unseen_classes)))
+register(MetricSpec(
+    "u", "U", "GZSL per-class accuracy on unseen-class test images (calibrated stacking at γ)",
+    shown=_EVALUATED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
+    compute=lambda ev: ev.gzsl[0]))
+register(MetricSpec(
+    "s", "S", "GZSL per-class accuracy on seen-class test images (calibrated stacking at γ)",
+    shown=_EVALUATED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
+    compute=lambda ev: ev.gzsl[1]))
+register(MetricSpec(
+    "h", "H", "harmonic mean of U and S: the GZSL headline number",
+    shown=_EVALUATED | {"selection", "row", "table", "run"}, group="GZSL", at="gamma",
+    compute=lambda ev: ev.gzsl[2]))
+register(MetricSpec(
+    "gamma", "γ", "calibration γ subtracted from seen-class scores for U, S, H (the selected one in rows)",
+    direction="none", shown=_EVALUATED | {"row", "run"}, fmt=".3f", unit="", group="GZSL",
+    compute=lambda ev: ev.gamma_used))
+register(MetricSpec(
+    "best_gamma", "best γ", "the γ maximising H on the evaluated rows themselves (mid-way through its interval)",
+    direction="none", shown=_EVALUATED, fmt=".3f", unit="", group="GZSL",
+    compute=lambda ev: ev.best[0]))
+register(MetricSpec(
+    "best_h", "best H", "H at best γ: optimistic, since γ is chosen on the evaluated rows",
+    shown=_EVALUATED, group="GZSL", at="best_gamma",
+    compute=lambda ev: ev.best[1]))
+register(MetricSpec(
+    "ausuc", "AUSUC", "area under the exact seen-unseen accuracy curve over all γ, ×100 (Chao et al. 2016)",
+    shown=_EVALUATED | {"selection", "row", "run"}, group="GZSL",
+    compute=lambda ev: ev.curve.area()))
+register(MetricSpec(
+    hit_rate_name("avca"), "attn hit AVCA",
+    "% of (image, visible attribute) pairs whose AVCA attention peaks within one cell of the true part",
+    shown={"extra", "run"}, group="attention", note=_HIT_NOTE))
+register(MetricSpec(
+    hit_rate_name("vaca"), "attn hit VACA",
+    "% of (image, visible attribute) pairs whose VACA attention peaks within one cell of the true part",
+    shown={"extra", "run"}, group="attention", note=_HIT_NOTE))
+# DAZLE's map: a result row but, as before, no column of the `run` table.
+register(MetricSpec(
+    hit_rate_name("attribute_to_region"), "attn hit A→R",
+    "% of (image, visible attribute) pairs whose attribute-to-region attention peaks within one cell of "
+    "the true part", shown={"extra"}, group="attention", note=_HIT_NOTE))

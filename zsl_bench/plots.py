@@ -19,6 +19,7 @@ from typing import Any
 from .data.datasets import dataset_names
 from .errors import DataError
 from .fileio import atomic_path
+from .metrics import axis_label
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def plot_ablation(rows: list[dict[str, Any]], out: str | os.PathLike[str], metri
         ax.bar(x + (i - (len(variants) - 1) / 2) * width, [m for m, _ in ms], width, yerr=[s for _, s in ms],
                capsize=2, label=v, color=colors[i])
     ax.set_xticks(x, [d.upper() for d in datasets])
-    ax.set_ylabel(f"{metric.upper() if metric != 'zsl_acc' else 'ZSL acc'} (%)")
+    ax.set_ylabel(axis_label(metric))
     ax.set_title("Ablation" + _label_suffix(rows))
     ax.legend(fontsize=7, ncol=2, frameon=False)
     return save_figure(fig, Path(out) / f"ablation_{metric}")
@@ -145,7 +146,7 @@ def plot_sensitivity(rows: list[dict[str, Any]], out: str | os.PathLike[str], me
         if positive and len(positive) == len(xs_all) and max(positive) / min(positive) >= 20:
             ax.set_xscale("log")
         ax.set_xlabel(k)
-        ax.set_ylabel(f"{metric.upper()} (%)")
+        ax.set_ylabel(axis_label(metric))
         ax.legend(fontsize=7, frameon=False)
     fig.suptitle("Sensitivity" + _label_suffix(rows), fontsize=10)
     fig.tight_layout()

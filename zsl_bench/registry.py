@@ -76,6 +76,12 @@ class Registry(Generic[T]):
             self._filled = False  # a failed built-in import is retried (and raised) on the next lookup
             raise
 
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` and return what it held (tests that register a toy entry undo it)."""
+        obj = self.get(name)
+        del self._items[name.lower()]
+        return obj
+
     def get(self, name: str) -> T:
         self.fill()
         key = name.lower()

@@ -22,7 +22,18 @@ COLUMNS = (
     "protocol", "seed", "metric", "value", "gamma", "epoch", "config_hash", "config",
     "git_commit", "versions", "wall_time_s", "timestamp",
 )
-METRIC_NAMES = ("zsl_acc", "u", "s", "h", "gamma", "ausuc")
+
+
+def __getattr__(name: str) -> Any:
+    """``METRIC_NAMES``: the metrics of every run's rows, in order (``metrics.names("row")``).
+
+    Looked up on each access, so a metric registered after this module was imported is included.
+    """
+    if name == "METRIC_NAMES":
+        from . import metrics
+
+        return metrics.names("row")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.lru_cache(maxsize=1)

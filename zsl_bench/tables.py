@@ -1,8 +1,9 @@
 """Tables from result rows: the main table as papers print it, and the ablation table.
 
 Pure functions: rows in (``zsl_bench.results`` long format), text out. Per dataset the columns are
-ZSL accuracy and GZSL U, S, H, each the mean ± sample standard deviation over seeds; the best mean
-of each column is bold. Published numbers (``published_results.csv``) can be appended as extra rows
+the metrics registered for tables (``metrics.names("table")``: ZSL accuracy and GZSL U, S, H), each
+the mean ± sample standard deviation over seeds; the best mean of each column (by the metric's
+direction) is bold. Published numbers (``published_results.csv``) can be appended as extra rows
 marked with their status; they are not bolded, because papers selected them on the test set.
 """
 
@@ -19,13 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import metrics
 from .data.datasets import dataset_names
 from .errors import DataError
 from .fileio import write_text_atomic
 
 DATASET_ORDER = tuple(dataset_names())  # registration order of the dataset specs
-METRICS = ("zsl_acc", "u", "s", "h")
-METRIC_LABELS = {"zsl_acc": "Acc", "u": "U", "s": "S", "h": "H"}
 KINDS = ("main", "ablation")
 PUBLISHED_CAVEAT = ("Published numbers are as reported by their authors, who selected epochs (and often "
                     "the calibration) on the test set (test-oracle); they are not comparable to "
@@ -54,6 +54,7 @@ class Table:
     caption: str
     published: list[tuple[str, list[Cell]]] = field(default_factory=list)  # (label, cells)
     label: str = ""
+    metrics: list[str] = field(default_factory=lambda: list(metrics.names("table")))  # per dataset
 
 
 def _float(v: Any) -> float | None:
@@ -82,13 +83,15 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
     Args:
         rows: long-format result rows (deduplicated: one row per run and metric).
         kind: ``main`` (rows are methods) or ``ablation`` (rows are variants).
-        published: rows of a published-results CSV (method, venue, dataset, zsl_acc, u, s, h, status).
+        published: rows of a published-results CSV (method, venue, dataset, the table's metrics, status).
     """
     if kind not in KINDS:
         raise DataError(f"bad table kind {kind!r}; valid: {', '.join(KINDS)}")
-    rows = [r for r in rows if str(r.get("metric", "")) in METRICS]
+    columns = metrics.specs("table")
+    names = [s.name for s in columns]
+    rows = [r for r in rows if str(r.get("metric", "")) in names]
     if not rows:
-        raise DataError("no result rows with metrics zsl_acc, u, s, h to tabulate")
+        raise DataError(f"no result rows with metrics {', '.join(names)} to tabulate")
     multi = {"method": len({r.get("method") for r in rows}) > 1,
              "protocol": len({r.get("protocol") for r in rows}) > 1}
     present = {str(r.get("dataset", "")).lower() for r in rows}
@@ -109,7 +112,7 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
     for label in labels:
         row_cells, row_means = [], []
         for d in datasets:
-            for m in METRICS:
+            for m in names:
                 vals = values.get((label, d, m), [])
                 mean = statistics.fmean(vals) if vals else None
                 std = statistics.stdev(vals) if len(vals) > 1 else None
@@ -117,12 +120,13 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
                 row_means.append(mean)
         cells.append(row_cells)
         means.append(row_means)
-    # Best per column, compared at the printed precision so ties are bold together.
-    for j in range(len(datasets) * len(METRICS)):
+    # Best per column (by the metric's direction), compared at the printed precision so ties are
+    # bold together.
+    for j in range(len(datasets) * len(names)):
         col = [round(v, 1) for m in means if (v := m[j]) is not None]
-        if len(col) < 2:
+        best = metrics.best_value(col, columns[j % len(columns)].direction)
+        if len(col) < 2 or best is None:
             continue
-        best = max(col)
         for row in cells:
             c = row[j]
             if c.mean is not None and round(c.mean, 1) == best:
@@ -133,14 +137,15 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
     if n_range[0] != n_range[1]:
         cells = [[dataclasses.replace(c, partial=0 < c.n < n_range[1]) for c in row] for row in cells]
 
-    pub = _published_rows(published or [], datasets)
+    pub = _published_rows(published or [], datasets, names)
     return Table(kind=kind, datasets=datasets, labels=labels, cells=cells, published=pub,
                  caption=caption(rows, kind, bool(pub), n_range,
-                                 tuple(sorted({c.n for row in cells for c in row if c.partial}))),
-                 label=f"tab:{kind}")
+                                 tuple(sorted({c.n for row in cells for c in row if c.partial})), names),
+                 label=f"tab:{kind}", metrics=names)
 
 
-def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> list[tuple[str, list[Cell]]]:
+def _published_rows(published: list[dict[str, str]], datasets: list[str], names: list[str]
+                    ) -> list[tuple[str, list[Cell]]]:
     grouped: dict[str, dict[str, dict[str, str]]] = {}
     status: dict[str, set[str]] = defaultdict(set)
     for p in published:
@@ -152,7 +157,7 @@ def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> lis
                 status[name].add(p["status"])
     out = []
     for name, by_ds in grouped.items():
-        cells = [Cell(_float(by_ds.get(d, {}).get(m))) for d in datasets for m in METRICS]
+        cells = [Cell(_float(by_ds.get(d, {}).get(m))) for d in datasets for m in names]
         if all(c.mean is None for c in cells):
             continue
         tag = "; ".join(sorted(status[name]))
@@ -161,11 +166,13 @@ def _published_rows(published: list[dict[str, str]], datasets: list[str]) -> lis
 
 
 def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
-            n_range: tuple[int, int] | None = None, partial_counts: tuple[int, ...] = ()) -> str:
-    """Caption naming the protocol, the number of seeds, the data source and the caveats.
+            n_range: tuple[int, int] | None = None, partial_counts: tuple[int, ...] = (),
+            names: Iterable[str] | None = None) -> str:
+    """Caption naming the metrics, the protocol, the number of seeds, the data source and the caveats.
 
     ``n_range`` is the (min, max) number of seeds behind a cell; when they differ the caption says
-    so and the cells with fewer seeds carry a dagger.
+    so and the cells with fewer seeds carry a dagger. ``names`` are the table's metrics (default
+    ``metrics.names("table")``).
     """
     protocols = sorted({str(r.get("protocol", "")) for r in rows if r.get("protocol")})
     seeds = sorted({str(r.get("seed", "")) for r in rows})
@@ -181,8 +188,8 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
                 f"{'' if fewer == [1] else 's'})")
     else:
         over = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
-    parts = [f"{what}: ZSL accuracy (Acc) and GZSL U, S, H in %, mean $\\pm$ std over {over}; "
-             "best mean per column in bold."]
+    named = _metrics_phrase([metrics.spec(n) for n in (metrics.names("table") if names is None else names)])
+    parts = [f"{what}: {named} in %, mean $\\pm$ std over {over}; best mean per column in bold."]
     for p in protocols:
         if p == "val":
             parts.append("Protocol val: epochs and calibration $\\gamma$ selected on validation classes, "
@@ -198,6 +205,18 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
     if has_published:
         parts.append(PUBLISHED_CAVEAT)
     return " ".join(parts)
+
+
+def _metrics_phrase(specs: list[metrics.MetricSpec]) -> str:
+    """ "ZSL accuracy (Acc) and GZSL U, S, H": consecutive metrics of one group named together."""
+    groups: list[tuple[str, list[str]]] = []
+    for s in specs:
+        if groups and groups[-1][0] == s.group:
+            groups[-1][1].append(s.caption)
+        else:
+            groups.append((s.group, [s.caption]))
+    parts = [f"{g} {', '.join(c)}" if g else ", ".join(c) for g, c in groups]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 # ---------------------------------------------------------------- rendering
@@ -224,7 +243,8 @@ def _fmt_cell(c: Cell, latex: bool) -> str:
 
 def render_latex(table: Table) -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
-    ncol = len(table.datasets) * len(METRICS)
+    per = len(table.metrics)
+    ncol = len(table.datasets) * per
     lines = [
         "% Generated by zsl-bench from result rows; requires \\usepackage{booktabs}.",
         "\\begin{table*}[t]",
@@ -236,13 +256,14 @@ def render_latex(table: Table) -> str:
         "\\begin{tabular}{l" + "c" * ncol + "}",
         "\\toprule",
     ]
-    head = [""] + [f"\\multicolumn{{{len(METRICS)}}}{{c}}{{{_latex_escape(d.upper())}}}" for d in table.datasets]
+    head = [""] + [f"\\multicolumn{{{per}}}{{c}}{{{_latex_escape(d.upper())}}}" for d in table.datasets]
     lines.append(" & ".join(head) + " \\\\")
-    rules = [f"\\cmidrule(lr){{{2 + i * len(METRICS)}-{1 + (i + 1) * len(METRICS)}}}"
+    rules = [f"\\cmidrule(lr){{{2 + i * per}-{1 + (i + 1) * per}}}"
              for i in range(len(table.datasets))]
     lines.append(" ".join(rules))
     lines.append(" & ".join(["Method" if table.kind == "main" else "Variant"]
-                            + [METRIC_LABELS[m] for _ in table.datasets for m in METRICS]) + " \\\\")
+                            + [_latex_escape(metrics.spec(m).short) for _ in table.datasets for m in table.metrics])
+                 + " \\\\")
     lines.append("\\midrule")
     for label, row in zip(table.labels, table.cells):
         lines.append(" & ".join([_latex_escape(label)] + [_fmt_cell(c, True) for c in row]) + " \\\\")
@@ -263,7 +284,7 @@ def render_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table with the caption above it."""
     cap = table.caption.replace("$\\pm$", "±").replace("$\\gamma$", "γ").replace("$^\\dagger$", "†")
     head = ["Method" if table.kind == "main" else "Variant"] + [
-        f"{d.upper()} {METRIC_LABELS[m]}" for d in table.datasets for m in METRICS]
+        f"{d.upper()} {metrics.spec(m).short}" for d in table.datasets for m in table.metrics]
     lines = [f"**Table.** {cap}", "", "| " + " | ".join(head) + " |",
              "|" + "|".join([":---"] + [":---:"] * (len(head) - 1)) + "|"]
     for label, row in list(zip(table.labels, table.cells)) + table.published:
@@ -275,16 +296,21 @@ def render_markdown(table: Table) -> str:
 
 
 def load_published(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Read a published-results CSV (columns method, venue, dataset, zsl_acc, u, s, h, status)."""
+    """Read a published-results CSV (columns method, venue, dataset, the table's metrics, status).
+
+    A metric column may be absent or empty (the paper did not report it): its cells print as "--".
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"published results file not found: {p}")
     with p.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    need = {"method", "dataset", "zsl_acc", "u", "s", "h"}
-    if rows and not need <= set(rows[0]):
-        raise DataError(f"{p} lacks columns {', '.join(sorted(need - set(rows[0])))}; needs "
-                        "method, venue, dataset, zsl_acc, u, s, h, status")
+    names = metrics.names("table")
+    have = set(rows[0]) if rows else set()
+    missing = sorted({"method", "dataset"} - have)
+    if rows and (missing or not have & set(names)):
+        raise DataError(f"{p} lacks columns {', '.join(missing or names)}; needs method, venue, dataset, "
+                        f"{', '.join(names)} (at least one), status")
     return rows
 
 

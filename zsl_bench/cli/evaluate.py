@@ -12,7 +12,6 @@ NPZ_KEYS = {
     "scores": "scores", "labels": "labels", "seen_classes": "seen_classes",
     "unseen_classes": "unseen_classes", "test_seen_loc": "seen_idx", "test_unseen_loc": "unseen_idx",
 }
-JSON_KEYS = ("zsl_acc", "u", "s", "h", "gamma", "best_gamma", "best_h", "ausuc")
 
 EPILOG = """The file (numpy .npz) holds:
   scores [N, K]            class scores, any scale (higher = more likely)
@@ -24,6 +23,8 @@ examples:
   zsl-bench evaluate scores.npz                 ZSL acc, U, S, H at gamma 0, best gamma, AUSUC
   zsl-bench evaluate scores.npz --gamma 2       calibrated stacking: score - 2 on seen classes
   zsl-bench evaluate scores.npz --json          one JSON object (percent floats)
+
+The numbers are the metrics registered for evaluations (zsl-bench ls metrics).
 """
 
 
@@ -68,8 +69,9 @@ def _load(path: Path) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
+    from .. import metrics
     from ..errors import ConfigError
-    from ..protocol import check_inputs, evaluate_scores
+    from ..protocol import check_inputs
 
     if not math.isfinite(args.gamma):
         raise ConfigError(f"--gamma must be a finite number, got {args.gamma}")
@@ -77,17 +79,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     arrays = _load(path)
     checked = check_inputs(*(arrays[k] for k in NPZ_KEYS), names={v: k for k, v in NPZ_KEYS.items()},
                            source=str(path))
-    res = evaluate_scores(*checked, gamma=args.gamma)
+    res = metrics.evaluate(metrics.Evaluation(*checked, gamma=args.gamma))
     if args.json:
-        print(json.dumps({k: float(res[k]) for k in JSON_KEYS}, allow_nan=False))
+        print(json.dumps(res, allow_nan=False))
         return 0
     n_s, n_u = len(checked[4]), len(checked[5])
     print(f"{path}: {n_s} seen-test rows ({len(checked[2])} classes), "
           f"{n_u} unseen-test rows ({len(checked[3])} classes)")
-    at = f"  (gamma = {res['gamma']:g})"
-    print(f"  ZSL acc  {res['zsl_acc']:7.2f}")
-    for name in ("u", "s", "h"):
-        print(f"  {name.upper():<9}{res[name]:7.2f}{at}")
-    print(f"  best H   {res['best_h']:7.2f}  (gamma = {res['best_gamma']:.6g}, chosen on these rows)")
-    print(f"  AUSUC    {res['ausuc']:7.2f}")
+    specs = metrics.specs("evaluate")
+    calibrations = {s.at for s in specs}  # γ values: printed beside the numbers measured at them
+    for s in specs:
+        if s.name in calibrations:
+            continue
+        line = f"  {s.label:<9}{res[s.name]:7{s.fmt}}"
+        if s.at is not None:  # any γ but the one asked for was chosen on the evaluated rows
+            line += f"  (gamma = {res[s.at]:.6g}{'' if s.at == 'gamma' else ', chosen on these rows'})"
+        print(line)
     return 0

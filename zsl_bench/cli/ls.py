@@ -28,8 +28,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 for n, s in DATASETS.items()]
         _table(["dataset", "dir", "seen/unseen", "sem. dim", "description"], rows)
     else:
-        rows = [(n, (f.__doc__ or "").strip().splitlines()[0] if f.__doc__ else "") for n, f in METRICS.items()]
-        _table(["metric", "description"], rows)
+        from ..metrics import PLACES
+
+        rows = [(n, s.label, s.direction, ",".join(p for p in PLACES if p in s.shown), s.description)
+                for n, s in METRICS.items()]
+        _table(["metric", "label", "best", "shown", "description"], rows)
     return 0
 
 
