@@ -147,31 +147,34 @@ def check_inputs(scores: object, labels: object, seen_classes: object, unseen_cl
 
 
 def evaluate_scores(scores: object, labels: object, seen_classes: object, unseen_classes: object,
-                    seen_idx: object, unseen_idx: object, gamma: float = 0.0) -> dict[str, Any]:
-    """Every reported number for one score matrix (all in %).
+                    seen_idx: object, unseen_idx: object, gamma: float | None = 0.0) -> dict[str, Any]:
+    """Every reported number for one score matrix (all in %), from one pass over it.
 
     Args:
         scores: [N, K] class scores (numpy or torch); only seen ∪ unseen columns are candidates.
         labels: [N] 0-based class of each row.
         seen_classes, unseen_classes: the classes playing seen / unseen in this phase.
         seen_idx, unseen_idx: rows of the seen-test and unseen-test samples.
-        gamma: calibration used for u, s, h (score − γ·[seen]).
+        gamma: calibration used for u, s, h (score − γ·[seen]); None: the best γ of this curve.
 
     Returns:
         ``zsl_acc, u, s, h, gamma, best_gamma, best_h, ausuc`` (floats) and ``curve``
         (``{"gamma", "u", "s"}`` arrays of the exact U–S curve).
     """
-    gamma = float(gamma)
-    if math.isnan(gamma):
-        raise ConfigError("gamma must be a number (or ±inf), got NaN")
+    if gamma is not None:
+        gamma = float(gamma)
+        if math.isnan(gamma):
+            raise ConfigError("gamma must be a number (or ±inf), got NaN")
     sc, lab, seen, unseen, rows_s, rows_u = check_inputs(scores, labels, seen_classes, unseen_classes,
                                                          seen_idx, unseen_idx)
     zsl = metrics.zsl_accuracy(sc[rows_u], lab[rows_u], unseen)
-    u, s, h = metrics.gzsl_accuracy(sc, lab, rows_s, rows_u, seen, unseen, gamma)
+    # One sweep serves the curve, AUSUC, the best γ and (U, S, H) at the γ used.
     curve = metrics.sweep_gamma(sc, lab, rows_s, rows_u, seen, unseen)
     g_best, h_best = curve.best()
+    used = g_best if gamma is None else gamma
+    u, s, h = curve.at(used)
     return {
-        "zsl_acc": zsl, "u": u, "s": s, "h": h, "gamma": gamma,
+        "zsl_acc": zsl, "u": u, "s": s, "h": h, "gamma": used,
         "best_gamma": g_best, "best_h": h_best, "ausuc": curve.area(),
         "curve": {"gamma": curve.gamma, "u": curve.u, "s": curve.s},
     }
