@@ -30,6 +30,7 @@ from .data.store import FeatureSource
 from .data.zsldata import ZSLData
 from .errors import ConfigError, TrainingError
 from .fileio import atomic_path
+from .protocol import evaluate_scores, select_best
 
 if TYPE_CHECKING:
     from methods.base import TaskInfo, ZSLMethod
@@ -199,8 +200,6 @@ def evaluate_split(scores: np.ndarray, labels: np.ndarray, split: EvalSplit, n_s
 
     Returns the protocol's dict, with ``u``, ``s``, ``h`` and ``gamma`` at the γ used.
     """
-    from .protocol import evaluate_scores
-
     n = len(labels)
     return evaluate_scores(scores, labels, split.seen_classes, split.unseen_classes, np.arange(n_seen),
                            np.arange(n_seen, n), gamma=gamma)
@@ -332,13 +331,15 @@ class EvalHook(Hook):
 
 
 class BestHook(Hook):
-    """Keeps the evaluated epoch with the highest H (ties -> earliest) and, when training by epochs,
-    a CPU copy of its weights (test-oracle reports that epoch's model)."""
+    """Keeps the evaluated epoch with the highest H (:func:`zsl_bench.protocol.select_best`) and, when
+    training by epochs, a CPU copy of its weights (test-oracle reports that epoch's model)."""
 
     def after_epoch(self, t: Trainer) -> None:
-        res = t.last_eval
-        if res is not None and (t.best is None or res["h"] > t.best["h"]):
-            t.best = {**res, "epoch": t.epoch}
+        if t.last_eval is None:
+            return
+        res = {**t.last_eval, "epoch": t.epoch}
+        if t.best is None or select_best([t.best, res]) is res:  # the protocol's rule: ties -> earliest
+            t.best = res
             if not t.closed_form:
                 t.best_state = _cpu_state(t.model)
 
