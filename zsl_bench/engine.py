@@ -224,6 +224,9 @@ class Hook:
     def before_train(self, t: Trainer) -> None:
         """After the model (and optimizer) are built, before the first epoch."""
 
+    def after_step(self, t: Trainer) -> None:
+        """After an optimizer step (``t.step``); gradients are still on the parameters."""
+
     def after_epoch(self, t: Trainer) -> None:
         """After an epoch's steps; ``t.entry`` (already in ``t.history``) holds its loss terms."""
 
@@ -240,6 +243,7 @@ class Trainer:
 
     Attributes:
         epoch: the epoch running (or last run); ``start``: epochs restored before the first one.
+        step: the step just taken within the epoch (1-based).
         entry: the current epoch's history record ``{"phase", "epoch", <loss terms>, <split>_h, ...}``.
         history: every epoch's record, resumed epochs included.
         best, best_state: the best evaluated epoch's evaluation (incl. ``"epoch"`` and ``"curve"``)
@@ -259,7 +263,7 @@ class Trainer:
         self.opt: torch.optim.Optimizer | None = None if self.closed_form else \
             build_optimizer([p for p in model.parameters() if p.requires_grad], tc)
         self.hooks = list(hooks)
-        self.epoch = self.start = 0
+        self.epoch = self.start = self.step = 0
         self.entry: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
@@ -307,6 +311,9 @@ class Trainer:
             if tc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             self.opt.step()
+            self.step = step
+            for h in self.hooks:
+                h.after_step(self)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
         return {k: v / max(len(batches), 1) for k, v in sums.items()}
