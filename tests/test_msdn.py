@@ -141,13 +141,16 @@ def test_losses_restricted_to_phase_classes() -> None:
 
 def test_every_parameter_learns() -> None:
     """Official init (W2, W11, W21 = 0): after one RMSprop step every parameter has a gradient."""
-    model = make_model(scramble=False)
+    from zsl_bench.engine import Engine
+
     x, y = batch()
-    opt = torch.optim.RMSprop(model.parameters(), lr=1e-2, weight_decay=1e-4, momentum=0.9)
-    for _ in range(2):
-        opt.zero_grad()
-        model.loss(model(x), y)["loss"].backward()
-        opt.step()
+    task = make_task()
+    train = TrainConfig(epochs=2, batch_size=B, optimizer="rmsprop", lr=1e-2, weight_decay=1e-4, momentum=0.9,
+                        device="cpu")  # one batch per epoch: the second step follows the first
+    engine = Engine.from_arrays(MSDN, ResolvedConfig(method=MSDNConfig(), train=train, eval=EvalConfig()), x, y,
+                                task.att, task.seen, task.unseen, name=task.dataset, w2v=task.w2v)
+    model = engine.train(phase="test", train_rows=np.arange(B), seen=task.seen, unseen=task.unseen, epochs=2,
+                         seed=0, progress=False).model  # its gradients are the last step's
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert names == {"V", "W1", "W2", "W11", "W21"}  # no dead W3/W31
     for n, p in model.named_parameters():
