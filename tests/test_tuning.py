@@ -22,8 +22,8 @@ from zsl_bench.config import build
 from zsl_bench.data.store import FeatureStore, StoreWriter
 from zsl_bench.data.zsldata import ZSLData
 from zsl_bench.errors import ConfigError
-from zsl_bench.registry import METHODS, load_all
 from zsl_bench.protocol import tuning_grid
+from zsl_bench.registry import METHODS, load_all
 from zsl_bench.runner import RunSpec, run_one
 
 load_all()
