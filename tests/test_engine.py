@@ -115,6 +115,104 @@ def test_resume_equals_uninterrupted(data: ZSLData, tmp_path: Path) -> None:
     assert r_resumed.metrics == r_straight.metrics and r_resumed.history == r_straight.history
 
 
+# ---------------------------------------------------------------- hooks and in-memory data
+
+
+class Recorder(E.Hook):
+    """Records what a hook sees at each point of the loop."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, int]] = []
+        self.entries: list[dict[str, Any]] = []
+
+    def before_train(self, t: E.Trainer) -> None:
+        self.events.append(("before", t.start, len(t.history)))
+
+    def after_step(self, t: E.Trainer) -> None:
+        self.events.append(("step", t.epoch, t.step))
+
+    def after_epoch(self, t: E.Trainer) -> None:
+        self.events.append(("epoch", t.epoch, len(t.history)))
+        self.entries.append(dict(t.entry))
+
+    def after_train(self, t: E.Trainer) -> None:
+        self.events.append(("after", t.epoch, len(t.history)))
+
+
+class ListReporter:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, dict[str, float]]] = []
+
+    def on_epoch(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
+        self.calls.append((phase, epoch, metrics))
+
+
+def test_hooks_see_each_step_and_epoch_after_evaluation_and_resume(data: ZSLData, tmp_path: Path) -> None:
+    cfg = resolve(METHODS.get("ale"), "cub", None, {"train": {"epochs": 3, "device": "cpu", "batch_size": 100,
+                                                              "eval_every": 2}})
+    split = E.EvalSplit("val", data.splits["val_seen"], data.splits["val_unseen"], data.val_seen_classes,
+                        data.val_unseen_classes)
+    kw = dict(phase="val", train_rows=data.splits["val_train"], seen=data.val_seen_classes,
+              unseen=data.val_unseen_classes, seed=0, evaluation=split, progress=False,
+              ckpt_path=tmp_path / "val.pt")
+    steps = -(-len(data.splits["val_train"]) // 100)
+    rec, rep = Recorder(), ListReporter()
+    out = E.Engine(METHODS.get("ale"), cfg, data).train(epochs=2, hooks=[rec], reporter=rep, **kw)  # type: ignore[arg-type]
+    assert rec.events == [("before", 0, 0), *[("step", 1, i) for i in range(1, steps + 1)], ("epoch", 1, 1),
+                          *[("step", 2, i) for i in range(1, steps + 1)], ("epoch", 2, 2), ("after", 2, 2)]
+    # Built-in hooks run first: a user hook sees the epoch's evaluation (every 2nd epoch and the last).
+    assert "val_h" not in rec.entries[0] and "val_h" in rec.entries[1] and rec.entries == out.history
+    assert [(p, e) for p, e, _ in rep.calls] == [("val", 1), ("val", 2)]
+    assert rep.calls[1][2]["val_h"] == out.best["h"] and "phase" not in rep.calls[1][2]
+
+    # Resumed to 3 epochs: hooks and reporter see only the epoch that runs; epoch 3 is the last, so evaluated.
+    rec, rep = Recorder(), ListReporter()
+    out = E.Engine(METHODS.get("ale"), cfg, data).train(epochs=3, hooks=[rec], reporter=rep, **kw)  # type: ignore[arg-type]
+    assert out.resumed_from == 2 and rec.events[0] == ("before", 2, 2) and rec.events[-1] == ("after", 3, 3)
+    assert [(p, e) for p, e, _ in rep.calls] == [("val", 3)] and "val_h" in out.history[2]
+
+
+def test_each_evaluation_scores_and_judges_its_split_once(data: ZSLData, monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    calls: list[float | None] = []
+    judge = E.evaluate_scores
+
+    def counting(*args: Any, gamma: float | None = 0.0) -> dict[str, Any]:
+        calls.append(gamma)
+        return judge(*args, gamma=gamma)
+
+    monkeypatch.setattr(E, "evaluate_scores", counting)
+    r = _run(data, tmp_path, epochs=3)  # val: 3 evaluations at the best γ, then one test at the chosen γ
+    assert calls == [None, None, None, r.metrics["gamma"]]
+
+
+def test_in_memory_engine_equals_the_store_backed_one(data: ZSLData) -> None:
+    cls = METHODS.get("ale")
+    cfg = resolve(cls, "cub", None, {"train": {"epochs": 2, "device": "cpu"}})
+    x = data.features.read_pooled(np.arange(data.num_images))  # [N, F]
+    split = E.EvalSplit("test", data.splits["test_seen"], data.splits["test_unseen"], SEEN, UNSEEN)
+    kw = dict(phase="oracle", train_rows=data.splits["trainval"], seen=SEEN, unseen=UNSEEN, epochs=2, seed=0,
+              evaluation=split, progress=False)
+    ref = E.Engine(cls, cfg, data).train(**kw)  # type: ignore[arg-type]
+    for feats in (x, torch.from_numpy(x), np.stack([x, x], axis=2)):  # regions [N, F, 2]: pooled = their mean
+        eng = E.Engine.from_arrays(cls, cfg, feats, data.labels, data.att, SEEN, UNSEEN, splits=data.splits,
+                                   name="cub")
+        out = eng.train(**kw)  # type: ignore[arg-type]
+        assert out.history == ref.history and out.best is not None and out.best["h"] == ref.best["h"]
+    default = E.Engine.from_arrays(cls, cfg, x, data.labels, data.att, SEEN, UNSEEN).data.splits
+    assert set(default) == {"trainval", "test_unseen"}
+    assert np.array_equal(default["test_unseen"], np.flatnonzero(data.labels >= len(SEEN)))
+
+
+def test_rows_take_the_spec_run_id(data: ZSLData, tmp_path: Path) -> None:
+    spec = RunSpec("eszsl", "cub", protocol="test-oracle", sim_preset="toy", run_id="study-unit-7")
+    r = run_one(spec, out_dir=tmp_path, cli_overrides={"train": {"device": "cpu"}}, progress=False, data=data)
+    assert {row["run_id"] for row in r.rows} == {"study-unit-7"}
+    fresh = run_one(RunSpec("eszsl", "cub", protocol="test-oracle", sim_preset="toy"), out_dir=tmp_path,
+                    cli_overrides={"train": {"device": "cpu"}}, progress=False, data=data)
+    assert len({row["run_id"] for row in fresh.rows}) == 1 and fresh.rows[0]["run_id"].startswith("eszsl-cub-seed0-")
+
+
 # ---------------------------------------------------------------- NaN guard
 
 

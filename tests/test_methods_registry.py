@@ -1,13 +1,14 @@
 """Contract tests for every registered method (timm-style: a new method gets them for free).
 
-Each method is built from its ``tiny`` config on a tiny synthetic task, trained a few steps
-(``fit`` for closed-form / self-scheduled methods), and must give finite [N, K] scores that are
+Each method is built from its ``tiny`` config on a tiny synthetic task, trained a few steps by the
+engine (``fit`` for closed-form / self-scheduled methods), and must give finite [N, K] scores that are
 identical for the same seed, with a nonzero gradient reaching every trainable parameter.
 The baseline zoo must also beat chance by a margin on a small task with learnable structure.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,10 @@ import torch
 
 import methods  # noqa: F401  (registers the built-in methods)
 from methods.fclswgan import GenerativeZSL
-from zsl_bench.config import build, resolve
+from zsl_bench.config import EvalConfig, ResolvedConfig, TrainConfig, build, resolve
 from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.data.datasets import dataset_names
+from zsl_bench.engine import Engine, Hook, Trainer
 from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
 
@@ -68,30 +70,38 @@ def build_method(cls: type[ZSLMethod], task: TaskInfo, overrides: dict[str, Any]
     return cls(cfg, task)
 
 
-def train(m: ZSLMethod, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float,
-          batch_size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Fit (closed-form) or run ``steps`` Adam steps; returns summed |grad| per parameter."""
-    torch.manual_seed(seed)
-    m.train()
-    if m.fits_closed_form:
-        m.fit(x, y)
-        m.eval()
-        return {}
-    params = {n: p for n, p in m.named_parameters() if p.requires_grad}
-    opt = torch.optim.Adam(params.values(), lr=lr)
-    grads = {n: torch.zeros(()) for n in params}
-    for step in range(steps):
-        idx = torch.randperm(x.shape[0])[:batch_size]
-        opt.zero_grad(set_to_none=True)
-        losses = m.loss(m(x[idx]), y[idx])
-        assert torch.isfinite(losses["loss"]), f"step {step}: loss {losses['loss']}"
-        losses["loss"].backward()
-        for n, p in params.items():
-            if p.grad is not None:
-                grads[n] += p.grad.abs().sum()
-        opt.step()
-    m.eval()
-    return grads
+class GradSum(Hook):
+    """Sums |grad| of every trainable parameter after each optimizer step."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+
+    def before_train(self, t: Trainer) -> None:
+        self.sums = {n: torch.zeros(()) for n, p in t.model.named_parameters() if p.requires_grad}
+
+    def after_step(self, t: Trainer) -> None:
+        for n, p in t.model.named_parameters():
+            if n in self.sums and p.grad is not None:
+                self.sums[n] += p.grad.abs().sum()
+
+
+def train(cls: type[ZSLMethod], task: TaskInfo, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float,
+          overrides: dict[str, Any] | None = None, batch_size: int = 32,
+          seed: int = 0) -> tuple[ZSLMethod, dict[str, torch.Tensor]]:
+    """Train through the engine: ``fit`` (closed-form) or Adam epochs of about ``steps`` steps in all.
+
+    Returns the trained model and the summed |grad| per trainable parameter.
+    """
+    epochs = max(1, math.ceil(steps / math.ceil(len(y) / batch_size)))
+    cfg = ResolvedConfig(method=build(cls.config_cls, {**cls.tiny, **(overrides or {})}, "method"),
+                         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0,
+                                           device="cpu"), eval=EvalConfig())
+    engine = Engine.from_arrays(cls, cfg, x, y, task.att, task.seen, task.unseen, name=task.dataset, w2v=task.w2v)
+    grads = GradSum()
+    out = engine.train(phase="test", train_rows=np.arange(len(y)), seen=task.seen, unseen=task.unseen,
+                       epochs=epochs, seed=seed, progress=False, hooks=[grads])
+    out.model.eval()
+    return out.model, grads.sums
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -133,7 +143,7 @@ def test_trains_scores_and_gradients(name: str, tiny_task: TaskInfo) -> None:
         assert out["logits"].shape == (5, tiny_task.num_classes)
         terms = m.loss(out, y[:5])
         assert "loss" in terms and terms["loss"].ndim == 0
-    grads = train(m, x, y, steps=6, lr=1e-3)
+    m, grads = train(cls, tiny_task, x, y, steps=6, lr=1e-3)
     s = m.scores(x_test)
     assert s.shape == (x_test.shape[0], tiny_task.num_classes)
     assert torch.isfinite(s).all()
@@ -153,8 +163,7 @@ def test_deterministic_per_seed(name: str, tiny_task: TaskInfo) -> None:
     x, y = make_data(tiny_task, cls, tiny_task.seen, 6, seed=3)
     runs = []
     for _ in range(2):
-        m = build_method(cls, tiny_task, seed=7)
-        train(m, x, y, steps=3, lr=1e-3, seed=7)
+        m, _ = train(cls, tiny_task, x, y, steps=3, lr=1e-3, seed=7)
         runs.append(m.scores(x))
     assert torch.equal(runs[0], runs[1])
 
@@ -194,9 +203,9 @@ def test_beats_chance_on_learnable_task(name: str) -> None:
     task = make_task(K=14, A=16, n_unseen=4, F=32, R=4, seed=11)
     x, y = make_data(task, cls, task.seen, 20, seed=12)
     x_te, y_te = make_data(task, cls, task.unseen, 25, seed=13)
-    m = build_method(cls, task, CHANCE_OVERRIDES.get(name))
     lr, steps = CHANCE_TRAIN.get(name, (1e-3, 0))
-    train(m, x, y, steps=steps, lr=lr)
+    # Batches of 25 split the 200 training rows evenly: no ragged last batch each epoch.
+    m, _ = train(cls, task, x, y, steps=steps, lr=lr, overrides=CHANCE_OVERRIDES.get(name), batch_size=25)
     s = m.scores(x_te)[:, torch.as_tensor(task.unseen)]
     acc = (torch.as_tensor(task.unseen)[s.argmax(1)] == y_te).float().mean().item()
     chance = 1 / len(task.unseen)

@@ -257,6 +257,52 @@ def test_evaluate_scores_hand_and_torch():
         evaluate_scores(SCORES, LABELS, SEEN, UNSEEN, SEEN_IDX, UNSEEN_IDX, gamma=float("nan"))
 
 
+def _evaluate_two_passes(scores, labels, seen, unseen, seen_idx, unseen_idx, gamma):
+    """How the harness evaluated at the best γ before one sweep served both: a pass at γ = 0 to find
+    the best γ, then a second full pass (U, S, H by ``gzsl_accuracy``, the curve swept again)."""
+
+    def one(g):
+        zsl = zsl_accuracy(scores[unseen_idx], labels[unseen_idx], np.sort(unseen))
+        u, s, h = gzsl_accuracy(scores, labels, seen_idx, unseen_idx, seen, unseen, g)
+        curve = sweep_gamma(scores, labels, seen_idx, unseen_idx, seen, unseen)
+        g_best, h_best = curve.best()
+        return {"zsl_acc": zsl, "u": u, "s": s, "h": h, "gamma": g, "best_gamma": g_best, "best_h": h_best,
+                "ausuc": curve.area(), "curve": {"gamma": curve.gamma, "u": curve.u, "s": curve.s}}
+
+    return one(one(0.0)["best_gamma"]) if gamma is None else one(gamma)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("gamma", [None, 0.0, 0.5, -np.inf])
+def test_one_sweep_equals_two_passes_to_the_last_digit(seed, gamma):
+    scores, labels, s_idx, u_idx, seen, unseen = random_case(seed)
+    if seed % 2:  # coarse integer scores: many rows tie within a side and across sides (margin == γ)
+        scores = np.round(scores * 2)
+    if seed == 5:
+        scores = scores.astype(np.float32)
+    res = evaluate_scores(scores, labels, seen, unseen, s_idx, u_idx, gamma=gamma)
+    ref = _evaluate_two_passes(scores, labels, seen, unseen, s_idx, u_idx, gamma)
+    assert set(res) == set(ref)
+    for key in ref:
+        if key == "curve":
+            for c in ("gamma", "u", "s"):
+                assert np.array_equal(res["curve"][c], ref["curve"][c]), c
+        else:
+            assert res[key] == ref[key] and type(res[key]) is float, (key, res[key], ref[key])
+    if gamma is None:
+        assert res["gamma"] == res["best_gamma"]
+
+
+def test_curve_at_reads_any_gamma_exactly():
+    scores, labels, s_idx, u_idx, seen, unseen = random_case(3)
+    scores = np.round(scores * 2)
+    curve = sweep_gamma(scores, labels, s_idx, u_idx, seen, unseen)
+    for g in [*curve.gamma, *np.linspace(-3, 3, 13)]:  # breakpoints (ties), intervals, ±inf
+        assert curve.at(g) == gzsl_accuracy(scores, labels, s_idx, u_idx, seen, unseen, g)
+    with pytest.raises(ZSLError, match="NaN"):
+        curve.at(float("nan"))
+
+
 def test_protocol_helpers():
     assert PROTOCOLS == ("val", "test-oracle")
     assert check_protocol("val") == "val"

@@ -22,8 +22,9 @@ from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.data.store import FeatureStore, StoreWriter
 from zsl_bench.data.zsldata import ZSLData
 from zsl_bench.errors import ConfigError
+from zsl_bench.protocol import tuning_grid
 from zsl_bench.registry import METHODS, load_all
-from zsl_bench.runner import RunSpec, run_one, tuning_grid
+from zsl_bench.runner import RunSpec, run_one
 
 load_all()
 
@@ -195,19 +196,20 @@ def test_tuning_grid_rejects_bad_declarations() -> None:
         tuned_on_val: ClassVar[dict[str, tuple[Any, ...]]] = {"shrinkk": (1.0,)}
 
     with pytest.raises(ConfigError, match="method.shrinkk"):
-        tuning_grid(Bad, RunSpec("tuning_probe", "cub"))
+        tuning_grid(Bad)
 
     class Empty(TuningProbe):
         tuned_on_val: ClassVar[dict[str, tuple[Any, ...]]] = {"shrink": ()}
 
     with pytest.raises(ConfigError, match="no candidate values"):
-        tuning_grid(Empty, RunSpec("tuning_probe", "cub"))
+        tuning_grid(Empty)
     assert build(ProbeConfig, {}, "method") == ProbeConfig()
 
 
 def test_eszsl_declares_its_grid_over_config_keys() -> None:
     cls = METHODS.get("eszsl")
-    grid = tuning_grid(cls, RunSpec("eszsl", "cub"), {"method": {"gamma": 0.1}})
+    grid = tuning_grid(cls, {}, {"method": {"gamma": 0.1}})
+    assert list(tuning_grid(cls, {"method": {"alpha": 1.0}})) == ["gamma", "normalize_features"]
     assert list(grid) == ["alpha", "normalize_features"] and len(grid["alpha"]) == 7
 
 

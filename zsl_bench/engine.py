@@ -17,7 +17,7 @@ import contextlib
 import copy
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,9 +30,10 @@ from .data.store import FeatureSource
 from .data.zsldata import ZSLData
 from .errors import ConfigError, TrainingError
 from .fileio import atomic_path
+from .protocol import evaluate_scores, select_best
 
 if TYPE_CHECKING:
-    from zsl_bench.contract import ZSLMethod
+    from zsl_bench.contract import TaskInfo, ZSLMethod
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ MEMORY_BUDGET_BYTES = 2 * 1024**3  # features below this are held in memory (on 
 # a 1024-row batch alone would be 1.6 GB, plus the model's [B, 4A, R] intermediates.
 EVAL_CHUNK_BYTES = 128 * 1024**2
 CKPT_FORMAT = 1
-
-
-class EpochReporter(Protocol):
-    def on_epoch(self, phase: str, epoch: int, metrics: dict[str, float]) -> None: ...
 
 
 # ---------------------------------------------------------------- device
@@ -203,16 +200,230 @@ def evaluate_split(scores: np.ndarray, labels: np.ndarray, split: EvalSplit, n_s
 
     Returns the protocol's dict, with ``u``, ``s``, ``h`` and ``gamma`` at the γ used.
     """
-    from .protocol import evaluate_scores
-
     n = len(labels)
-    seen_idx, unseen_idx = np.arange(n_seen), np.arange(n_seen, n)
-    res = evaluate_scores(scores, labels, split.seen_classes, split.unseen_classes, seen_idx, unseen_idx,
-                          gamma=0.0 if gamma is None else float(gamma))
-    if gamma is None:
-        res = evaluate_scores(scores, labels, split.seen_classes, split.unseen_classes, seen_idx, unseen_idx,
-                              gamma=float(res["best_gamma"]))
-    return dict(res)
+    return evaluate_scores(scores, labels, split.seen_classes, split.unseen_classes, np.arange(n_seen),
+                           np.arange(n_seen, n), gamma=gamma)
+
+
+# ---------------------------------------------------------------- the trainer and its hooks
+
+
+class Reporter(Protocol):
+    """Per-epoch observer outside the engine (MLflow, Optuna pruning); ``on_epoch`` may raise to stop."""
+
+    def on_epoch(self, phase: str, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+class Hook:
+    """Something done around a phase's epochs (detectron2's ``HookBase``); every method is a no-op.
+
+    Hooks run in list order at each point; they read and write the trainer's state (``epoch``,
+    ``entry``, ``history``, ``best``, ...).
+    """
+
+    def before_train(self, t: Trainer) -> None:
+        """After the model (and optimizer) are built, before the first epoch."""
+
+    def after_step(self, t: Trainer) -> None:
+        """After an optimizer step (``t.step``); gradients are still on the parameters."""
+
+    def after_epoch(self, t: Trainer) -> None:
+        """After an epoch's steps; ``t.entry`` (already in ``t.history``) holds its loss terms."""
+
+    def after_train(self, t: Trainer) -> None:
+        """After the last epoch, or when an epoch raised."""
+
+
+class Trainer:
+    """One training phase: a loop over epochs and the hooks around it (detectron2's ``TrainerBase``).
+
+    A method trained by epochs runs ``epochs`` epochs of mini-batch steps; a closed-form method runs
+    one "epoch" 0 that calls ``fit`` on all training rows. Everything else (evaluation, best epoch,
+    checkpoints, progress, reporting) is a :class:`Hook`.
+
+    Attributes:
+        epoch: the epoch running (or last run); ``start``: epochs restored before the first one.
+        step: the step just taken within the epoch (1-based).
+        entry: the current epoch's history record ``{"phase", "epoch", <loss terms>, <split>_h, ...}``.
+        history: every epoch's record, resumed epochs included.
+        best, best_state: the best evaluated epoch's evaluation (incl. ``"epoch"`` and ``"curve"``)
+            and a CPU copy of the model's weights then (epoch-trained methods only).
+        last_eval: the current epoch's evaluation, None when it was not evaluated.
+    """
+
+    def __init__(self, engine: Engine, model: ZSLMethod, *, phase: str, train_rows: np.ndarray, epochs: int,
+                 seed: int, hooks: Sequence[Hook] = ()) -> None:
+        self.engine, self.model, self.phase, self.seed = engine, model, phase, seed
+        self.train_rows = np.asarray(train_rows, dtype=np.int64)
+        self.labels = engine.data.labels[self.train_rows]
+        self.closed_form = bool(engine.method_cls.fits_closed_form)
+        self.epochs = 0 if self.closed_form else epochs
+        self.rng = np.random.default_rng(seed)
+        tc = engine.cfg.train
+        self.opt: torch.optim.Optimizer | None = None if self.closed_form else \
+            build_optimizer([p for p in model.parameters() if p.requires_grad], tc)
+        self.hooks = list(hooks)
+        self.epoch = self.start = self.step = 0
+        self.entry: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.best_state: dict[str, Any] | None = None
+        self.last_eval: dict[str, Any] | None = None
+
+    def train(self) -> PhaseOutcome:
+        for h in self.hooks:
+            h.before_train(self)
+        try:
+            for epoch in range(self.start + 1, self.epochs + 1) if not self.closed_form else (0,):
+                self.epoch, self.last_eval = epoch, None
+                self.entry = {"phase": self.phase, "epoch": epoch, **self.run_epoch()}
+                self.history.append(self.entry)
+                for h in self.hooks:
+                    h.after_epoch(self)
+        finally:
+            for h in self.hooks:
+                h.after_train(self)
+        return PhaseOutcome(model=self.model, history=self.history, best=self.best, resumed_from=self.start,
+                            extra={} if self.closed_form else {"best_state": self.best_state})
+
+    def run_epoch(self) -> dict[str, float]:
+        """One epoch of steps (or the closed-form fit); returns the mean of each loss term."""
+        eng, model = self.engine, self.model
+        if self.closed_form:
+            x = eng.rows(self.train_rows).all()
+            model.fit(x, torch.as_tensor(self.labels, dtype=torch.long, device=eng.device))
+            return {}
+        assert self.opt is not None
+        tc = eng.cfg.train
+        feats = eng.rows(self.train_rows)
+        y_all = torch.as_tensor(self.labels, dtype=torch.long)
+        model.train()
+        sums: dict[str, float] = {}
+        batches = epoch_batches(tc.sampler, self.labels, tc.batch_size, self.rng)
+        for step, pos in enumerate(batches, 1):
+            x = feats.get(pos)
+            y = y_all[torch.as_tensor(pos, dtype=torch.long)].to(eng.device)
+            with autocast(eng.device, tc.amp):
+                terms = model.loss(model(x), y)
+            _check_finite(terms, eng.method_cls.name, self.phase, self.epoch, step)
+            self.opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            self.opt.step()
+            self.step = step
+            for h in self.hooks:
+                h.after_step(self)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+        return {k: v / max(len(batches), 1) for k, v in sums.items()}
+
+
+class EvalHook(Hook):
+    """Evaluates GZSL on ``split`` every ``train.eval_every`` epochs and after the last one.
+
+    Sets ``t.last_eval`` and adds the ``<split>_*`` numbers to the epoch's record.
+
+    Args:
+        gamma: calibration γ (None: each evaluation's best γ).
+    """
+
+    def __init__(self, split: EvalSplit, gamma: float | None) -> None:
+        self.split, self.gamma = split, gamma
+
+    def after_epoch(self, t: Trainer) -> None:
+        if t.epoch % t.engine.cfg.train.eval_every == 0 or t.epoch == t.epochs:
+            t.last_eval = t.engine.evaluate(t.model, self.split, self.gamma)
+            t.entry.update(_eval_entry(t.last_eval, self.split.name))
+
+
+class BestHook(Hook):
+    """Keeps the evaluated epoch with the highest H (:func:`zsl_bench.protocol.select_best`) and, when
+    training by epochs, a CPU copy of its weights (test-oracle reports that epoch's model)."""
+
+    def after_epoch(self, t: Trainer) -> None:
+        if t.last_eval is None:
+            return
+        res = {**t.last_eval, "epoch": t.epoch}
+        if t.best is None or select_best([t.best, res]) is res:  # the protocol's rule: ties -> earliest
+            t.best = res
+            if not t.closed_form:
+                t.best_state = _cpu_state(t.model)
+
+
+class CheckpointHook(Hook):
+    """Resumes from ``path`` when it belongs to this phase, and saves every epoch (atomically).
+
+    A checkpoint holds the model, optimizer, RNG states, history and best epoch, so a resumed phase
+    ends with the same numbers as an uninterrupted one.
+
+    Args:
+        path: the checkpoint file.
+        fingerprint: what must match to resume (see :meth:`Engine.fingerprint`).
+    """
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any]) -> None:
+        self.path, self.fingerprint = path, fingerprint
+
+    def before_train(self, t: Trainer) -> None:
+        state = _load_checkpoint(self.path, self.fingerprint, t.epochs)
+        if state is None:
+            return
+        assert t.opt is not None
+        t.model.load_state_dict(state["model"])
+        t.opt.load_state_dict(state["optimizer"])
+        t.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        device = t.engine.device
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        t.history, t.best, t.best_state = state["history"], state["best"], state["best_state"]
+        t.start = int(state["epoch"])
+        log.info("%s: resuming phase %s from %s at epoch %d", t.engine.method_cls.name, t.phase, self.path, t.start)
+
+    def after_epoch(self, t: Trainer) -> None:
+        assert t.opt is not None
+        device = t.engine.device
+        _save_checkpoint(self.path, {
+            "format": CKPT_FORMAT, "fingerprint": self.fingerprint, "epoch": t.epoch,
+            "model": t.model.state_dict(), "optimizer": t.opt.state_dict(),
+            "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "history": t.history, "best": t.best, "best_state": t.best_state,
+        })
+
+
+class ProgressHook(Hook):
+    """A tqdm bar over the phase's epochs with the last loss and H (the split's, when evaluated)."""
+
+    def __init__(self, split: str | None) -> None:
+        self.split = split
+        self.bar: Any = None
+
+    def before_train(self, t: Trainer) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=t.epochs, initial=t.start, unit="ep", leave=False,
+                        desc=f"{t.engine.method_cls.name} {t.engine.data.name} {t.phase}")
+
+    def after_epoch(self, t: Trainer) -> None:
+        h = t.entry.get(f"{self.split}_h") if self.split is not None else None
+        self.bar.set_postfix(loss=f"{t.entry.get('loss', float('nan')):.4f}", H="-" if h is None else f"{h:.2f}")
+        self.bar.update(1)
+
+    def after_train(self, t: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class ReporterHook(Hook):
+    """Hands each epoch's numeric record to a :class:`Reporter`."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def after_epoch(self, t: Trainer) -> None:
+        self.reporter.on_epoch(t.phase, t.epoch, _numeric(t.entry))
 
 
 # ---------------------------------------------------------------- the engine
@@ -226,7 +437,7 @@ class PhaseOutcome:
     history: list[dict[str, Any]]
     best: dict[str, Any] | None = None  # the best epoch's evaluation (incl. "epoch" and "curve")
     resumed_from: int = 0  # epochs restored from a checkpoint
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # "best_state": weights of the best epoch
 
 
 class Engine:
@@ -248,6 +459,38 @@ class Engine:
         self.budget = budget
         self._cache: dict[tuple[int, int], FeatureRows] = {}
 
+    @classmethod
+    def from_arrays(cls, method_cls: type[ZSLMethod], cfg: ResolvedConfig, features: Any, labels: Any, att: Any,
+                    seen_classes: Any, unseen_classes: Any, *, splits: dict[str, Any] | None = None,
+                    name: str = "arrays", **data_fields: Any) -> Engine:
+        """An engine over in-memory features (tests, notebooks): no files, the same training code.
+
+        Args:
+            features: ``[N, F]`` pooled or ``[N, F, R]`` region features (numpy or torch).
+            labels: ``[N]`` 0-based class of each row.
+            att: ``[K, A]`` class semantics.
+            seen_classes, unseen_classes: the final split's classes.
+            splits: named row sets (``trainval``, ``test_seen``, ...); default: ``trainval`` = the rows
+                of seen classes, ``test_unseen`` = the rows of unseen classes.
+            name: the dataset name the method sees in its :class:`TaskInfo`.
+            data_fields: other :class:`ZSLData` fields (``val_seen_classes``, ``w2v``, ...).
+        """
+        from .data.store import MemoryStore
+
+        def arr(x: Any, dtype: Any) -> np.ndarray:
+            return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=dtype)
+
+        lab, seen, unseen = arr(labels, np.int64), arr(seen_classes, np.int64), arr(unseen_classes, np.int64)
+        rows = np.arange(len(lab))
+        default = {"trainval": rows[np.isin(lab, seen)], "test_unseen": rows[np.isin(lab, unseen)]}
+        empty = np.zeros(0, np.int64)
+        data = ZSLData(name=name, att=arr(att, np.float32), labels=lab, seen_classes=seen, unseen_classes=unseen,
+                       splits={k: arr(v, np.int64) for k, v in (splits or default).items()},
+                       val_seen_classes=data_fields.pop("val_seen_classes", empty),
+                       val_unseen_classes=data_fields.pop("val_unseen_classes", empty),
+                       features=MemoryStore(arr(features, np.float32), f"<{name}: in memory>"), **data_fields)
+        return cls(method_cls, cfg, data)
+
     # ------------------------------------------------------------ helpers
     def rows(self, rows: np.ndarray) -> FeatureRows:
         rows = np.asarray(rows, dtype=np.int64)
@@ -258,7 +501,15 @@ class Engine:
             self._cache[key] = FeatureRows(self.store, rows, self.kind, self.device, max(0, self.budget - held))
         return self._cache[key]
 
-    def task(self, seen: np.ndarray, unseen: np.ndarray) -> Any:
+    def with_config(self, cfg: ResolvedConfig) -> Engine:
+        """An engine for ``cfg`` sharing this one's loaded features (they do not depend on the method config)."""
+        if cfg is self.cfg:
+            return self
+        other = copy.copy(self)
+        other.cfg = cfg
+        return other
+
+    def task(self, seen: np.ndarray, unseen: np.ndarray) -> TaskInfo:
         from zsl_bench.contract import TaskInfo
 
         return TaskInfo(
@@ -267,12 +518,12 @@ class Engine:
             regions=self.store.num_regions if self.kind == "regions" else None,
             w2v=self.data.w2v, original_att=self.data.original_att)
 
-    def build_model(self, seen: np.ndarray, unseen: np.ndarray) -> Any:
+    def build_model(self, seen: np.ndarray, unseen: np.ndarray) -> ZSLMethod:
         model = self.method_cls(self.cfg.method, self.task(seen, unseen))
         return model.to(self.device) if isinstance(model, torch.nn.Module) else model
 
     @torch.no_grad()
-    def score(self, model: Any, rows: np.ndarray) -> np.ndarray:
+    def score(self, model: ZSLMethod, rows: np.ndarray) -> np.ndarray:
         """Scores ``[N, K]`` (float32, numpy) of dataset ``rows``, in batches of ``eval_batch_size``."""
         feats = self.rows(rows)
         if isinstance(model, torch.nn.Module):
@@ -287,7 +538,8 @@ class Engine:
             return np.zeros((0, self.data.num_classes), dtype=np.float32)
         return torch.cat(out).numpy()
 
-    def evaluate(self, model: Any, split: EvalSplit, gamma: float | None) -> dict[str, Any]:
+    def evaluate(self, model: ZSLMethod, split: EvalSplit, gamma: float | None) -> dict[str, Any]:
+        """Score ``split``'s rows once and judge them (:func:`zsl_bench.protocol.evaluate_scores`)."""
         rows = np.concatenate([split.seen_rows, split.unseen_rows])
         scores = self.score(model, rows)
         if not np.isfinite(scores).all():
@@ -297,12 +549,12 @@ class Engine:
     # ------------------------------------------------------------ training
     def train(self, *, phase: str, train_rows: np.ndarray, seen: np.ndarray, unseen: np.ndarray,
               epochs: int, seed: int, evaluation: EvalSplit | None = None, gamma: float | None = None,
-              ckpt_path: Path | None = None, reporter: EpochReporter | None = None,
-              progress: bool = True) -> PhaseOutcome:
+              ckpt_path: Path | None = None, reporter: Reporter | None = None,
+              progress: bool = True, hooks: Sequence[Hook] = ()) -> PhaseOutcome:
         """Train a fresh model on ``train_rows``; evaluate on ``evaluation`` after each epoch.
 
         Args:
-            phase: label of this phase in the history (``val``, ``final``, ``oracle``).
+            phase: label of this phase in the history (``val``, ``tune``, ``final``, ``oracle``).
             train_rows: dataset rows to train on.
             seen, unseen: the phase's classes (given to the method as its :class:`TaskInfo`).
             epochs: epochs to train (ignored by closed-form methods).
@@ -312,109 +564,29 @@ class Engine:
             ckpt_path: checkpoint file, written every epoch and resumed from when it matches.
             reporter: gets ``on_epoch(phase, epoch, metrics)``; may raise to stop.
             progress: show a progress bar.
+            hooks: more hooks, run after the built-in ones.
         """
         torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
         model = self.build_model(seen, unseen)
-        labels = self.data.labels[np.asarray(train_rows, dtype=np.int64)]
-        if self.method_cls.fits_closed_form:
-            return self._fit_closed_form(model, phase, train_rows, labels, evaluation, gamma, reporter)
-        if epochs < 1:
+        closed_form = self.method_cls.fits_closed_form
+        if not closed_form and epochs < 1:
             raise ConfigError(f"bad value for train.epochs: {epochs}; {self.method_cls.name} trains by epochs, "
                               "valid: an integer >= 1")
-        return self._train_epochs(model, phase, train_rows, labels, epochs, seed, rng, evaluation, gamma,
-                                  ckpt_path, reporter, progress)
-
-    def _fit_closed_form(self, model: Any, phase: str, train_rows: np.ndarray, labels: np.ndarray,
-                         evaluation: EvalSplit | None, gamma: float | None,
-                         reporter: EpochReporter | None) -> PhaseOutcome:
-        x = self.rows(train_rows).all()
-        y = torch.as_tensor(labels, dtype=torch.long, device=self.device)
-        model.fit(x, y)
-        entry: dict[str, Any] = {"phase": phase, "epoch": 0}
-        best = None
+        # Order matters: a checkpoint saves the epoch's evaluation and best, so it follows them.
+        built: list[Hook] = []
         if evaluation is not None:
-            res = self.evaluate(model, evaluation, gamma)
-            entry.update(_eval_entry(res, evaluation.name))
-            best = {**res, "epoch": 0}
+            built += [EvalHook(evaluation, gamma), BestHook()]
+        if not closed_form:  # a closed-form fit is one call: nothing to resume or watch
+            if ckpt_path is not None:
+                built.append(CheckpointHook(ckpt_path, self.fingerprint(phase, seed, train_rows)))
+            if progress:
+                built.append(ProgressHook(evaluation.name if evaluation is not None else None))
         if reporter is not None:
-            reporter.on_epoch(phase, 0, _numeric(entry))
-        return PhaseOutcome(model=model, history=[entry], best=best)
+            built.append(ReporterHook(reporter))
+        return Trainer(self, model, phase=phase, train_rows=train_rows, epochs=epochs, seed=seed,
+                       hooks=[*built, *hooks]).train()
 
-    def _train_epochs(self, model: Any, phase: str, train_rows: np.ndarray, labels: np.ndarray, epochs: int,
-                      seed: int, rng: np.random.Generator, evaluation: EvalSplit | None, gamma: float | None,
-                      ckpt_path: Path | None, reporter: EpochReporter | None, progress: bool) -> PhaseOutcome:
-        from tqdm.auto import tqdm
-
-        tc = self.cfg.train
-        opt = build_optimizer([p for p in model.parameters() if p.requires_grad], tc)
-        history: list[dict[str, Any]] = []
-        best: dict[str, Any] | None = None
-        best_state: dict[str, Any] | None = None
-        start = 0
-        fingerprint = self._fingerprint(phase, seed, train_rows)
-        state = _load_checkpoint(ckpt_path, fingerprint, epochs)
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            rng.bit_generator.state = state["numpy_rng"]
-            torch.set_rng_state(state["torch_rng"])
-            if self.device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-            history, best, best_state = state["history"], state["best"], state["best_state"]
-            start = int(state["epoch"])
-            log.info("%s: resuming phase %s from %s at epoch %d", self.method_cls.name, phase, ckpt_path, start)
-
-        feats = self.rows(train_rows)
-        y_all = torch.as_tensor(labels, dtype=torch.long)
-        bar = tqdm(total=epochs, initial=start, desc=f"{self.method_cls.name} {self.data.name} {phase}",
-                   disable=not progress, leave=False, unit="ep")
-        try:
-            for epoch in range(start + 1, epochs + 1):
-                model.train()
-                sums: dict[str, float] = {}
-                batches = epoch_batches(tc.sampler, labels, tc.batch_size, rng)
-                for step, pos in enumerate(batches, 1):
-                    x = feats.get(pos)
-                    y = y_all[torch.as_tensor(pos, dtype=torch.long)].to(self.device)
-                    with autocast(self.device, tc.amp):
-                        terms = model.loss(model(x), y)
-                    _check_finite(terms, self.method_cls.name, phase, epoch, step)
-                    opt.zero_grad(set_to_none=True)
-                    terms["loss"].backward()
-                    if tc.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    opt.step()
-                    for k, v in terms.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach())
-                entry: dict[str, Any] = {"phase": phase, "epoch": epoch}
-                entry.update({k: v / max(len(batches), 1) for k, v in sums.items()})
-                if evaluation is not None and (epoch % tc.eval_every == 0 or epoch == epochs):
-                    res = self.evaluate(model, evaluation, gamma)
-                    entry.update(_eval_entry(res, evaluation.name))
-                    if best is None or res["h"] > best["h"]:
-                        best = {**res, "epoch": epoch}
-                        best_state = _cpu_state(model)
-                history.append(entry)
-                h = entry.get(f"{evaluation.name}_h") if evaluation is not None else None
-                bar.set_postfix(loss=f"{entry.get('loss', float('nan')):.4f}", H="-" if h is None else f"{h:.2f}")
-                bar.update(1)
-                if ckpt_path is not None:
-                    _save_checkpoint(ckpt_path, {
-                        "format": CKPT_FORMAT, "fingerprint": fingerprint, "epoch": epoch,
-                        "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-                        "history": history, "best": best, "best_state": best_state,
-                    })
-                if reporter is not None:
-                    reporter.on_epoch(phase, epoch, _numeric(entry))
-        finally:
-            bar.close()
-        return PhaseOutcome(model=model, history=history, best=best, resumed_from=start,
-                            extra={"best_state": best_state})
-
-    def _fingerprint(self, phase: str, seed: int, train_rows: np.ndarray) -> dict[str, Any]:
+    def fingerprint(self, phase: str, seed: int, train_rows: np.ndarray) -> dict[str, Any]:
         """What must match for a checkpoint to be resumed (everything but the number of epochs)."""
         import hashlib
 
@@ -430,8 +602,9 @@ class Engine:
 
 def _eval_entry(res: dict[str, Any], split: str) -> dict[str, float]:
     """History keys of one evaluation, prefixed by the split (``val_h``, ``test_h``, ...)."""
-    keys = ("zsl_acc", "u", "s", "h", "gamma", "ausuc", "best_h", "best_gamma")
-    return {f"{split}_{k}": float(res[k]) for k in keys if k in res}
+    from . import metrics
+
+    return {f"{split}_{k}": float(res[k]) for k in metrics.names("history") if k in res}
 
 
 def _numeric(entry: dict[str, Any]) -> dict[str, float]:

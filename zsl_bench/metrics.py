@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Iterable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -194,7 +194,10 @@ def gzsl_accuracy(scores: np.ndarray, labels: np.ndarray, seen_idx: np.ndarray, 
     gamma = float(gamma)
     if np.isnan(gamma):
         raise ZSLError("gamma must be a number or ±inf, got NaN")
-    sp = _split(scores, labels, seen_idx, unseen_idx, seen_classes, unseen_classes)
+    return _gzsl_at(_split(scores, labels, seen_idx, unseen_idx, seen_classes, unseen_classes), gamma)
+
+
+def _gzsl_at(sp: _Split, gamma: float) -> tuple[float, float, float]:
     correct = np.where(_predicts_seen(sp, gamma), sp.correct_seen, sp.correct_unseen)
     s = float(np.sum((sp.weight * correct)[sp.is_seen_row]))
     u = float(np.sum((sp.weight * correct)[~sp.is_seen_row]))
@@ -218,6 +221,8 @@ class USCurve:
     interval: np.ndarray  # [P] bool: the point stands for an open interval between breakpoints
     lo: np.ndarray        # [P] the interval's lower breakpoint (−inf for the first), = gamma elsewhere
     hi: np.ndarray        # [P] the interval's upper breakpoint (+inf for the last), = gamma elsewhere
+    # The rows the curve was swept from, so :meth:`at` reads (U, S, H) at any γ without a second pass.
+    rows: _Split | None = field(default=None, repr=False, compare=False)
 
     @property
     def h(self) -> np.ndarray:
@@ -227,6 +232,19 @@ class USCurve:
     def area(self) -> float:
         """AUSUC (see :func:`curve_area`)."""
         return curve_area(self.u, self.s)
+
+    def at(self, gamma: float) -> tuple[float, float, float]:
+        """(U, S, H) in % at ``gamma``, bit for bit what :func:`gzsl_accuracy` returns for the same scores.
+
+        The curve's own ``u``/``s`` come from cumulative sums and may differ from that in the last
+        digits; this sums the same per-row weights the same way instead.
+        """
+        gamma = float(gamma)
+        if np.isnan(gamma):
+            raise ZSLError("gamma must be a number or ±inf, got NaN")
+        if self.rows is None:
+            raise ZSLError("this USCurve was built without its rows; use sweep_gamma() to get one")
+        return _gzsl_at(self.rows, gamma)
 
     def best(self) -> tuple[float, float]:
         """(γ, H) maximising H; γ is the middle of the widest-possible range giving that H.
@@ -293,7 +311,7 @@ def sweep_gamma(scores: np.ndarray, labels: np.ndarray, seen_idx: np.ndarray, un
     keep = ~interval | ((gamma > lo) & (gamma < hi))  # drop midpoints rounded onto a breakpoint
     keep[[0, -1]] = True  # the ±inf ends
     return USCurve(gamma=gamma[keep], u=np.clip(u_cum[k[keep]], 0, 100), s=np.clip(s_cum[k[keep]], 0, 100),
-                   interval=interval[keep], lo=lo[keep], hi=hi[keep])
+                   interval=interval[keep], lo=lo[keep], hi=hi[keep], rows=sp)
 
 
 def us_curve(scores: np.ndarray, labels: np.ndarray, seen_idx: np.ndarray, unseen_idx: np.ndarray,
@@ -375,8 +393,7 @@ class Evaluation:
     @functools.cached_property
     def gzsl(self) -> tuple[float, float, float]:
         """(U, S, H) at :attr:`gamma_used`."""
-        return gzsl_accuracy(self.scores, self.labels, self.seen_idx, self.unseen_idx, self.seen_classes,
-                             self.unseen_classes, self.gamma_used)
+        return self.curve.at(self.gamma_used)  # the same sweep as the curve: one pass per evaluation
 
 
 @dataclass(frozen=True)

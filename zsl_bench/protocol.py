@@ -1,19 +1,31 @@
-"""The evaluation protocol: one checked entry point from a score matrix to every reported number,
-plus the small selection helpers the engine and runner use (PROTOCOL.md).
+"""The evaluation protocol (PROTOCOL.md): one checked entry point from a score matrix to every
+reported number, and model selection: ``val`` and ``test-oracle``, the best epoch, the best
+hyperparameters (``tuned_on_val``), all by one rule, :func:`select_best`.
 
 Methods return scores; everything here judges them, identically for every method.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import logging
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import metrics
-from .errors import ConfigError, DataError, ZSLError
+from .config import ResolvedConfig, build, to_dict
+from .errors import ConfigError, DataError, TrainingError, ZSLError
+
+if TYPE_CHECKING:
+    from .engine import Engine, EvalSplit, PhaseOutcome, Reporter
+
+log = logging.getLogger(__name__)
 
 PROTOCOLS = ("val", "test-oracle")
 
@@ -147,31 +159,213 @@ def check_inputs(scores: object, labels: object, seen_classes: object, unseen_cl
 
 
 def evaluate_scores(scores: object, labels: object, seen_classes: object, unseen_classes: object,
-                    seen_idx: object, unseen_idx: object, gamma: float = 0.0) -> dict[str, Any]:
-    """Every reported number for one score matrix (all in %).
+                    seen_idx: object, unseen_idx: object, gamma: float | None = 0.0) -> dict[str, Any]:
+    """Every reported number for one score matrix (all in %), from one pass over it.
 
     Args:
         scores: [N, K] class scores (numpy or torch); only seen ∪ unseen columns are candidates.
         labels: [N] 0-based class of each row.
         seen_classes, unseen_classes: the classes playing seen / unseen in this phase.
         seen_idx, unseen_idx: rows of the seen-test and unseen-test samples.
-        gamma: calibration used for u, s, h (score − γ·[seen]).
+        gamma: calibration used for u, s, h (score − γ·[seen]); None: the best γ of this curve.
 
     Returns:
         ``zsl_acc, u, s, h, gamma, best_gamma, best_h, ausuc`` (floats) and ``curve``
         (``{"gamma", "u", "s"}`` arrays of the exact U–S curve).
     """
-    gamma = float(gamma)
-    if math.isnan(gamma):
-        raise ConfigError("gamma must be a number (or ±inf), got NaN")
+    if gamma is not None:
+        gamma = float(gamma)
+        if math.isnan(gamma):
+            raise ConfigError("gamma must be a number (or ±inf), got NaN")
     sc, lab, seen, unseen, rows_s, rows_u = check_inputs(scores, labels, seen_classes, unseen_classes,
                                                          seen_idx, unseen_idx)
-    zsl = metrics.zsl_accuracy(sc[rows_u], lab[rows_u], unseen)
-    u, s, h = metrics.gzsl_accuracy(sc, lab, rows_s, rows_u, seen, unseen, gamma)
-    curve = metrics.sweep_gamma(sc, lab, rows_s, rows_u, seen, unseen)
-    g_best, h_best = curve.best()
-    return {
-        "zsl_acc": zsl, "u": u, "s": s, "h": h, "gamma": gamma,
-        "best_gamma": g_best, "best_h": h_best, "ausuc": curve.area(),
-        "curve": {"gamma": curve.gamma, "u": curve.u, "s": curve.s},
-    }
+    # One sweep serves the curve, AUSUC, the best γ and (U, S, H) at the γ used (metrics.Evaluation).
+    ev = metrics.Evaluation(sc, lab, seen, unseen, rows_s, rows_u, gamma=gamma)
+    res: dict[str, Any] = metrics.evaluate(ev)
+    res["curve"] = {"gamma": ev.curve.gamma, "u": ev.curve.u, "s": ev.curve.s}
+    return res
+
+
+# ---------------------------------------------------------------- model selection
+#
+# ``val``: phase 1 trains on ``val_train`` for ``train.epochs`` and evaluates validation GZSL after
+# every epoch (``val_seen`` rows vs ``val_unseen`` rows; the validation classes play unseen). The
+# best epoch is the one with the highest H (at ``eval.gamma`` when set, else at that epoch's best
+# γ). Phase 2 retrains from scratch on ``trainval`` for that many epochs and tests once with the
+# selected γ. Closed-form methods fit once per phase.
+#
+# ``test-oracle``: trains on ``trainval``, evaluates the test sets after every epoch and reports the
+# best epoch (γ = ``eval.gamma`` when set, else the best γ on test). How MSDN and most papers
+# report; every row says ``test-oracle``.
+#
+# Hyperparameters a method declares in ``tuned_on_val`` (method-config field -> candidate values)
+# are tuned under ``val``: phase 1 runs once per combination of the grid (the product, in
+# declaration order) and the combination whose best epoch has the highest validation H wins (ties
+# -> the first). Keys the user gave explicitly (a config file or variant, or the CLI layer) are
+# fixed, not tuned; presets and defaults are replaced by the tuned values. Under ``test-oracle``
+# they keep their config values: papers publish hyperparameters validated on held-out seen classes
+# and choose only the epoch on test; tuning them on test labels would be a leak beyond what that
+# protocol is defined (and labelled) to do.
+
+
+@dataclass
+class Outcome:
+    """What a selection protocol chose and measured.
+
+    ``config`` is what was trained for the reported numbers (tuned values included); ``test`` is
+    the test evaluation at ``gamma`` (None for a selection-only run); ``selection`` what selection
+    saw (``best_epoch``, ``gamma``, ``val_*`` or ``oracle``, ``tuned.*``).
+    """
+
+    config: ResolvedConfig
+    model: Any
+    history: list[dict[str, Any]]
+    best_epoch: int
+    gamma: float
+    selection: dict[str, Any]
+    test: dict[str, Any] | None = None
+
+
+def best_epoch(outcome: PhaseOutcome, what: str) -> dict[str, Any]:
+    """The best evaluated epoch of a phase (its evaluation, with ``epoch``), kept by the engine's
+    best-epoch hook under :func:`select_best`'s rule.
+
+    Raises:
+        TrainingError: no epoch was evaluated.
+    """
+    if outcome.best is None:
+        raise TrainingError(f"{what}: no epoch was evaluated; check train.epochs and train.eval_every")
+    return outcome.best
+
+
+def tuning_grid(method_cls: type[Any], overrides: Mapping[str, Any] | None = None,
+                cli_overrides: Mapping[str, Any] | None = None) -> dict[str, tuple[Any, ...]]:
+    """The part of ``method_cls.tuned_on_val`` to tune: every declared key the user did not fix.
+
+    A key is fixed when it is given explicitly in the method section of ``overrides`` (config file,
+    study variant: a run's file layer) or of ``cli_overrides`` (``--set``); presets and defaults are
+    not explicit.
+
+    Raises:
+        ConfigError: a declared key is not a field of the method's config, or has no candidates.
+    """
+    declared = getattr(method_cls, "tuned_on_val", None) or {}
+    fields = set(to_dict(build(method_cls.config_cls, {}, "method")))
+    explicit = set((overrides or {}).get("method") or {}) | set((cli_overrides or {}).get("method") or {})
+    grid: dict[str, tuple[Any, ...]] = {}
+    for key, values in declared.items():
+        if key not in fields:
+            raise ConfigError(f"{method_cls.name}.tuned_on_val names method.{key}, which is not a config key; "
+                              f"valid keys of method: {', '.join(sorted(fields))}")
+        if not len(values):
+            raise ConfigError(f"{method_cls.name}.tuned_on_val gives no candidate values for method.{key}")
+        if key not in explicit:
+            grid[key] = tuple(values)
+    return grid
+
+
+def with_method_values(cfg: ResolvedConfig, method_cls: type[Any], values: Mapping[str, Any]) -> ResolvedConfig:
+    """``cfg`` with some method-config fields replaced (validated by the method's dataclass)."""
+    if not values:
+        return cfg
+    method = build(method_cls.config_cls, {**to_dict(cfg.method), **values}, "method")
+    return ResolvedConfig(method=method, train=cfg.train, eval=cfg.eval)
+
+
+def select_on_val(engine: Engine, grid: Mapping[str, tuple[Any, ...]], *, seed: int, ckpt_dir: Path,
+                  reporter: Reporter | None = None, progress: bool = True) -> Outcome:
+    """Phase 1 of ``val``: train on ``val_train`` once per grid combination, keep the best on validation.
+
+    Without a grid this is the plain phase 1 (phase ``val``). With one, each combination is phase
+    ``tune`` (so a pruner reporting on ``val`` epochs never compares epochs of different
+    combinations) and its history entries carry ``candidate`` and ``tuned.<key>``.
+
+    Returns:
+        The chosen configuration, best epoch and γ, every combination's history, and the selection
+        record; no test numbers (see :func:`retrain_and_test`).
+    """
+    from tqdm.auto import tqdm
+
+    from .engine import EvalSplit
+
+    data, method = engine.data, engine.method_cls
+    val = EvalSplit("val", data.splits["val_seen"], data.splits["val_unseen"],
+                    data.val_seen_classes, data.val_unseen_classes)
+    keys = list(grid)
+    combos = [dict(zip(keys, vals)) for vals in itertools.product(*grid.values())] if grid else [{}]
+    history: list[dict[str, Any]] = []
+    candidates: list[dict[str, Any]] = []  # each combination's best epoch, in grid order
+    bar = tqdm(combos, desc=f"{method.name} {data.name} tune {','.join(keys)}", unit="cand", leave=False,
+               disable=not progress or not grid)
+    for i, values in enumerate(bar):
+        eng = engine.with_config(with_method_values(engine.cfg, method, values))
+        p = eng.train(phase="tune" if grid else "val", train_rows=data.splits["val_train"],
+                      seen=data.val_seen_classes, unseen=data.val_unseen_classes, epochs=eng.cfg.train.epochs,
+                      seed=seed, evaluation=val, gamma=eng.cfg.eval.gamma,
+                      ckpt_path=ckpt_dir / (f"tune-{i}.pt" if grid else "val.pt"), reporter=reporter,
+                      progress=progress)
+        best = best_epoch(p, f"{method.name} on {data.name}")
+        if grid:
+            for entry in p.history:
+                entry.update({"candidate": i, **{f"tuned.{k}": v for k, v in values.items()}})
+            log.debug("%s %s candidate %s: val H %.2f (epoch %d)", method.name, data.name, values, best["h"],
+                      best["epoch"])
+        history += p.history
+        candidates.append({**best, "values": values})
+    chosen = dict(select_best(candidates))  # ties -> the first combination
+    values = chosen.pop("values")
+    if grid:
+        log.info("%s %s: tuned on validation over %d combinations: %s (val H %.2f)", method.name, data.name,
+                 len(combos), ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in values.items()), float(chosen["h"]))
+    cfg = with_method_values(engine.cfg, method, values)
+    gamma = float(cfg.eval.gamma) if cfg.eval.gamma is not None else float(chosen["gamma"])
+    epoch = int(chosen["epoch"])
+    selection: dict[str, Any] = {"best_epoch": epoch, "gamma": gamma, **{
+        f"val_{k}": float(chosen[k]) for k in metrics.names("selection") if k in chosen}}
+    if grid:
+        # Numbers (bools too) as floats like the rest of the selection; other kinds as they are.
+        selection.update({f"tuned.{k}": float(v) if isinstance(v, (int, float)) else v
+                          for k, v in values.items()})
+        selection["tuned.candidates"] = float(math.prod(len(v) for v in grid.values()))
+    return Outcome(config=cfg, model=None, history=history, best_epoch=epoch, gamma=gamma, selection=selection)
+
+
+def retrain_and_test(engine: Engine, chosen: Outcome, *, seed: int, ckpt_dir: Path, reporter: Reporter | None = None,
+              progress: bool = True) -> Outcome:
+    """Phase 2 of ``val``: train ``chosen.config`` on ``trainval`` for the chosen epochs, test once at its γ."""
+    data = engine.data
+    final = engine.with_config(chosen.config)
+    p = final.train(phase="final", train_rows=data.splits["trainval"], seen=data.seen_classes,
+                    unseen=data.unseen_classes, epochs=chosen.best_epoch, seed=seed, ckpt_path=ckpt_dir / "final.pt",
+                    reporter=reporter, progress=progress)
+    test = final.evaluate(p.model, _test_split(engine), chosen.gamma)
+    return dataclasses.replace(chosen, model=p.model, history=chosen.history + p.history, test=test)
+
+
+def select_on_test(engine: Engine, *, seed: int, ckpt_dir: Path, reporter: Reporter | None = None,
+                progress: bool = True) -> Outcome:
+    """``test-oracle``: train on ``trainval``, report the epoch with the best test H (and its weights)."""
+    data, method, cfg = engine.data, engine.method_cls, engine.cfg
+    declared = getattr(method, "tuned_on_val", None)
+    if declared:
+        log.info("%s (test-oracle): %s keep their config values; only the val protocol tunes them",
+                 method.name, ", ".join(declared))
+    p = engine.train(phase="oracle", train_rows=data.splits["trainval"], seen=data.seen_classes,
+                     unseen=data.unseen_classes, epochs=cfg.train.epochs, seed=seed, evaluation=_test_split(engine),
+                     gamma=cfg.eval.gamma, ckpt_path=ckpt_dir / "oracle.pt", reporter=reporter, progress=progress)
+    test = best_epoch(p, f"{method.name} on {data.name}")
+    model = p.model
+    if p.extra.get("best_state") is not None:
+        model.load_state_dict(p.extra["best_state"])  # extras describe the reported epoch
+    epoch, gamma = int(test["epoch"]), float(test["gamma"])
+    return Outcome(config=cfg, model=model, history=p.history, best_epoch=epoch, gamma=gamma,
+                   selection={"best_epoch": epoch, "gamma": gamma, "oracle": 1.0}, test=test)
+
+
+def _test_split(engine: Engine) -> EvalSplit:
+    from .engine import EvalSplit
+
+    data = engine.data
+    return EvalSplit("test", data.splits["test_seen"], data.splits["test_unseen"], data.seen_classes,
+                     data.unseen_classes)

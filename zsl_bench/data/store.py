@@ -169,54 +169,84 @@ class FeatureStore:
 
 
 class MemoryStore:
-    """Pooled features held in memory, with :class:`FeatureStore`'s read API.
+    """Features held in memory, with :class:`FeatureStore`'s read API.
 
-    Used for ``res101.mat`` (at most ~300 MB of pooled features), which cannot be read in batches.
+    Used for ``res101.mat`` (at most ~300 MB of pooled features), which cannot be read in batches,
+    and for in-memory arrays (``Engine.from_arrays``: tests, notebooks).
 
     Args:
-        features: ``[N, F]`` pooled features (kept as float32).
+        features: ``[N, F]`` pooled or ``[N, F, R]`` region features (kept as float32); pooled
+            features of regions are their mean over R, as in a store without ``pooled``.
         path: the file they came from (for messages).
         provenance: where they came from.
     """
 
-    has_regions = False
-    num_regions = None
-    grid_side = None
-
     def __init__(self, features: np.ndarray, path: str | os.PathLike[str],
                  provenance: dict[str, Any] | None = None) -> None:
-        if features.ndim != 2:
-            raise DataError(f"{path}: pooled features must be (N, F), got {features.shape}")
-        self._pooled = np.ascontiguousarray(features, dtype=np.float32)  # [N, F]
+        if features.ndim not in (2, 3):
+            raise DataError(f"{path}: features must be pooled (N, F) or regions (N, F, R), got {features.shape}")
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        self._regions = x if x.ndim == 3 else None  # [N, F, R]
+        self._pooled = x if x.ndim == 2 else None  # [N, F]
         self.path = Path(path)
         self.provenance: dict[str, Any] = dict(provenance or {})
 
     @property
+    def has_regions(self) -> bool:
+        return self._regions is not None
+
+    @property
+    def num_regions(self) -> int | None:
+        return None if self._regions is None else int(self._regions.shape[2])
+
+    @property
+    def grid_side(self) -> int | None:
+        r = self.num_regions
+        side = None if r is None else int(round(r ** 0.5))
+        return side if side is not None and side * side == r else None
+
+    @property
+    def _main(self) -> np.ndarray:
+        x = self._regions if self._regions is not None else self._pooled
+        assert x is not None  # the constructor sets one of the two
+        return x
+
+    @property
     def num_rows(self) -> int:
-        return int(self._pooled.shape[0])
+        return int(self._main.shape[0])
 
     @property
     def feature_dim(self) -> int:
-        return int(self._pooled.shape[1])
+        return int(self._main.shape[1])
 
     @property
     def dtype(self) -> np.dtype:
-        return self._pooled.dtype
+        return self._main.dtype
 
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.path), "rows": self.num_rows, "feature_dim": self.feature_dim,
-                "regions": None, "regions_dtype": None, "pooled": True, "provenance": self.provenance}
+                "regions": self.num_regions, "regions_dtype": "float32" if self.has_regions else None,
+                "pooled": self._pooled is not None, "provenance": self.provenance}
 
-    def read_regions(self, idx: np.ndarray) -> np.ndarray:
-        raise DataError(f"{self.path}: holds pooled features only; this method needs region features")
-
-    def read_pooled(self, idx: np.ndarray) -> np.ndarray:
-        """Pooled features of rows ``idx`` -> float32 ``[B, F]`` (a copy)."""
+    def _check_idx(self, idx: np.ndarray) -> np.ndarray:
         idx = np.asarray(idx, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_rows):
             raise DataError(f"{self.path}: row index out of range [0, {self.num_rows}): "
                             f"min {idx.min()}, max {idx.max()}")
-        return self._pooled[idx]
+        return idx
+
+    def read_regions(self, idx: np.ndarray) -> np.ndarray:
+        """Region features of rows ``idx`` -> float32 ``[B, F, R]`` (a copy)."""
+        if self._regions is None:
+            raise DataError(f"{self.path}: holds pooled features only; this method needs region features")
+        return self._regions[self._check_idx(idx)]
+
+    def read_pooled(self, idx: np.ndarray) -> np.ndarray:
+        """Pooled features of rows ``idx`` -> float32 ``[B, F]`` (a copy; mean over regions if not held)."""
+        idx = self._check_idx(idx)
+        if self._pooled is not None:
+            return self._pooled[idx]
+        return self.read_regions(idx).mean(axis=2)
 
     def read(self, idx: np.ndarray, kind: str) -> np.ndarray:
         return self.read_regions(idx) if kind == "regions" else self.read_pooled(idx)
