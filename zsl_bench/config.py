@@ -244,3 +244,14 @@ def resolve(method_cls: type[Any], dataset: str | None, file_cfg: dict[str, Any]
         train=build(TrainConfig, layers.get("train"), "train"),
         eval=build(EvalConfig, layers.get("eval"), "eval"),
     )
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> tuple[int, ...]:
+    """``"0,1,2"`` -> ``(0, 1, 2)``: integers >= 0, duplicates dropped, order kept; else a ConfigError naming ``flag``."""
+    try:
+        seeds = tuple(int(t) for t in str(text).split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or any(s < 0 for s in seeds):
+        raise ConfigError(f"{flag}: bad value {text!r}; expected comma-separated integers >= 0, e.g. 0,1,2")
+    return tuple(dict.fromkeys(seeds))

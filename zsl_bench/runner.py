@@ -65,6 +65,8 @@ class RunSpec:
     # Phase 1 of `val` only: select on validation and stop, never touching the test split. Search
     # trials run so; their rows carry validation numbers (metric names ``val_*``) and no test numbers.
     select_only: bool = False
+    # The rows' ``run_id``; None: a fresh random one per run (a study passes its unit's stable id).
+    run_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -223,7 +225,7 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
     """
     simulated = data.is_simulated
     common = {
-        "run_id": f"{spec.method}-{spec.dataset}-seed{spec.seed}-{uuid.uuid4().hex[:8]}",
+        "run_id": spec.run_id or f"{spec.method}-{spec.dataset}-seed{spec.seed}-{uuid.uuid4().hex[:8]}",
         "method": spec.method, "variant": spec.variant, "dataset": spec.dataset,
         "source": "simulated" if simulated else "real",
         "sim_preset": (spec.sim_preset or "") if simulated else "",
