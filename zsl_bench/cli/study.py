@@ -98,8 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _spec_with_cli(spec: Any, args: argparse.Namespace) -> Any:
     import dataclasses
 
-    from ..config import parse_overrides
-    from ..study import merge_overrides
+    from ..config import merge, parse_overrides, parse_seeds
 
     changes: dict[str, Any] = {}
     if args.sim is not None:
@@ -110,23 +109,10 @@ def _spec_with_cli(spec: Any, args: argparse.Namespace) -> Any:
         changes["seeds"] = parse_seeds(args.seeds)
     if args.overrides:
         cli = parse_overrides(args.overrides)
-        changes["base"] = merge_overrides(spec.base, cli)
+        changes["base"] = merge(spec.base, cli)
         # --set also wins over the spec's per-method overrides.
-        changes["per_method"] = {m: merge_overrides(ov, cli) for m, ov in spec.per_method.items()}
+        changes["per_method"] = {m: merge(ov, cli) for m, ov in spec.per_method.items()}
     return dataclasses.replace(spec, **changes) if changes else spec
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"`` -> ``(0, 1, 2)``; anything else is a ConfigError naming --seeds."""
-    from ..errors import ConfigError
-
-    try:
-        seeds = tuple(int(t) for t in str(text).split(","))
-    except ValueError:
-        seeds = ()
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"bad --seeds {text!r}; valid: distinct integers separated by commas, e.g. 0,1,2")
-    return seeds
 
 
 def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
