@@ -109,12 +109,28 @@ def test_grid_units_cover_methods_points_seeds_with_distinct_keys():
     assert Unit.from_json(units[1].to_json()) == units[1]
 
 
+def test_unit_keys_and_stored_units_are_those_of_existing_storages():
+    """Optuna storages and results/ hold units by key and as JSON: both must never change."""
+    spec = parse_spec({"name": "pin", "methods": ["ale"], "datasets": ["cub"], "seeds": [3], "sim": "tiny",
+                       "sim_seed": 2, "base": {"train.lr": 0.1}, "grid": {"variants": {"v": {"method.margin": 2.0}}}})
+    (unit,) = grid_units(spec, "cub")
+    assert unit.key == "b6e69614b521d37b"  # computed by the code before studies became a package
+    stored = ('{"data_root": null, "dataset": "cub", "method": "ale", "overrides": {"method": {"margin": 2.0}, '
+              '"train": {"lr": 0.1}}, "phase": "grid", "protocol": "val", "seed": 3, "sim_preset": "tiny", '
+              '"sim_seed": 2, "study": "pin", "variant": "v"}')
+    assert unit.to_json() == stored and Unit.from_json(stored) == unit
+    assert [u.key for u in grid_units(load_spec("smoke.yaml"), "cub")] == [
+        "b78afb3ba3d43960", "13b2f789222c0fca", "fcb81bed50dca40c", "6c640c693025d76a"]
+
+
 @pytest.mark.parametrize("change, match", [
     ({"name": "a b"}, "'name'"),
     ({"methods": []}, "'methods'"),
     ({"methods": ["esszl"]}, "Did you mean eszsl"),
     ({"datasets": ["cub", "imagenet"]}, "imagenet"),
     ({"seeds": [0, 0]}, "'seeds'"),
+    ({"seeds": ["zero"]}, "study.seeds: 'zero'; expected an integer"),
+    ({"sim_seed": "x"}, "study.sim_seed"),
     ({"protocol": "test"}, "'protocol'.*val, test-oracle"),
     ({"colour": 1}, "unknown study key 'colour'"),
     ({"grid": {"variants": {"x": {"model.w": 1}}}}, "grid.variants.x"),
@@ -126,6 +142,14 @@ def test_grid_units_cover_methods_points_seeds_with_distinct_keys():
     ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 0, "high": 1}}}}, "budget"),
     ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 0, "high": 1}}, "n_trials": 2,
                                "pruner": "hyperband"}}, "search.pruner"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 0, "high": 1}}, "n_trials": 0}},
+     "search.n_trials: 0; valid: an integer >= 1"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": "a", "high": 1}}, "n_trials": 2}},
+     "search.space.method.w.low"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "lo": 0}}, "n_trials": 2}},
+     "unknown config key search.space.method.w.lo"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "int", "low": 0, "high": 1}}, "n_trials": 2,
+                               "budget": 3}}, "unknown config key search.budget"),
     ({"search": {"space": {"method.w": {"type": "int", "low": 0, "high": 1}}, "n_trials": 2}}, "both"),
 ])
 def test_spec_errors_name_the_key(change, match):
@@ -227,6 +251,31 @@ def test_check_configs_rejects_unknown_method_field():
 
 
 # ---------------------------------------------------------------- execution
+
+
+def test_runner_reads_timing_when_built_and_writes_nothing_until_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZSL_BENCH_HEARTBEAT_S", "3")
+    monkeypatch.setenv("ZSL_BENCH_GRACE_S", "11")
+    runner = StudyRunner(_spec(), tmp_path / "out", run_fn=toy_run, progress=False)
+    assert (runner.queue.timing.heartbeat_s, runner.queue.timing.grace_s) == (3, 11)
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("ZSL_BENCH_GRACE_S", "12")  # a later runner sees the new value; this one keeps its own
+    assert StudyRunner(_spec(), tmp_path / "out").queue.timing.grace_s == 12 and runner.queue.timing.grace_s == 11
+
+
+def test_an_injected_run_function_keeps_config_and_drift_checks(tmp_path, monkeypatch):
+    """Replacing what trains a unit must not replace what guards the results."""
+    with pytest.raises(ConfigError, match="unknown config key method.ww.*variant 'a'"):
+        StudyRunner(_spec(grid={"variants": {"a": {"method.ww": 1.0}}}), tmp_path, run_fn=toy_run,
+                    progress=False).run()
+    spec = _spec(seeds=[0])
+    StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    monkeypatch.setattr(StudyToy, "presets", {"cub": {"eval": {"gamma": 0.5}}})
+    with pytest.raises(ConfigError, match=r"2 finished unit\(s\).*another config"):
+        StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    out = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False, rerun_changed=True).run()
+    assert out.ran == 2 and {r["run_id"] for r in out.rows} == {u.run_id for u in grid_units(spec, "cub")}
+
 
 
 def test_nan_unit_is_recorded_failed_and_study_goes_on_exactly_once(tmp_path):
