@@ -272,7 +272,7 @@ def parse_spec(raw: Any, source: str = "") -> StudySpec:
         raise ConfigError(f"unknown study key {unknown[0]!r}{w}; valid: {', '.join(SPEC_KEYS)}")
     if not isinstance(raw.get("name"), str):
         raise ConfigError(f"study key 'name'{w} must be a non-empty string without spaces, '/', '|'")
-    values = {k: v for k, v in raw.items() if v is not None or k in ("sim", "data_root")}
+    values = {k: v for k, v in raw.items() if v is not None}  # null: the field's default
     values["methods"] = _resolve_methods(raw.get("methods"), source)
     values["datasets"] = _resolve_datasets(raw.get("datasets", "all"), source)
     seeds = raw.get("seeds", [0, 1, 2])
