@@ -16,11 +16,9 @@ from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.data.store import FeatureStore, StoreWriter
 from zsl_bench.data.zsldata import ZSLData
 from zsl_bench.errors import TrainingError
-from zsl_bench.registry import METHODS, load_all
+from zsl_bench.registry import METHODS
 from zsl_bench.results import COLUMNS
 from zsl_bench.runner import RunSpec, run_one
-
-load_all()
 
 K, A, F = 20, 8, 16
 SEEN, UNSEEN = np.arange(14), np.arange(14, 20)

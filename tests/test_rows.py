@@ -6,13 +6,12 @@ import numpy as np
 
 from zsl_bench.config import resolve
 from zsl_bench.data.loader import load_dataset
-from zsl_bench.registry import METHODS, load_all
+from zsl_bench.registry import METHODS
 from zsl_bench.results import COLUMNS, METRIC_NAMES, append_rows, read_rows
 from zsl_bench.runner import RunSpec, make_rows
 
 
 def test_rows_carry_extras_and_provenance(tmp_path) -> None:
-    load_all()
     data = load_dataset("cub", sim_preset="tiny")
     spec = RunSpec(method="msdnpp", dataset="cub", seed=3, sim_preset="tiny")
     cfg = resolve(METHODS.get("msdnpp"), "cub")

@@ -36,12 +36,36 @@ def test_run_eszsl_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "eszsl" in title and "simulated" in title and "val protocol" in title
     assert header.split() == ["dataset", "ZSL", "acc", "U", "S", "H", "γ", "AUSUC"]
     assert f"{values['h']:.2f}" in printed and "cub" in printed
-    assert not (out / "runs" / "cub-seed0" / "ckpt").exists()
+    # A one-method study: one unit per seed, its U-S curve kept, its checkpoints gone once its rows are in.
+    (run_id,) = {r["run_id"] for r in rows}
+    assert run_id.startswith("grid-") and (out / "optuna.db").is_file()
+    assert [p.name for p in (out / "curves").glob("*.npz")] == [f"{run_id}.npz"]
+    assert not list(out.glob("runs/*/ckpt"))  # (closed form: none written; see the ALE test below)
 
     # Rerunning the same command skips the finished run: no duplicate rows.
     assert main(argv) == 0
-    assert len(read_rows(out / "results.csv")) == len(METRIC_NAMES)
+    assert read_rows(out / "results.csv") == rows
     assert f"{values['h']:.2f}" in capsys.readouterr().out
+    # Adding a seed runs only the new one; the table covers both.
+    assert main([*argv[:-4], "--seeds", "0,1", "--out", str(out)]) == 0
+    again = read_rows(out / "results.csv")
+    assert again[:len(rows)] == rows and {r["seed"] for r in again[len(rows):]} == {"1"}
+    assert "over 2 seed(s)" in capsys.readouterr().out
+
+
+def test_config_file_then_set_then_flags_and_checkpoints_removed(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"method": {"margin": 3.0, "init_std": 0.01}, "train": {"epochs": 7}}))
+    out = tmp_path / "out"
+    assert main(["run", "ale", "--datasets", "cub", "--sim", "tiny", "--seeds", "0", "--no-mlflow", "--out", str(out),
+                 "--config", str(cfg), "--set", "method.margin=2", "--set", "train.epochs=5", "--epochs", "2"]) == 0
+    resolved = yaml.safe_load((out / "config.yaml").read_text())["configs"]["cub"]
+    assert resolved["method"]["margin"] == 2.0 and resolved["method"]["init_std"] == 0.01
+    assert resolved["train"]["epochs"] == 2
+    rows = read_rows(out / "results.csv")
+    assert {yaml.safe_load(r["config"])["method"]["margin"] for r in rows} == {2.0}
+    (run_dir,) = (out / "runs").iterdir()  # trained: its checkpoints existed until its rows were written
+    assert run_dir.name == rows[0]["run_id"] and not (run_dir / "ckpt").exists()
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], expect: str) -> None:
@@ -55,6 +79,7 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     _one_line_error(capsys, ["run", "nosuchmethod", *base], "unknown method 'nosuchmethod'")
     _one_line_error(capsys, ["run", "eszsl", "--datasets", "cubb", "--sim", "tiny"], "unknown dataset 'cubb'")
     _one_line_error(capsys, ["run", "eszsl", *base, "--seeds", "0,x"], "--seeds: bad value '0,x'")
+    _one_line_error(capsys, ["run", "eszsl", *base, "--seeds", "-1"], "--seeds: bad value '-1'")
     _one_line_error(capsys, ["run", "eszsl", *base, "--set", "train.lrr=1"], "unknown config key train.lrr")
     _one_line_error(capsys, ["run", "eszsl", *base, "--config", str(tmp_path / "no.yaml")], "config file not found")
     _one_line_error(capsys, ["run", "eszsl", "--datasets", "cub", "--sim", "huge"], "--sim: unknown preset 'huge'")

@@ -9,16 +9,21 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from zsl_bench.contract import ZSLMethod
 from zsl_bench.errors import ConfigError, TrainingError
-from zsl_bench.results import read_rows
+from zsl_bench.registry import METHODS
+from zsl_bench.results import METRIC_NAMES, read_rows
+from zsl_bench.runner import make_rows, resolve_config
 from zsl_bench.study import (
     StudyRunner,
+    Timing,
     Unit,
     check_configs,
     dedupe_rows,
@@ -28,29 +33,54 @@ from zsl_bench.study import (
     locate_spec,
     parse_spec,
 )
+from zsl_bench.study import optuna_adapter as oa
 from zsl_bench.tables import build_table, render_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@dataclass(frozen=True)
+class ToyConfig:
+    w: float = 1.0  # H rises with w
+    nan: bool = False  # fail like a NaN loss
+    mode: str = "x"  # no effect: a categorical search dimension
+
+
+@METHODS.register("study_toy")
+class StudyToy(ZSLMethod):
+    """Test-only: a registered config for :func:`toy_run`, so studies resolve and drift-check it as any method."""
+
+    name = "study_toy"
+    config_cls = ToyConfig
+
+
+TOY_DATA = SimpleNamespace(is_simulated=True, provenance={"generator_version": "toy"})
+
+
 def toy_run(unit: Unit, *, out_dir: Path, reporter=None, progress: bool = True) -> SimpleNamespace:
-    """A small deterministic run function: H rises with ``method.w``; ``method.nan`` fails like NaN."""
-    m = unit.overrides.get("method", {})
-    w = float(m.get("w", 1.0))
-    if m.get("nan"):
+    """A small deterministic run function: H rises with ``method.w``; ``method.nan`` fails like NaN.
+
+    It stands in for training only: configs are resolved and rows built as for a real run.
+    """
+    spec = unit.spec
+    cfg = resolve_config(spec)
+    w = cfg.method.w
+    if cfg.method.nan:
         raise TrainingError("loss is NaN at epoch 2, step 1 (toy)")
     for epoch in range(1, 4):
         if reporter is not None:
             reporter.on_epoch("val", epoch, {"loss": 1.0 / epoch, "h": 10.0 * w * epoch / 3})
-    h = 40.0 + 5.0 * w + unit.seed
+    h = 40.0 + 5.0 * w + spec.seed
     metrics = {"zsl_acc": h + 5, "u": h - 2, "s": h + 2, "h": h, "gamma": 0.1, "ausuc": 20.0 + w}
+    names = (*METRIC_NAMES, "val_h") if spec.select_only else METRIC_NAMES
+    rows = make_rows(spec, cfg, TOY_DATA, {**metrics, "val_h": 10.0 * w}, epoch=3, wall_time_s=0.0, names=names)
     return SimpleNamespace(metrics=metrics, selection={"val_h": 10.0 * w, "best_epoch": 3}, history=[],
                            curve={"gamma": np.linspace(-1, 1, 4), "u": np.linspace(0, 60, 4),
-                                  "s": np.linspace(70, 0, 4)}, rows=[], config=None, wall_time_s=0.0)
+                                  "s": np.linspace(70, 0, 4)}, rows=rows, config=cfg, wall_time_s=0.0)
 
 
 def _spec(**kw):
-    raw = {"name": "toy", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0, 1], "sim": "tiny",
+    raw = {"name": "toy", "methods": ["study_toy"], "datasets": ["cub"], "seeds": [0, 1], "sim": "tiny",
            "grid": {"variants": {"a": {"method.w": 1.0}, "b": {"method.w": 2.0}}}}
     raw.update(kw)
     return parse_spec(raw, "toy.yaml")
@@ -74,8 +104,23 @@ def test_grid_units_cover_methods_points_seeds_with_distinct_keys():
     spec = _spec(base={"train": {"epochs": 2}})
     units = grid_units(spec, "cub")
     assert len(units) == 4 and len({u.key for u in units}) == 4
-    assert units[0].overrides == {"train": {"epochs": 2}, "method": {"w": 1.0}}
+    assert units[0].spec.overrides == {"train": {"epochs": 2}, "method": {"w": 1.0}}
+    assert units[0].spec.run_id == units[0].run_id == f"grid-{units[0].key}"
     assert Unit.from_json(units[1].to_json()) == units[1]
+
+
+def test_unit_keys_and_stored_units_are_those_of_existing_storages():
+    """Optuna storages and results/ hold units by key and as JSON: both must never change."""
+    spec = parse_spec({"name": "pin", "methods": ["ale"], "datasets": ["cub"], "seeds": [3], "sim": "tiny",
+                       "sim_seed": 2, "base": {"train.lr": 0.1}, "grid": {"variants": {"v": {"method.margin": 2.0}}}})
+    (unit,) = grid_units(spec, "cub")
+    assert unit.key == "b6e69614b521d37b"  # computed by the code before studies became a package
+    stored = ('{"data_root": null, "dataset": "cub", "method": "ale", "overrides": {"method": {"margin": 2.0}, '
+              '"train": {"lr": 0.1}}, "phase": "grid", "protocol": "val", "seed": 3, "sim_preset": "tiny", '
+              '"sim_seed": 2, "study": "pin", "variant": "v"}')
+    assert unit.to_json() == stored and Unit.from_json(stored) == unit
+    assert [u.key for u in grid_units(load_spec("smoke.yaml"), "cub")] == [
+        "b78afb3ba3d43960", "13b2f789222c0fca", "fcb81bed50dca40c", "6c640c693025d76a"]
 
 
 @pytest.mark.parametrize("change, match", [
@@ -84,6 +129,8 @@ def test_grid_units_cover_methods_points_seeds_with_distinct_keys():
     ({"methods": ["esszl"]}, "Did you mean eszsl"),
     ({"datasets": ["cub", "imagenet"]}, "imagenet"),
     ({"seeds": [0, 0]}, "'seeds'"),
+    ({"seeds": ["zero"]}, "study.seeds: 'zero'; expected an integer"),
+    ({"sim_seed": "x"}, "study.sim_seed"),
     ({"protocol": "test"}, "'protocol'.*val, test-oracle"),
     ({"colour": 1}, "unknown study key 'colour'"),
     ({"grid": {"variants": {"x": {"model.w": 1}}}}, "grid.variants.x"),
@@ -95,6 +142,14 @@ def test_grid_units_cover_methods_points_seeds_with_distinct_keys():
     ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 0, "high": 1}}}}, "budget"),
     ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 0, "high": 1}}, "n_trials": 2,
                                "pruner": "hyperband"}}, "search.pruner"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": 0, "high": 1}}, "n_trials": 0}},
+     "search.n_trials: 0; valid: an integer >= 1"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "low": "a", "high": 1}}, "n_trials": 2}},
+     "search.space.method.w.low"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "float", "lo": 0}}, "n_trials": 2}},
+     "unknown config key search.space.method.w.lo"),
+    ({"grid": None, "search": {"space": {"method.w": {"type": "int", "low": 0, "high": 1}}, "n_trials": 2,
+                               "budget": 3}}, "unknown config key search.budget"),
     ({"search": {"space": {"method.w": {"type": "int", "low": 0, "high": 1}}, "n_trials": 2}}, "both"),
 ])
 def test_spec_errors_name_the_key(change, match):
@@ -115,9 +170,8 @@ def test_shipped_specs_resolve_against_method_configs(name):
 
 
 def test_cpu_main_table_covers_every_method_but_msdnpp_and_reduces_only_three():
-    from zsl_bench.registry import METHODS, load_all
+    from zsl_bench.registry import METHODS
 
-    load_all()
     spec = load_spec("main_table_cpu.yaml")
     builtin = {m for m in METHODS.names() if METHODS.get(m).__module__.startswith("methods.")}  # not test probes
     assert set(spec.methods) == builtin - {"msdnpp"}
@@ -132,20 +186,20 @@ def test_default_spec_is_found_from_any_directory(tmp_path, monkeypatch):
 
 
 def test_per_method_overrides_apply_to_their_method_only_and_cli_wins():
-    spec = _spec(methods=["eszsl", "ale"], base={"train.epochs": 3},
+    spec = _spec(methods=["study_toy", "ale"], base={"train.epochs": 3}, grid={"variants": {"a": {}}},
                  per_method={"ale": {"train.epochs": 5, "method.margin": 2.0}})
-    units = {(u.method, u.variant, u.seed): u for u in grid_units(spec, "cub")}
-    assert units[("ale", "a", 0)].overrides == {"train": {"epochs": 5}, "method": {"margin": 2.0, "w": 1.0}}
-    assert units[("eszsl", "a", 0)].overrides == {"train": {"epochs": 3}, "method": {"w": 1.0}}
+    units = {(u.spec.method, u.spec.variant, u.spec.seed): u for u in grid_units(spec, "cub")}
+    assert units[("ale", "a", 0)].spec.overrides == {"train": {"epochs": 5}, "method": {"margin": 2.0}}
+    assert units[("study_toy", "a", 0)].spec.overrides == {"train": {"epochs": 3}}
     from zsl_bench.cli.study import _spec_with_cli
 
     args = SimpleNamespace(sim=None, data_root=None, overrides=["train.epochs=1"])
-    cli_units = {(u.method, u.variant, u.seed): u for u in grid_units(_spec_with_cli(spec, args), "cub")}
-    assert cli_units[("ale", "a", 0)].overrides["train"] == {"epochs": 1}
+    cli_units = {(u.spec.method, u.spec.variant, u.spec.seed): u for u in grid_units(_spec_with_cli(spec, args), "cub")}
+    assert cli_units[("ale", "a", 0)].spec.overrides["train"] == {"epochs": 1}
     with pytest.raises(ConfigError, match="per_method.devise"):
-        _spec(methods=["eszsl"], per_method={"devise": {"train.epochs": 1}})
-    with pytest.raises(ConfigError, match="per_method.eszsl"):
-        _spec(per_method={"eszsl": [1, 2]})
+        _spec(per_method={"devise": {"train.epochs": 1}})
+    with pytest.raises(ConfigError, match="per_method.study_toy"):
+        _spec(per_method={"study_toy": [1, 2]})
 
 
 def test_cli_seeds_replace_the_spec_seeds_and_bad_values_name_the_flag():
@@ -153,11 +207,14 @@ def test_cli_seeds_replace_the_spec_seeds_and_bad_values_name_the_flag():
 
     args = SimpleNamespace(sim=None, data_root=None, overrides=[], seeds="2,0")
     spec = _spec_with_cli(_spec(), args)
-    assert spec.seeds == (2, 0) and {u.seed for u in grid_units(spec, "cub")} == {0, 2}
+    assert spec.seeds == (2, 0) and {u.spec.seed for u in grid_units(spec, "cub")} == {0, 2}
     # Units keep their keys across seed sets, so adding seeds later reuses finished ones.
-    assert {u.key for u in grid_units(spec, "cub") if u.seed == 0} <= {u.key for u in grid_units(_spec(), "cub")}
-    for bad in ("", "a", "-1", "1.5"):  # config.parse_seeds: duplicates are dropped, not an error
-        with pytest.raises(ConfigError, match="--seeds"):
+    assert {u.key for u in grid_units(spec, "cub") if u.spec.seed == 0} <= {u.key for u in grid_units(_spec(), "cub")}
+    # One seeds parser for every command: duplicates are dropped (order kept), negatives refused.
+    assert _spec_with_cli(_spec(), SimpleNamespace(sim=None, data_root=None, overrides=[], seeds="1,0,1")).seeds \
+        == (1, 0)
+    for bad in ("", "a", "-1", "1.5"):
+        with pytest.raises(ConfigError, match="--seeds: bad value"):
             _spec_with_cli(_spec(), SimpleNamespace(sim=None, data_root=None, overrides=[], seeds=bad))
 
 
@@ -167,7 +224,7 @@ def test_fewer_seeds_run_only_their_units_and_adding_seeds_reuses_finished_ones(
     calls: list[tuple[str, int]] = []
 
     def counting_run(unit, **kw):
-        calls.append((unit.variant, unit.seed))
+        calls.append((unit.spec.variant, unit.spec.seed))
         return toy_run(unit, **kw)
 
     def with_seeds(seeds):
@@ -176,7 +233,7 @@ def test_fewer_seeds_run_only_their_units_and_adding_seeds_reuses_finished_ones(
     # A run of every seed, interrupted: its units are all enqueued but only one ran.
     full = StudyRunner(with_seeds("0,1"), tmp_path, run_fn=counting_run, progress=False)
     study = full._study(full.study_name("cub"))
-    full._ensure_enqueued(study, grid_units(full.spec, "cub"))
+    full.queue.ensure_enqueued(study, grid_units(full.spec, "cub"))
     assert len(study.get_trials(deepcopy=False)) == 4
     StudyRunner(with_seeds("0"), tmp_path, run_fn=counting_run, progress=False).run()
     assert sorted(calls) == [("a", 0), ("b", 0)]  # seed-1 units stay waiting for a run asking for them
@@ -195,13 +252,38 @@ def test_check_configs_rejects_unknown_method_field():
 # ---------------------------------------------------------------- execution
 
 
+def test_runner_reads_timing_when_built_and_writes_nothing_until_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZSL_BENCH_HEARTBEAT_S", "3")
+    monkeypatch.setenv("ZSL_BENCH_GRACE_S", "11")
+    runner = StudyRunner(_spec(), tmp_path / "out", run_fn=toy_run, progress=False)
+    assert (runner.queue.timing.heartbeat_s, runner.queue.timing.grace_s) == (3, 11)
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("ZSL_BENCH_GRACE_S", "12")  # a later runner sees the new value; this one keeps its own
+    assert StudyRunner(_spec(), tmp_path / "out").queue.timing.grace_s == 12 and runner.queue.timing.grace_s == 11
+
+
+def test_an_injected_run_function_keeps_config_and_drift_checks(tmp_path, monkeypatch):
+    """Replacing what trains a unit must not replace what guards the results."""
+    with pytest.raises(ConfigError, match="unknown config key method.ww.*variant 'a'"):
+        StudyRunner(_spec(grid={"variants": {"a": {"method.ww": 1.0}}}), tmp_path, run_fn=toy_run,
+                    progress=False).run()
+    spec = _spec(seeds=[0])
+    StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    monkeypatch.setattr(StudyToy, "presets", {"cub": {"eval": {"gamma": 0.5}}})
+    with pytest.raises(ConfigError, match=r"2 finished unit\(s\).*another config"):
+        StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    out = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False, rerun_changed=True).run()
+    assert out.ran == 2 and {r["run_id"] for r in out.rows} == {u.run_id for u in grid_units(spec, "cub")}
+
+
+
 def test_nan_unit_is_recorded_failed_and_study_goes_on_exactly_once(tmp_path):
     import optuna
 
     spec = _spec(grid={"variants": {"a": {"method.w": 1.0}, "bad": {"method.nan": True}}})
     out = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
     assert out.ran == 4
-    assert [d for d, _ in out.failed] == ["eszsl/bad/cub/seed 0", "eszsl/bad/cub/seed 1"]
+    assert [d for d, _ in out.failed] == ["study_toy/bad/cub/seed 0", "study_toy/bad/cub/seed 1"]
     assert all("NaN" in r for _, r in out.failed)
     assert {r["variant"] for r in out.rows} == {"a"} and len(out.rows) == 2 * 6
     study = optuna.load_study(study_name="toy.cub", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
@@ -218,7 +300,7 @@ def test_nan_unit_is_recorded_failed_and_study_goes_on_exactly_once(tmp_path):
 
 def test_search_selects_on_val_and_retrains_best_with_every_seed(tmp_path):
     spec = parse_spec({
-        "name": "toysearch", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0, 1, 2], "sim": "tiny",
+        "name": "toysearch", "methods": ["study_toy"], "datasets": ["cub"], "seeds": [0, 1, 2], "sim": "tiny",
         "search": {"space": {"method.w": {"type": "float", "low": 0.5, "high": 3.0},
                              "method.mode": {"type": "categorical", "choices": ["x", "y"]}},
                    "n_trials": 5, "sampler": "random", "pruner": "median", "seed": 1}})
@@ -263,9 +345,8 @@ def test_changed_preset_stops_reuse_and_rerun_changed_redoes_only_those_units(tm
     """Unit keys cover the spec, not the presets in code: a preset edit must not be silently reused."""
     import optuna
 
-    from zsl_bench.registry import METHODS, load_all
+    from zsl_bench.registry import METHODS
 
-    load_all()
     spec = parse_spec({"name": "drift", "methods": ["ale"], "datasets": ["cub"], "seeds": [0, 1], "sim": "tiny",
                        "base": {"train.epochs": 2}})
     from zsl_bench.tracking import Tracker
@@ -320,9 +401,8 @@ def test_table_rows_are_the_current_units_only_after_an_edited_base(tmp_path):
 
 
 def test_search_trained_from_another_config_is_refused(tmp_path, monkeypatch):
-    from zsl_bench.registry import METHODS, load_all
+    from zsl_bench.registry import METHODS
 
-    load_all()
     spec = parse_spec({"name": "driftsearch", "methods": ["ale"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
                        "base": {"train.epochs": 2},
                        "search": {"space": {"train.lr": {"type": "log_float", "low": 1e-4, "high": 1e-2}},
@@ -336,7 +416,7 @@ def test_search_trained_from_another_config_is_refused(tmp_path, monkeypatch):
 
 def test_pruner_stops_poor_trials(tmp_path):
     spec = parse_spec({
-        "name": "toyprune", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
+        "name": "toyprune", "methods": ["study_toy"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
         "search": {"space": {"method.w": {"type": "categorical", "choices": [3.0, 0.1]}},
                    "n_trials": 6, "sampler": "grid", "pruner": "median"}})
     runner = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False)
@@ -358,21 +438,18 @@ def test_worker_killed_right_after_claim_does_not_hold_its_unit_forever(tmp_path
     """
     import optuna
 
-    from zsl_bench import study as study_mod
-
-    monkeypatch.setattr(study_mod, "GRACE_S", 1)
-    monkeypatch.setattr(study_mod, "POLL_S", 0.1)
+    timing = Timing(heartbeat_s=2, grace_s=1, poll_s=0.1)
     spec = _spec(seeds=[0])
-    dead = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False)
+    dead = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False, timing=timing)
     st = dead._study(dead.study_name("cub"))
     units = grid_units(spec, "cub")
-    dead._ensure_enqueued(st, units)
-    held = dead._claim(st, {u.key for u in units})  # ...and the worker dies here
+    dead.queue.ensure_enqueued(st, units)
+    held = dead.queue.claim(st, {u.key for u in units})  # ...and the worker dies here
     assert held is not None
-    assert study_mod._trials_with_heartbeat(dead.storage, [held._trial_id]) == {held._trial_id}
+    assert oa.trials_with_heartbeat(dead.storage, [oa.trial_id(held)]) == {oa.trial_id(held)}
 
     t0 = time.time()
-    StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False, timing=timing).run()
     assert time.time() - t0 < 30
     trials = optuna.load_study(study_name=dead.study_name("cub"), storage=dead.url).get_trials()
     assert trials[held.number].state == optuna.trial.TrialState.FAIL  # failed as stale, then redone
@@ -380,20 +457,18 @@ def test_worker_killed_right_after_claim_does_not_hold_its_unit_forever(tmp_path
 
 
 def test_running_trial_that_never_beat_is_failed_once_old(tmp_path, monkeypatch):
-    """``study.ask()`` makes a trial RUNNING before any beat; _fail_stale covers a kill in that gap."""
+    """``study.ask()`` makes a trial RUNNING before any beat; fail_stale covers a kill in that gap."""
     import optuna
-
-    from zsl_bench import study as study_mod
 
     runner = StudyRunner(_spec(seeds=[0]), tmp_path, run_fn=toy_run, progress=False)
     st = runner._study("toy.cub.search")
-    orphan = st.ask()  # RUNNING, no heartbeat row
-    study_mod._fail_stale(runner.storage, st)
+    orphan = oa.ask(st)  # RUNNING, no heartbeat row
+    runner.queue.fail_stale(st)
     assert st.trials[orphan.number].state == optuna.trial.TrialState.RUNNING  # young: its asker may beat yet
-    monkeypatch.setattr(study_mod, "GRACE_S", 0)  # now counts as old
-    beating = st.ask()
-    runner.storage.record_heartbeat(beating._trial_id)
-    study_mod._fail_stale(runner.storage, st)
+    monkeypatch.setattr(runner.queue, "timing", Timing(grace_s=0))  # now counts as old
+    beating = oa.ask(st)
+    runner.storage.record_heartbeat(oa.trial_id(beating))
+    runner.queue.fail_stale(st)
     states = {t.number: t.state for t in st.trials}
     assert states[orphan.number] == optuna.trial.TrialState.FAIL
     # A beating trial is Optuna's to judge by its heartbeat age; it was just recorded, and the

@@ -17,7 +17,6 @@ from zsl_bench.tracking import (
     STUDY_TAG,
     UNIT_TAG,
     Tracker,
-    command_run,
     flatten,
     rows_from_mlflow,
 )
@@ -26,7 +25,7 @@ from zsl_bench.tracking import (
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("tracked")
-    spec = parse_spec({"name": "tracked", "methods": ["eszsl"], "datasets": ["cub", "sun"], "seeds": [0, 1],
+    spec = parse_spec({"name": "tracked", "methods": ["study_toy"], "datasets": ["cub", "sun"], "seeds": [0, 1],
                        "sim": "tiny", "grid": {"variants": {"a": {"method.w": 1.0}, "bad": {"method.nan": True}}}})
     StudyRunner(spec, out, run_fn=toy_run, tracker=Tracker(out), progress=False).run()
     # A second run (a resume of a finished study) must not log anything again.
@@ -79,13 +78,5 @@ def test_table_from_tracking_uri_equals_table_from_rows(tracked):
     assert [c.mean for c in via_mlflow.cells[0]] == [c.mean for c in via_csv.cells[0]]
 
 
-def test_command_run_helpers_nest_children(tracked):
-    out, _ = tracked
-    with command_run(out, "run eszsl", params={"datasets": "cub"}) as parent:
-        with parent.child("eszsl/cub/s0", {"method": {"alpha": 1}}) as reporter:
-            reporter.on_epoch("val", 1, {"h": 12.5, "loss": 0.3})
-    tracker = parent.tracker
-    child = [r for r in tracker.find_runs(f"tags.`{PARENT_TAG}` = '{parent.run_id}'")]
-    assert len(child) == 1 and child[0].data.metrics["val.h"] == 12.5
-    assert child[0].data.params["method.alpha"] == "1"
+def test_flatten_nests_dotted_keys():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}}) == {"a.b": 1, "a.c.d": 2}

@@ -23,10 +23,8 @@ from zsl_bench.data.store import FeatureStore, StoreWriter
 from zsl_bench.data.zsldata import ZSLData
 from zsl_bench.errors import ConfigError
 from zsl_bench.protocol import tuning_grid
-from zsl_bench.registry import METHODS, load_all
+from zsl_bench.registry import METHODS
 from zsl_bench.runner import RunSpec, run_one
-
-load_all()
 
 K, A, F = 12, 6, 10
 SEEN, UNSEEN = np.arange(8), np.arange(8, 12)

@@ -444,7 +444,7 @@ class Engine:
     """Trains and scores one method on one dataset.
 
     Args:
-        method_cls: a registered :class:`methods.base.ZSLMethod` subclass.
+        method_cls: a registered :class:`zsl_bench.contract.ZSLMethod` subclass.
         cfg: the resolved config.
         data: the dataset (its feature store must hold the method's input kind).
         budget: bytes of features held in memory per row set before streaming from the store.

@@ -58,3 +58,18 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, *, fsync: bool = 
             fh.flush()
             os.fsync(fh.fileno())
     return Path(path)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An exclusive advisory lock (``flock``) on ``path``, shared by local processes writing one output dir."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -294,11 +294,10 @@ def plot_run_attention(run_dir: str | os.PathLike[str], row: dict[str, Any], out
     from .config import resolve
     from .data.loader import load_dataset
     from .engine import Engine
-    from .registry import METHODS, load_all
+    from .registry import METHODS
 
     if not row.get("sim_preset"):
         raise DataError("attention figures need simulated data (real data has no ground truth)")
-    load_all()
     method_cls = METHODS.get(str(row["method"]))
     if getattr(method_cls, "input", "") != "regions" or not hasattr(method_cls, "attention_maps"):
         raise DataError(f"method {row['method']} has no attention maps over regions")
@@ -357,9 +356,8 @@ def plot_study_attention(rows: list[dict[str, Any]], runs_dir: str | os.PathLike
 
     Runs of methods without attention maps, of real data or without a checkpoint are skipped.
     """
-    from .registry import METHODS, load_all
+    from .registry import METHODS
 
-    load_all()
     first: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in rows:
         if r.get("metric") != "h" or not r.get("sim_preset") or str(r.get("method")) not in METHODS:

@@ -249,7 +249,7 @@ def tuning_grid(method_cls: type[Any], overrides: Mapping[str, Any] | None = Non
     Raises:
         ConfigError: a declared key is not a field of the method's config, or has no candidates.
     """
-    declared = getattr(method_cls, "tuned_on_val", None) or {}
+    declared = method_cls.tuned_on_val
     fields = set(to_dict(build(method_cls.config_cls, {}, "method")))
     explicit = set((overrides or {}).get("method") or {}) | set((cli_overrides or {}).get("method") or {})
     grid: dict[str, tuple[Any, ...]] = {}
@@ -347,7 +347,7 @@ def select_on_test(engine: Engine, *, seed: int, ckpt_dir: Path, reporter: Repor
                 progress: bool = True) -> Outcome:
     """``test-oracle``: train on ``trainval``, report the epoch with the best test H (and its weights)."""
     data, method, cfg = engine.data, engine.method_cls, engine.cfg
-    declared = getattr(method, "tuned_on_val", None)
+    declared = method.tuned_on_val
     if declared:
         log.info("%s (test-oracle): %s keep their config values; only the val protocol tunes them",
                  method.name, ", ".join(declared))

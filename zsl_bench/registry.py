@@ -150,9 +150,3 @@ def _import_module(module: str) -> Callable[[Registry[Any]], None]:
 METHODS: Registry[Any] = Registry("method", _load_methods)
 DATASETS: Registry[Any] = Registry("dataset", _import_module("zsl_bench.data.datasets"), ordered=True)
 METRICS: Registry[Any] = Registry("metric", _import_module("zsl_bench.metrics"), ordered=True)
-
-
-def load_all() -> None:
-    """Fill every registry now (lookups fill them lazily; this is only an explicit, early fill)."""
-    for reg in (METHODS, DATASETS, METRICS):
-        reg.fill()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import math
 import os
 import subprocess
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from .fileio import write_text_atomic
+from .fileio import atomic_path, write_text_atomic
 
 COLUMNS = (
     "run_id", "method", "variant", "dataset", "source", "sim_preset", "generator_version", "data_seed",
@@ -108,3 +109,20 @@ def remove_runs(path: str | os.PathLike[str], run_ids: set[str], *,
         return 0
     write_text_atomic(path, _csv_text(keep, header=True), fsync=True)
     return len(rows) - len(keep)
+
+
+def write_curve(path: str | os.PathLike[str], result: Any, **labels: Any) -> Path | None:
+    """Write ``result.curve`` (gamma/u/s) and its AUSUC with ``labels`` to ``path`` atomically.
+
+    Returns the path, or None when the result has no U-S curve (e.g. a selection-only run).
+    """
+    import numpy as np
+
+    curve = getattr(result, "curve", None) or {}
+    if not all(k in curve for k in ("u", "s")):
+        return None
+    metrics = getattr(result, "metrics", {}) or {}
+    with atomic_path(path) as tmp:
+        np.savez(tmp, gamma=np.asarray(curve.get("gamma", [])), u=np.asarray(curve["u"]), s=np.asarray(curve["s"]),
+                 ausuc=np.asarray(metrics.get("ausuc", math.nan)), **labels)
+    return Path(path)

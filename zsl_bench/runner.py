@@ -79,9 +79,8 @@ def resolve_config(spec: RunSpec, cli_overrides: dict[str, Any] | None = None) -
     the resolved ``eval.protocol`` (kept because it is part of the serialized config and its digest,
     which existing results are matched on) always equals it.
     """
-    from .registry import METHODS, load_all
+    from .registry import METHODS
 
-    load_all()
     method_cls = METHODS.get(spec.method)
     cli = merge(cli_overrides, {"eval": {"protocol": spec.protocol}})
     return resolve(method_cls, spec.dataset, spec.overrides, cli)

@@ -1,4 +1,4 @@
-"""MLflow tracking: one parent run per study (or per ``zsl-bench run``), one nested run per unit.
+"""MLflow tracking: one parent run per study (``zsl-bench run`` is a study too), one nested run per unit.
 
 MLflow is imported lazily here and nowhere in the engine: the engine reports through the runner's
 ``Reporter`` hook and this module turns reports into MLflow calls. The default backend is
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .fileio import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,6 @@ class Tracker:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Inter-process lock, re-entrant within this tracker (flock would block on a second open)."""
-        from .study import file_lock
-
         if self._depth:
             self._depth += 1
             try:
@@ -204,24 +203,25 @@ class Tracker:
         with self._lock():
             if self.has_unit(unit.key):
                 return None
-            tags = {UNIT_TAG: unit.key, STUDY_TAG: unit.study, "zsl.method": unit.method,
-                    "zsl.dataset": unit.dataset, "zsl.variant": unit.variant, "zsl.seed": str(unit.seed),
-                    "zsl.phase": unit.phase, "zsl.protocol": unit.protocol,
-                    "zsl.source": "simulated" if unit.sim_preset else "real"}
+            spec = unit.spec
+            tags = {UNIT_TAG: unit.key, STUDY_TAG: unit.study, "zsl.method": spec.method,
+                    "zsl.dataset": spec.dataset, "zsl.variant": spec.variant, "zsl.seed": str(spec.seed),
+                    "zsl.phase": unit.phase, "zsl.protocol": spec.protocol,
+                    "zsl.source": "simulated" if spec.sim_preset else "real"}
             if reason:
                 tags["zsl.failure"] = reason[:5000]
             if self.parent_id:
                 tags[PARENT_TAG] = self.parent_id
-            name = f"{unit.method}/{unit.variant}/{unit.dataset}/s{unit.seed}"
+            name = f"{spec.method}/{spec.variant}/{spec.dataset}/s{spec.seed}"
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
         try:
             cfg: dict[str, Any] = {}
             if result is not None and getattr(result, "config", None) is not None:
                 cfg = result.config.as_dict() if hasattr(result.config, "as_dict") else dict(result.config)
-            params = flatten(cfg) if cfg else flatten(unit.overrides)
-            params.update({"unit.seed": unit.seed, "unit.variant": unit.variant, "unit.dataset": unit.dataset,
-                           "unit.protocol": unit.protocol, "unit.sim": unit.sim_preset or "real"})
+            params = flatten(cfg) if cfg else flatten(spec.overrides)
+            params.update({"unit.seed": spec.seed, "unit.variant": spec.variant, "unit.dataset": spec.dataset,
+                           "unit.protocol": spec.protocol, "unit.sim": spec.sim_preset or "real"})
             self._log_params(run_id, params)
             self._log_history(run_id, history or [])
             if result is not None:
@@ -291,78 +291,6 @@ class Tracker:
             p = Path(d) / "rows.csv"
             append_rows(p, rows)
             self.client.log_artifact(run_id, str(p))
-
-
-# ---------------------------------------------------------------- `zsl-bench run` helpers
-
-
-class MlflowReporter:
-    """A runner ``Reporter`` that logs each epoch's metrics and loss terms to an open MLflow run."""
-
-    def __init__(self, tracker: Tracker, run_id: str) -> None:
-        self.tracker, self.run_id = tracker, run_id
-
-    def on_epoch(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
-        self.tracker._log_metrics(self.run_id, {f"{phase}.{k}": v for k, v in metrics.items()}, step=epoch)
-
-
-class CommandRun:
-    """The parent run of one ``zsl-bench run`` command: child runs per (method, dataset, seed)."""
-
-    def __init__(self, tracker: Tracker, run_id: str) -> None:
-        self.tracker, self.run_id = tracker, run_id
-
-    @contextlib.contextmanager
-    def child(self, name: str, params: dict[str, Any] | None = None) -> Iterator[MlflowReporter]:
-        """A nested run; yields its reporter (pass it to ``run_one``); FAILED if the body raises."""
-        c = self.tracker.client
-        run = c.create_run(self.tracker.experiment_id, run_name=name, tags={PARENT_TAG: self.run_id})
-        if params:
-            self.tracker._log_params(run.info.run_id, flatten(params))
-        status = "FAILED"
-        try:
-            yield MlflowReporter(self.tracker, run.info.run_id)
-            status = "FINISHED"
-        finally:
-            c.set_terminated(run.info.run_id, status)
-
-    def log_result(self, reporter: MlflowReporter, result: Any) -> None:
-        """Final metrics, resolved config and rows of a finished ``RunResult`` on its child run."""
-        t = self.tracker
-        if getattr(result, "config", None) is not None and hasattr(result.config, "as_dict"):
-            t._log_params(reporter.run_id, flatten(result.config.as_dict()))
-            t._log_json(reporter.run_id, result.config.as_dict(), "config.json")
-        t._log_metrics(reporter.run_id, {f"test.{k}": v for k, v in result.metrics.items()}, step=0)
-        if getattr(result, "rows", None):
-            t._log_rows(reporter.run_id, result.rows)
-
-
-@contextlib.contextmanager
-def command_run(out: str | os.PathLike[str], name: str, tracking_uri: str | None = None,
-                params: dict[str, Any] | None = None) -> Iterator[CommandRun]:
-    """Parent MLflow run for a ``zsl-bench run`` command (the lead wires this into ``cli/run.py``)::
-
-        with command_run(out, "run msdnpp") as parent:
-            with parent.child(f"{method}/{dataset}/s{seed}") as reporter:
-                result = run_one(spec, out_dir=..., reporter=reporter)
-                parent.log_result(reporter, result)
-    """
-    tracker = Tracker(out, tracking_uri)
-    run = tracker.client.create_run(tracker.experiment_id, run_name=name, tags={"zsl.kind": "run"})
-    if params:
-        tracker._log_params(run.info.run_id, flatten(params))
-    status = "FAILED"
-    try:
-        yield CommandRun(tracker, run.info.run_id)
-        status = "FINISHED"
-    finally:
-        tracker.client.set_terminated(run.info.run_id, status)
-
-
-def make_reporter(parent: CommandRun, name: str, params: dict[str, Any] | None = None
-                  ) -> contextlib.AbstractContextManager[MlflowReporter]:
-    """Shorthand for ``parent.child(name, params)``."""
-    return parent.child(name, params)
 
 
 def rows_from_mlflow(tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT) -> list[dict[str, Any]]:

@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--kind", choices=("ablation", "sensitivity", "curves", "optuna", "attention", "all"),
                    default="all", help="which figures (default: all that the inputs allow); attention "
                    "rebuilds simulated region models from <results dir>/runs/<run_id>/ckpt")
-    g.add_argument("--metric", default="h", choices=("zsl_acc", "u", "s", "h"), help="metric of bars/curves")
+    g.add_argument("--metric", default="h", metavar="NAME",
+                   help="metric of bars/curves: a table metric (zsl-bench ls metrics), default h")
     g.add_argument("--curves", default=None, metavar="DIR", help="directory of saved U-S curves (*.npz)")
     g.add_argument("--storage", default=None, metavar="URL", help="Optuna storage of a search")
     g.add_argument("--study", default=None, metavar="NAME", help="Optuna study name (with --storage)")
@@ -98,8 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _spec_with_cli(spec: Any, args: argparse.Namespace) -> Any:
     import dataclasses
 
-    from ..config import parse_overrides, parse_seeds
-    from ..study import merge_overrides
+    from ..config import merge, parse_overrides, parse_seeds
 
     changes: dict[str, Any] = {}
     if args.sim is not None:
@@ -110,9 +110,9 @@ def _spec_with_cli(spec: Any, args: argparse.Namespace) -> Any:
         changes["seeds"] = parse_seeds(args.seeds)
     if args.overrides:
         cli = parse_overrides(args.overrides)
-        changes["base"] = merge_overrides(spec.base, cli)
+        changes["base"] = merge(spec.base, cli)
         # --set also wins over the spec's per-method overrides.
-        changes["per_method"] = {m: merge_overrides(ov, cli) for m, ov in spec.per_method.items()}
+        changes["per_method"] = {m: merge(ov, cli) for m, ov in spec.per_method.items()}
     return dataclasses.replace(spec, **changes) if changes else spec
 
 
@@ -241,10 +241,12 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .. import plots
+    from .. import metrics, plots
     from ..errors import ZSLError
     from ..study import read_study_rows
 
+    if args.metric not in metrics.names("table"):
+        raise ZSLError(f"--metric: unknown metric {args.metric!r}; valid: {', '.join(metrics.names('table'))}")
     made: list[Path] = []
     want = {args.kind} if args.kind != "all" else {"ablation", "sensitivity", "curves", "optuna"}
     if args.kind in ("ablation", "sensitivity", "attention") and not args.results:

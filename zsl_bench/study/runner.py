@@ -1,0 +1,572 @@
+"""StudyRunner: a study's units through the work queue, with drift checks, rows, curves and MLflow.
+
+Every unit (grid point x dataset x seed, or search trial x dataset) is an Optuna trial, one Optuna
+study per (spec, dataset). Rows are written per finished unit (atomically, once per run id) and
+also stored on the trial, so a rerun after ``kill -9`` completes the study without redoing
+finished units, and tables derive from the deduplicated set of finished units.
+
+A search trial runs phase 1 of the ``val`` protocol only (``RunSpec.select_only``): it trains on
+``val_train``, scores validation and stops, so its rows (``trials.csv``) hold ``val_*`` numbers and
+no test numbers. The best trial's configuration is then retrained on ``trainval`` with every seed
+and tested once (phase ``final``, ``results.csv``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import merge
+from ..errors import ConfigError, TrainingError, ZSLError
+from ..fileio import file_lock
+from ..results import append_rows, read_rows, remove_runs, write_curve
+from .queue import Timing, WorkQueue, live
+from .spec import SearchParam, StudySpec, Unit, check_configs, grid_units, make_unit, nest
+
+log = logging.getLogger(__name__)
+
+RunFn = Callable[..., Any]
+"""``run_fn(unit, *, out_dir, reporter, progress) -> RunResult``-like (rows, metrics, selection,
+history, curve, config). Default: ``runner.run_one`` on the runner's cached data."""
+
+
+def storage_url(out: Path, storage: str | None) -> str:
+    return storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
+
+
+def is_server_storage(url: str) -> bool:
+    return not url.startswith("sqlite")
+
+
+def dedupe_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep one row per (run_id, metric): the last written. Row order is otherwise preserved."""
+    seen: dict[tuple[str, str], int] = {}
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        k = (str(r.get("run_id", "")), str(r.get("metric", "")))
+        if k in seen and k[0]:
+            out[seen[k]] = r
+        else:
+            seen[k] = len(out)
+            out.append(r)
+    return out
+
+
+def read_study_rows(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """Read and deduplicate result rows from CSV files (missing files are an error)."""
+    from ..errors import DataError
+
+    rows: list[dict[str, Any]] = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise DataError(f"results file not found: {path}")
+        got = read_rows(path)
+        if got and not {"method", "dataset", "metric", "value"} <= set(got[0]):
+            raise DataError(f"{path} is not a zsl-bench results file: needs columns "
+                            f"method, dataset, metric, value (see zsl_bench.results.COLUMNS)")
+        rows.extend(got)
+    return dedupe_rows(rows)
+
+
+def write_unit_rows(csv_path: Path, rows: list[dict[str, Any]]) -> bool:
+    """Append a unit's rows unless its run id is already there. Returns whether rows were written."""
+    if not rows:
+        return False
+    with file_lock(_lock_of(csv_path)):
+        if rows[0]["run_id"] in {r.get("run_id") for r in read_rows(csv_path)}:
+            return False
+        append_rows(csv_path, rows)
+    return True
+
+
+def _lock_of(csv_path: Path) -> Path:
+    return csv_path.with_name(csv_path.name + ".lock")
+
+
+class PruningReporter:
+    """``Reporter`` that feeds per-epoch validation H to an Optuna trial and stops pruned trials."""
+
+    def __init__(self, trial: Any, inner: Any = None) -> None:
+        self.trial, self.inner = trial, inner
+
+    def on_epoch(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
+        if self.inner is not None:
+            self.inner.on_epoch(phase, epoch, metrics)
+        # Only the validation phase of the `val` protocol is what a search may select on.
+        value = metrics.get("val_h", metrics.get("h")) if phase == "val" else None
+        if value is None or not math.isfinite(float(value)):
+            return
+        self.trial.report(float(value), int(epoch))
+        if self.trial.should_prune():
+            import optuna
+
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} (val H {float(value):.2f})")
+
+
+class _History:
+    """Reporter that keeps per-epoch metrics so MLflow can log them when the unit completes."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, Any]] = []
+
+    def on_epoch(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs.append({"phase": phase, "epoch": epoch, **metrics})
+
+
+@dataclass
+class StudyOutcome:
+    """What a worker saw: rows of finished units (all workers'), failures, and the search results."""
+
+    rows: list[dict[str, Any]]
+    trial_rows: list[dict[str, Any]]
+    failed: list[tuple[str, str]]  # (unit description, reason)
+    ran: int  # units this worker executed
+    best: dict[str, dict[str, Any]]  # dataset -> {"params": ..., "value": ...} for searches
+
+
+class StudyRunner:
+    """Executes a :class:`StudySpec` as Optuna trials; any number of these may share one storage.
+
+    Building a runner writes nothing: the output directory and the storage are made by :meth:`run`.
+
+    Args:
+        spec: the validated study.
+        out: output directory (``results.csv``, ``trials.csv``, ``curves/``, ``runs/``, ``optuna.db``).
+        storage: Optuna storage URL; default ``sqlite:///<out>/optuna.db`` (one worker).
+        run_fn: the per-unit function (default: ``runner.run_one`` on data loaded once per runner).
+            Configs are resolved and checked for drift whatever runs the units.
+        tracker: a :class:`zsl_bench.tracking.Tracker` or None (no MLflow).
+        progress: show tqdm bars.
+        rerun_changed: rerun finished units whose config the code now resolves differently (a
+            method preset or default changed); without it such units stop the study with an error.
+        keep_checkpoints: keep ``runs/<run_id>/ckpt`` of finished units (attention figures rebuild
+            models from them); False removes them once the unit's rows are written.
+        timing: heartbeat / grace / poll periods (default: :meth:`Timing.from_env`).
+    """
+
+    def __init__(self, spec: StudySpec, out: str | os.PathLike[str], *, storage: str | None = None,
+                 run_fn: RunFn | None = None, tracker: Any = None, progress: bool = True,
+                 rerun_changed: bool = False, keep_checkpoints: bool = True, timing: Timing | None = None) -> None:
+        self.spec = spec
+        self.out = Path(out)
+        self.url = storage_url(self.out, storage)
+        self.queue = WorkQueue(self.url, timing or Timing.from_env())
+        self.run_fn = run_fn or self._run_one
+        self.tracker = tracker
+        self.progress = progress
+        self.rerun_changed = rerun_changed
+        self.keep_checkpoints = keep_checkpoints
+        self.failed: list[tuple[str, str]] = []
+        self.ran = 0
+        self.best: dict[str, dict[str, Any]] = {}
+        self._expected: dict[str, set[str]] = {}  # study name -> unit keys this run stands for
+        self._data: dict[tuple[Any, ...], Any] = {}  # loaded datasets, shared by this runner's units
+
+    # -- paths
+    @property
+    def storage(self) -> Any:
+        self.out.mkdir(parents=True, exist_ok=True)  # a SQLite storage lives in <out>
+        return self.queue.storage
+
+    @property
+    def results_csv(self) -> Path:
+        return self.out / "results.csv"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.out / "trials.csv"
+
+    def study_name(self, dataset: str, phase: str = "grid") -> str:
+        return f"{self.spec.name}.{dataset}" + ("" if phase == "grid" else f".{phase}")
+
+    def _study(self, name: str, sampler: Any = None, pruner: Any = None) -> Any:
+        _ = self.storage
+        return self.queue.study(name, sampler, pruner)
+
+    # -- data and the default run function
+    def load_data(self, dataset: str) -> Any:
+        """``dataset`` as this study reads it (real or simulated), loaded once per runner."""
+        from ..data.loader import load_dataset
+
+        key = (dataset, self.spec.data_root, self.spec.sim, self.spec.sim_seed)
+        if key not in self._data:
+            self._data[key] = load_dataset(dataset, self.spec.data_root, sim_preset=self.spec.sim,
+                                           sim_seed=self.spec.sim_seed)
+        return self._data[key]
+
+    def _run_one(self, unit: Unit, *, out_dir: Path, reporter: Any = None, progress: bool = True) -> Any:
+        from ..runner import run_one
+
+        return run_one(unit.spec, out_dir=out_dir, reporter=reporter, progress=progress,
+                       data=self.load_data(unit.spec.dataset))
+
+    # -- entry point
+    def run(self) -> StudyOutcome:
+        """Run (or resume, or join) the study on every dataset; returns the finished units' rows."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        check_configs(self.spec)
+        self.out.mkdir(parents=True, exist_ok=True)
+        parent = self.tracker.study_run(self.spec) if self.tracker else contextlib.nullcontext()
+        with parent:
+            # Every dataset's finished units against the code's configs, before any training. Search
+            # finals are checked when their units are known, in _run_units.
+            for ds in self.spec.datasets:
+                if self.spec.is_search:
+                    self._check_search(ds)
+                else:
+                    self._check_changed(self._study(self.study_name(ds)), grid_units(self.spec, ds))
+            for ds in self.spec.datasets:
+                if self.spec.is_search:
+                    self._run_search(ds)
+                else:
+                    self._run_units(self._study(self.study_name(ds)), grid_units(self.spec, ds), "grid")
+            rows = self.collect("results")
+            trial_rows = self.collect("trials") if self.spec.is_search else []
+            if self.tracker:
+                self.tracker.log_study_artifacts(self.out)
+        return StudyOutcome(rows, trial_rows, self.failed, self.ran, self.best)
+
+    # -- config drift
+    def _recorded_digests(self, t: Any) -> set[str]:
+        """Config digests a finished trial's unit was trained from (rows, or the claim's for failures)."""
+        from optuna.trial import TrialState
+
+        if t.state == TrialState.COMPLETE:
+            return {r.get("config_hash", "") for r in json.loads(t.user_attrs.get("rows", "[]"))} - {""}
+        if t.state == TrialState.FAIL and "failure" in t.user_attrs:
+            return {t.user_attrs.get("config_hash", "")} - {""}
+        return set()
+
+    def _check_changed(self, study: Any, units: list[Unit]) -> Any:
+        """Stop (or, with ``rerun_changed``, rerun) finished units trained from another config.
+
+        A unit's key covers the spec (method, dataset, seed, overrides), not the method presets or
+        config defaults in the code. Rows record the digest of the config they were trained from
+        (failed trials: the digest stored at claim time); if the code now resolves another one,
+        reusing them would put numbers from two configs in one table.
+
+        Cleanup comes first and touches only what is older than this check (rows of the old digest,
+        older curves and MLflow runs); the trial is superseded last. A crash in between leaves it
+        COMPLETE, so the next run does both again; a worker that lost a race removes nothing new.
+        Returns the study, reloaded if trials were superseded (Optuna caches finished trials).
+        """
+        from optuna.trial import TrialState
+
+        seen_at = time.time()
+        by_key = {u.key: u for u in units}
+        changed: list[tuple[Any, Unit, str, str]] = []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            unit = by_key.get(t.user_attrs.get("unit_key"))
+            if unit is None or "superseded" in t.user_attrs:
+                continue
+            recorded = self._recorded_digests(t)
+            if recorded and recorded != {now := unit.requested_digest()}:
+                changed.append((t, unit, ",".join(sorted(recorded)), now))
+        if not changed:
+            return study
+        listed = "; ".join(f"{u.desc} (config {old} -> {now})" for _, u, old, now in changed[:5]) + (
+            f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        if not self.rerun_changed:
+            raise ConfigError(f"{self.out}: {len(changed)} finished unit(s) of {study.study_name} were trained from "
+                              f"another config than the code resolves now (a preset or default changed): {listed}. "
+                              "Rerun with --rerun-changed to redo them, or use a new --out")
+        log.warning("%s: rerunning %d unit(s) whose config changed: %s", study.study_name, len(changed), listed)
+        with file_lock(_lock_of(self.results_csv)):
+            remove_runs(self.results_csv, {u.run_id for _, u, _, _ in changed},
+                        keep_hashes={now for *_, now in changed})
+        for _, u, old, now in changed:
+            curve = self.out / "curves" / f"{u.run_id}.npz"
+            with contextlib.suppress(FileNotFoundError):
+                if curve.stat().st_mtime < seen_at:
+                    curve.unlink()
+            if self.tracker:  # the old MLflow runs stay, tagged, so the rerun can be logged
+                self.tracker.supersede_unit(u.key, f"config {old} -> {now}", before=seen_at)
+        # Checkpoints need no cleanup: their fingerprint holds the config, so old ones are ignored.
+        self.queue.supersede([(t, f"config {old} -> {now}") for t, _, old, now in changed])
+        return self.queue.reload(study)
+
+    def _check_search(self, dataset: str) -> None:
+        """A search whose finished trials were trained from another config cannot be partly redone."""
+        from optuna.trial import TrialState
+
+        study = self.queue.load(self.study_name(dataset, "search"))
+        if study is None:
+            return
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            recorded, unit_json = self._recorded_digests(t), t.user_attrs.get("unit")
+            if recorded and unit_json and recorded != {now := Unit.from_json(unit_json).requested_digest()}:
+                raise ConfigError(f"{self.out}: search trial {t.number} of {study.study_name} was trained from another "
+                                  f"config than the code resolves now (config {','.join(sorted(recorded))} -> {now}; "
+                                  "a preset or default changed). A search's history cannot be partly redone: "
+                                  "use a new --out")
+
+    # -- grid-like execution over fixed units
+    def _run_units(self, study: Any, units: list[Unit], phase: str) -> None:
+        from tqdm.auto import tqdm
+
+        keys = {u.key for u in units}
+        self._expected.setdefault(study.study_name, set()).update(keys)
+        if phase == "final":  # grid units were checked up front in run()
+            study = self._check_changed(study, units)
+        bar = tqdm(total=len(units), desc=f"{study.study_name} units", unit="unit", disable=not self.progress,
+                   leave=False)
+        while True:
+            self.queue.fail_stale(study)
+            self.queue.ensure_enqueued(study, units)
+            trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("unit_key") in keys]
+            done = {t.user_attrs["unit_key"] for t in trials if t.state.is_finished() and live(t)}
+            bar.n = len(done)
+            bar.refresh()
+            if len(done) >= len(keys):
+                break
+            frozen = self.queue.claim(study, keys)
+            if frozen is None:
+                # Others hold the remaining units: wait for them to finish or to go stale.
+                time.sleep(self.queue.timing.poll_s)
+                continue
+            with self.queue.heartbeat(frozen):
+                dup = self.queue.duplicate_of(study, frozen)
+                if dup is not None:
+                    self.queue.set_attr(frozen, "duplicate_of", dup.number)
+                    self.queue.finish(frozen, "FAIL")
+                    continue
+                unit = Unit.from_json(frozen.user_attrs["unit"])
+                # Lets _check_changed judge a unit that fails (it leaves no rows with a digest).
+                self.queue.set_attr(frozen, "config_hash", unit.requested_digest())
+                self._execute(frozen, unit, phase)
+        bar.close()
+
+    def _execute(self, frozen: Any, unit: Unit, phase: str, trial: Any = None) -> float | None:
+        """Run one claimed unit, record rows / curve / MLflow, and finish its trial."""
+        import optuna
+
+        csv_path = self.trials_csv if phase == "trial" else self.results_csv
+        existing = [r for r in read_rows(csv_path) if r.get("run_id") == unit.run_id]
+        if existing:
+            want = unit.requested_digest()
+            if {r.get("config_hash", "") for r in existing} - {"", want}:
+                # Rows of another config under this run id (a --rerun-changed cleanup cut short): never reuse.
+                with file_lock(_lock_of(csv_path)):
+                    remove_runs(csv_path, {unit.run_id}, keep_hashes={want})
+                existing = [r for r in existing if r.get("config_hash", "") in ("", want)]
+        if existing:
+            # Finished before a kill, between writing rows and telling Optuna: reuse, do not redo.
+            value = _objective(existing, phase)
+            self.queue.set_attr(frozen, "rows", json.dumps(existing))
+            self.queue.finish(frozen, "COMPLETE", value)
+            return value
+        history = _History()
+        reporter: Any = PruningReporter(trial, history) if trial is not None else history
+        t0 = time.time()
+        run_dir = self.out / "runs" / unit.run_id
+        try:
+            result = self.run_fn(unit, out_dir=run_dir, reporter=reporter, progress=self.progress)
+        except optuna.TrialPruned as exc:
+            self.queue.set_attr(frozen, "failure", f"pruned: {exc}")
+            self.queue.finish(frozen, "PRUNED")
+            if self.tracker:
+                self.tracker.log_unit(unit, history=history.epochs, status="KILLED", reason=f"pruned: {exc}")
+            self.ran += 1
+            return None
+        except TrainingError as exc:
+            reason = str(exc) or type(exc).__name__
+            log.warning("unit %s failed: %s", unit.desc, reason)
+            self.failed.append((unit.desc, reason))
+            self.queue.set_attr(frozen, "failure", reason)
+            self.queue.finish(frozen, "FAIL")
+            if self.tracker:
+                self.tracker.log_unit(unit, history=history.epochs, status="FAILED", reason=reason)
+            self.ran += 1
+            return None
+        rows = [dict(r) for r in result.rows]
+        if not rows or any(r.get("run_id") != unit.run_id for r in rows):
+            raise ZSLError(f"the run of {unit.desc} returned no rows or rows of another run id "
+                           f"(expected run_id {unit.run_id} from its RunSpec)")
+        if phase == "trial" and not any(r.get("metric") == "val_h" for r in rows):
+            raise ZSLError(f"the run of search trial {unit.desc} returned no val_h row to optimise")
+        value = _objective(rows, phase)
+        self.queue.set_attr(frozen, "rows", json.dumps(rows, default=str))
+        self.queue.set_attr(frozen, "wall_time_s", round(time.time() - t0, 3))
+        curve = self._save_curve(unit, result)
+        write_unit_rows(csv_path, rows)
+        if not self.keep_checkpoints:
+            # The rows are the unit's record now; its checkpoints would only be skipped on a rerun.
+            shutil.rmtree(run_dir / "ckpt", ignore_errors=True)
+        if self.tracker:
+            hist = list(getattr(result, "history", None) or []) or history.epochs
+            self.tracker.log_unit(unit, result=result, rows=rows, history=hist, curve=curve)
+        self.queue.finish(frozen, "COMPLETE", value)
+        self.ran += 1
+        return value
+
+    def _save_curve(self, unit: Unit, result: Any) -> Path | None:
+        """The unit's test U-S curve as ``<out>/curves/<run_id>.npz`` (plots regenerate from files)."""
+        s = unit.spec
+        # Search trials' curves go one level down, so the study's U–S figure shows final runs only.
+        path = self.out / "curves" / ("trials" if unit.phase == "trial" else "") / f"{unit.run_id}.npz"
+        return write_curve(path, result, method=s.method, variant=s.variant, dataset=s.dataset, seed=s.seed,
+                           protocol=s.protocol, source="simulated" if s.sim_preset else "real")
+
+    # -- Optuna search
+    def _sampler(self) -> Any:
+        import optuna
+
+        s = self.spec.search
+        assert s is not None
+        if s.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=s.seed)
+        if s.sampler == "grid":
+            return optuna.samplers.GridSampler(_grid_space(s.space), seed=s.seed)
+        return optuna.samplers.TPESampler(seed=s.seed)
+
+    def _pruner(self) -> Any:
+        import optuna
+
+        s = self.spec.search
+        assert s is not None
+        if s.pruner == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        if s.pruner == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.NopPruner()
+
+    def _run_search(self, dataset: str) -> None:
+        import optuna
+        from optuna.trial import TrialState
+        from tqdm.auto import tqdm
+
+        s = self.spec.search
+        assert s is not None
+        study = self._study(self.study_name(dataset, "search"), self._sampler(), self._pruner())
+        method, seed = self.spec.methods[0], self.spec.seeds[0]
+        counted = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        start = time.time()
+        bar = tqdm(total=s.n_trials, desc=f"{study.study_name} trials", unit="trial", disable=not self.progress,
+                   leave=False)
+        while True:
+            self.queue.fail_stale(study)
+            trials = study.get_trials(deepcopy=False)
+            used = sum(1 for t in trials if t.state in counted or (t.state == TrialState.FAIL and "failure" in
+                                                                   t.user_attrs))
+            bar.n = min(used, s.n_trials or used)
+            bar.refresh()
+            if s.n_trials is not None and used >= s.n_trials:
+                break
+            if s.timeout is not None and time.time() - start > s.timeout:
+                break
+            if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
+                break
+            trial = self.queue.ask(study)  # beating as soon as it is RUNNING; see WorkQueue.fail_stale
+            params = {p.key: _suggest(trial, p) for p in s.space}
+            unit = make_unit(self.spec, method, dataset, seed, f"trial-{trial.number}",
+                             merge(self.spec.base_for(method), nest(params, "search.space")), phase="trial")
+            self.queue.set_attr(trial, "unit", unit.to_json())
+            self.queue.set_attr(trial, "unit_key", unit.key)
+            with self.queue.heartbeat(trial):
+                self._execute(trial, unit, "trial", trial=trial)
+        bar.close()
+        # Others may still run trials of this budget: the best is chosen once every trial has ended.
+        while any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
+            self.queue.fail_stale(study)
+            time.sleep(self.queue.timing.poll_s)
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+        if not complete:
+            log.warning("search %s finished no trial; no final runs", study.study_name)
+            return
+        best = max(complete, key=lambda t: (t.value, -t.number))
+        self.best[dataset] = {"params": dict(best.params), "value": best.value, "trial": best.number}
+        log.info("%s: best trial %d, val H %.2f, params %s", study.study_name, best.number, best.value,
+                 best.params)
+        overrides = merge(self.spec.base_for(method), nest(dict(best.params), "search.space"))
+        final = [make_unit(self.spec, method, dataset, sd, "best", overrides, phase="final") for sd in self.spec.seeds]
+        self._run_units(self._study(self.study_name(dataset, "final")), final, "final")
+
+    # -- collecting results of every worker
+    def _belongs(self, unit_json: str | None) -> bool:
+        """Whether a stored unit is part of this spec as run now (an edited spec or --sim may differ)."""
+        if not unit_json:
+            return False
+        u = Unit.from_json(unit_json)
+        s, r = self.spec, u.spec
+        return (r.method in s.methods and r.seed in s.seeds and r.protocol == s.protocol
+                and r.sim_preset == s.sim and (u.phase != "grid" or r.variant in (s.variants or {"default": {}})))
+
+    def collect(self, which: str = "results") -> list[dict[str, Any]]:
+        """Rows of every finished unit in storage (any worker); fills in local CSVs missing some."""
+        from optuna.trial import TrialState
+
+        csv_path = self.trials_csv if which == "trials" else self.results_csv
+        names = []
+        for ds in self.spec.datasets:
+            if self.spec.is_search:
+                names.append(self.study_name(ds, "search" if which == "trials" else "final"))
+            else:
+                names.append(self.study_name(ds))
+        rows: list[dict[str, Any]] = []
+        for name in names:
+            study = self.queue.load(name)
+            if study is None:
+                continue
+            expected = self._expected.get(name)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                # Units of this run only: an edited base / per_method / --set leaves the old units COMPLETE
+                # in the same study, under other keys.
+                if expected is not None and t.user_attrs.get("unit_key") not in expected:
+                    continue
+                if self._belongs(t.user_attrs.get("unit")):
+                    rows.extend(json.loads(t.user_attrs.get("rows", "[]")))
+        with file_lock(_lock_of(csv_path)):
+            have = {r.get("run_id") for r in read_rows(csv_path)}
+            missing = [r for r in rows if r.get("run_id") not in have]
+            if missing:
+                append_rows(csv_path, missing)
+        return dedupe_rows(rows)
+
+
+def _objective(rows: list[dict[str, Any]], phase: str) -> float:
+    """Trials optimise validation H (their ``val_h`` row); other units store test H for reference."""
+    by_metric = {r.get("metric"): r.get("value") for r in rows}
+    value = by_metric.get("val_h") if phase == "trial" else by_metric.get("h")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _suggest(trial: Any, p: SearchParam) -> Any:
+    if p.type == "categorical":
+        return trial.suggest_categorical(p.key, list(p.choices))
+    if p.type == "int":
+        return trial.suggest_int(p.key, int(p.low), int(p.high), step=int(p.step or 1))  # type: ignore[arg-type]
+    return trial.suggest_float(p.key, p.low, p.high, log=p.type == "log_float",  # type: ignore[arg-type]
+                               step=p.step if p.type == "float" else None)
+
+
+def _grid_space(space: tuple[SearchParam, ...]) -> dict[str, list[Any]]:
+    import numpy as np
+
+    out: dict[str, list[Any]] = {}
+    for p in space:
+        if p.type == "categorical":
+            out[p.key] = list(p.choices)
+        else:
+            assert p.low is not None and p.high is not None and p.step is not None
+            vals = np.arange(p.low, p.high + p.step / 2, p.step)
+            out[p.key] = [int(v) for v in vals] if p.type == "int" else [float(v) for v in vals]
+    return out
+
+
+__all__ = ["PruningReporter", "RunFn", "StudyOutcome", "StudyRunner", "dedupe_rows", "is_server_storage",
+           "read_study_rows", "storage_url", "write_unit_rows"]
