@@ -241,3 +241,32 @@ def copy_params(dst: torch.nn.Module, src: torch.nn.Module, mapping: dict[str, s
             if dp[ours].shape != value.shape:
                 raise ValueError(f"{ours} {tuple(dp[ours].shape)} <- {theirs} {tuple(value.shape)}")
             dp[ours].copy_(value)
+
+
+def trajectory(pairs: list[tuple[torch.nn.Module, torch.optim.Optimizer, Any]],
+               data: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Train each (model, optimizer, loss_fn(x, y)) on the same batches; the per-step losses of each."""
+    losses: list[list[torch.Tensor]] = [[] for _ in pairs]
+    for xb, yb in data:
+        for (model, opt, loss_fn), sink in zip(pairs, losses):
+            model.train()
+            opt.zero_grad()
+            loss = loss_fn(xb, yb)
+            loss.backward()
+            opt.step()
+            sink.append(loss.detach())
+    return [torch.stack(s) for s in losses]
+
+
+def compare_grads(report: Report, key: str, ours_loss: torch.Tensor, official_loss: torch.Tensor,
+                  ours: torch.nn.Module, official: torch.nn.Module, mapping: dict[str, str]) -> None:
+    """Gradient of one loss term with respect to every trainable parameter of ours, mapped to theirs."""
+    op = dict(ours.named_parameters())
+    tp = dict(official.named_parameters())
+    names = [n for n in mapping if op[n].requires_grad]
+    g_ours = torch.autograd.grad(ours_loss, [op[n] for n in names], retain_graph=True, allow_unused=True)
+    g_off = torch.autograd.grad(official_loss, [tp[mapping[n]] for n in names], retain_graph=True,
+                                allow_unused=True)
+    for n, a, b in zip(names, g_ours, g_off):
+        report.compare(f"grad d{key}/d{n}", a if a is not None else torch.zeros_like(op[n]),
+                       b if b is not None else torch.zeros_like(op[n]))
