@@ -174,35 +174,20 @@ def check(ds: str, variant: str, module, root: Path, args) -> common.Report:
     ot, tt = our_terms(ours, x, y), official_terms(official, x, y, cfg.w_distill, task.num_classes)
     for key in ("s1", "s2", "ce", "self_cal", "distill", "loss"):
         report.compare(f"forward {key}", ot[key], tt[key])
-    ours_params = [p for p in ours.parameters() if p.requires_grad]
-    off_params = [dict(official.named_parameters())[PARAMS[n]] for n, p in ours.named_parameters()
-                  if p.requires_grad]
-    names = [n for n, p in ours.named_parameters() if p.requires_grad]
     for key in ("ce", "self_cal", "distill", "loss"):
-        g_ours = torch.autograd.grad(ot[key], ours_params, retain_graph=True, allow_unused=True)
-        g_off = torch.autograd.grad(tt[key], off_params, retain_graph=True, allow_unused=True)
-        for n, p_o, a, b in zip(names, ours_params, g_ours, g_off):
-            report.compare(f"grad d{key}/d{n}", a if a is not None else torch.zeros_like(p_o),
-                           b if b is not None else torch.zeros_like(p_o))
+        common.compare_grads(report, key, ot[key], tt[key], ours, official, PARAMS)
 
     # Trajectory: same batches, our optimizer from the harness, theirs as MSDN_<ds>.py builds it.
-    opt_ours = build_optimizer(ours_params, TrainConfig(**tr))
+    opt_ours = build_optimizer([p for p in ours.parameters() if p.requires_grad], TrainConfig(**tr))
     opt_off = torch.optim.RMSprop([p for p in official.parameters() if p.requires_grad],
                                   lr=float(off["lr"][0]), weight_decay=float(off["weight_decay"][0]),
                                   momentum=float(off["momentum"][0]))
-    loss_ours, loss_off = [], []
-    for xb, yb in data:
-        for model, opt, terms, sink in ((ours, opt_ours, lambda: our_terms(ours, xb, yb)["loss"], loss_ours),
-                                        (official, opt_off,
-                                         lambda: official_terms(official, xb, yb, float(off["w_distill"][0]),
-                                                                task.num_classes)["loss"], loss_off)):
-            model.train()
-            opt.zero_grad()
-            loss = terms()
-            loss.backward()
-            opt.step()
-            sink.append(loss.detach())
-    report.compare(f"trajectory loss, {args.steps} steps", torch.stack(loss_ours), torch.stack(loss_off))
+    w_off = float(off["w_distill"][0])
+    loss_ours, loss_off = common.trajectory(
+        [(ours, opt_ours, lambda xb, yb: our_terms(ours, xb, yb)["loss"]),
+         (official, opt_off, lambda xb, yb: official_terms(official, xb, yb, w_off, task.num_classes)["loss"])],
+        data)
+    report.compare(f"trajectory loss, {args.steps} steps", loss_ours, loss_off)
     off_named = dict(official.named_parameters())
     for n, p in ours.named_parameters():
         if p.requires_grad:
