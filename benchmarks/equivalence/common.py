@@ -259,8 +259,11 @@ def trajectory(pairs: list[tuple[torch.nn.Module, torch.optim.Optimizer, Any]],
 
 
 def compare_grads(report: Report, key: str, ours_loss: torch.Tensor, official_loss: torch.Tensor,
-                  ours: torch.nn.Module, official: torch.nn.Module, mapping: dict[str, str]) -> None:
-    """Gradient of one loss term with respect to every trainable parameter of ours, mapped to theirs."""
+                  ours: torch.nn.Module, official: torch.nn.Module, mapping: dict[str, str],
+                  transform: dict[str, Any] | None = None) -> None:
+    """Gradient of one loss term with respect to every trainable parameter of ours, mapped to theirs
+    (``transform[name]`` maps the official gradient to our layout, as for :func:`copy_params`)."""
+    transform = transform or {}
     op = dict(ours.named_parameters())
     tp = dict(official.named_parameters())
     names = [n for n in mapping if op[n].requires_grad]
@@ -268,5 +271,6 @@ def compare_grads(report: Report, key: str, ours_loss: torch.Tensor, official_lo
     g_off = torch.autograd.grad(official_loss, [tp[mapping[n]] for n in names], retain_graph=True,
                                 allow_unused=True)
     for n, a, b in zip(names, g_ours, g_off):
+        b = b if b is not None else torch.zeros_like(tp[mapping[n]])
         report.compare(f"grad d{key}/d{n}", a if a is not None else torch.zeros_like(op[n]),
-                       b if b is not None else torch.zeros_like(op[n]))
+                       transform[n](b) if n in transform else b)

@@ -242,7 +242,8 @@ def check(ds: str, module, root: Path, args) -> common.Report:
     for key in ("logits", "ce", "self_cal", "attr_reg", "loss"):
         report.compare(f"forward {key}", ot[key], tt[key])
     for key in ("ce", "self_cal", "attr_reg", "loss"):
-        common.compare_grads(report, key, ot[key], tt[key], ours, official, mapping)
+        common.compare_grads(report, key, ot[key], tt[key], ours, official, mapping,
+                             transform={"geo.weight": lambda w: w[:, perm]})
 
     opt_cfg = TrainConfig(**{**tr, "optimizer": off["optimizer"][0], "lr": off["lr"][0],
                              "weight_decay": off["weight_decay"][0], "momentum": off["momentum"][0]})
