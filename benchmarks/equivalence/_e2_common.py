@@ -140,3 +140,23 @@ def random_features(seed: int, task: Any, n: int, relu: bool = True) -> tuple[np
     if relu:
         x = np.maximum(x, 0)
     return x, y.astype(np.int64)
+
+
+class Mvp18Stub:
+    """Stands in for ``self`` of an mvp18/Popular-ZSL-Algorithms class (ALE, SJE, DeViSE, ...).
+
+    Their ``__init__`` reads xlsa17 .mat files from a hard-coded path; the methods under test
+    only read these attributes, so the stub sets them from our random task instead.
+    X_train [d, N], labels_train [N] local seen ids, train_sig [A, S].
+    """
+
+    def __init__(self, off_cls: Any, x: np.ndarray, y_local: np.ndarray, sig: np.ndarray, **args: Any) -> None:
+        self._cls = off_cls
+        self.X_train = np.ascontiguousarray(x.T, dtype=np.float64)
+        self.labels_train = np.asarray(y_local)
+        self.train_sig = np.asarray(sig, dtype=np.float64)
+        self.args = argparse.Namespace(**args)
+
+    def __getattr__(self, name: str) -> Any:  # bind the official methods to this stub
+        fn = getattr(self._cls, name)
+        return fn.__get__(self)
