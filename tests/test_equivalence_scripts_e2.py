@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EQ = ROOT / "benchmarks" / "equivalence"
-SCRIPTS = ["sae", "ale", "eszsl", "sje", "devise", "tfvaegan"]
+SCRIPTS = ["sae", "ale", "eszsl", "sje", "devise", "tfvaegan", "fclswgan"]
 sys.path.insert(0, str(EQ))
 
 from _e2_common import Report, load_file, max_diff  # noqa: E402
