@@ -108,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     rep.check("critic D(x, a) vs MLP_CRITIC (official output bias set to 0)",
               ours.critic(torch.cat([real, att], 1)), netD(real, att), 1e-12)
     block = class_block(ours.seen, torch.float64)
-    ymap = torch.searchsorted(seen, y)  # util.map_label
     fake = netG(z, att)
     rep.check("pretrained classifier: ours log-softmax over seen vs LINEAR_LOGSOFTMAX",
               torch.log_softmax(ours.pre_classifier(fake) + block, 1)[:, seen], pre(fake), 1e-12)
@@ -191,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.check_true("synthetic labels: same classes and order", bool(torch.equal(l_ours, l_off)))
     rep.measure("synthetic features, same seed (official: noise per class, float32 buffers)",
                 f_ours, f_off.double())
+    torch.set_default_dtype(torch.float32)  # restore for callers that import main()
     return rep.finish()
 
 

@@ -44,6 +44,60 @@ def official_functions(path: str, opt: argparse.Namespace) -> dict:
     return ns
 
 
+class _SeenData:
+    """Stands in for ``util.DATA_LOADER``: only what the training loop reads (ntrain, next_seen_batch)."""
+
+    def __init__(self, x: torch.Tensor, att: torch.Tensor) -> None:
+        self.ntrain, self.x, self.att = x.shape[0], x, att
+
+    def next_seen_batch(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randperm(self.ntrain)[0:batch]  # as image_util.py:92-97
+        return self.x[idx], self.att[idx]
+
+
+def count_steps(optimizers: dict, run) -> dict:
+    """Run ``run()`` and count ``step()`` calls of each named optimizer."""
+    counts = {name: 0 for name in optimizers}
+    originals = {}
+    for name, o in optimizers.items():
+        originals[name] = o.step
+
+        def stepped(*a, _name=name, _orig=o.step, **k):
+            counts[_name] += 1
+            return _orig(*a, **k)
+
+        o.step = stepped
+    try:
+        run()
+    finally:
+        for name, o in optimizers.items():
+            o.step = originals[name]
+    return counts
+
+
+def run_official_epoch(path: str, ns: dict) -> None:
+    """Execute one epoch of the official loop (train_images.py, the body of ``for epoch``:
+    ``for loop in range(feedback_loop)`` with the critic, decoder, encoder, generator and
+    feedback steps), unchanged, in ``ns``. Its unconditional ``.cuda()`` calls (e.g. :166, :215)
+    are made no-ops for the duration (CPU run)."""
+    tree = ast.parse(open(path).read())
+    sample = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "sample"]
+    epoch_loop = next(n for n in tree.body if isinstance(n, ast.For) and getattr(n.target, "id", "") == "epoch")
+    body = [epoch_loop.body[0]]  # the ``for loop in range(0, opt.feedback_loop)`` statement
+    code = compile(ast.Module(body=sample + body, type_ignores=[]), path, "exec")
+    cuda = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    try:
+        exec(code, ns)
+    finally:
+        torch.Tensor.cuda = cuda
+
+
+class _NoGrads:
+    def add(self, *_: object) -> None:
+        pass
+
+
 def copy_linear(dst: torch.nn.Linear, src: torch.nn.Linear) -> None:
     with torch.no_grad():
         dst.weight.copy_(src.weight)
@@ -162,9 +216,53 @@ def main(argv: list[str] | None = None) -> int:
     dec_fake_ours = ours.decoder(fake)[0]
     rep.measure("cycle term: ours mean L1(Dec(x̃), a) vs official WeightedL1(normalised Dec(x̃), a)",
                 F.l1_loss(dec_fake_ours, att), fns["WeightedL1"](netDec(fake), att))
-    n = 1000
-    rep.value(f"generator steps per epoch, official (feedback_loop 2 × ⌈n/B⌉, n={n})", 2 * -(-n // B))
-    rep.value(f"generator steps per epoch, ours (⌊n/B⌋, n={n})", max(1, n // B))
+    # 5. one epoch of the official loop, run unchanged, vs one epoch of ours: optimiser steps
+    n = 4 * B + 3
+    xs = torch.rand(n, Fd, generator=g)
+    ys = torch.randint(0, 20, (n,), generator=g)
+    att_n = torch.as_tensor(task.att, dtype=torch.float64)[ys]
+    o = argparse.Namespace(**{**vars(opt), "feedback_loop": 2, "critic_iter": 5, "encoded_noise": True,
+                              "freeze_dec": False, "lambda1": 10.0, "beta1": 0.5})
+    optims = {"encoder": torch.optim.Adam(netE.parameters(), lr=1e-4),  # train_images.py:109-113
+              "generator": torch.optim.Adam(netG.parameters(), lr=1e-4, betas=(0.5, 0.999)),
+              "critic": torch.optim.Adam(netD.parameters(), lr=1e-4, betas=(0.5, 0.999)),
+              "feedback": torch.optim.Adam(netF.parameters(), lr=1e-5, betas=(0.5, 0.999)),
+              "decoder": torch.optim.Adam(netDec.parameters(), lr=1e-4, betas=(0.5, 0.999))}
+    ns = {**fns, "opt": o, "data": _SeenData(xs, att_n), "netE": netE, "netG": netG, "netD": netD,
+          "netF": netF, "netDec": netDec, "optimizer": optims["encoder"], "optimizerG": optims["generator"],
+          "optimizerD": optims["critic"], "optimizerF": optims["feedback"], "optimizerDec": optims["decoder"],
+          "input_res": torch.zeros(B, Fd), "input_att": torch.zeros(B, A), "noise": torch.zeros(B, A),
+          # 0-dim: the old torch the official code ran on accepted shape [1] grads for scalars
+          "one": torch.tensor(1.0), "mone": torch.tensor(-1.0), "Variable": _variable, "torch": torch, "epoch": 0}
+    fns["opt"] = o
+    for fn in ("loss_fn", "WeightedL1", "calc_gradient_penalty"):
+        fns[fn].__globals__["opt"] = o
+    torch.manual_seed(args.seed + 3)
+    off_counts = count_steps(optims, lambda: run_official_epoch(os.path.join(root, "train_images.py"), ns))
+    rep.value(f"lambda1 after one official epoch (adaptive GP weight, :193-197; starts at 10), n={n}", o.lambda1)
+    ours_cfg = TFVAEGANConfig(hidden=H, batch_size=B, gan_epochs=1, critic_iters=5, n_synth=2, clf_epochs=0)
+    ours2 = TFVAEGAN(ours_cfg, task).double()
+    # Count ours' steps per optimiser by the module its first parameter belongs to.
+    modules = {"critic": ours2.critic, "decoder": ours2.decoder, "feedback": ours2.feedback_net}
+    counts_ours = {"encoder+generator": 0, "critic": 0, "decoder": 0, "feedback": 0}
+    orig_step = torch.optim.Adam.step
+
+    def counting_step(self, *a, **k):
+        first = self.param_groups[0]["params"][0]
+        name = next((nm for nm, mod in modules.items() if any(first is p for p in mod.parameters())),
+                    "encoder+generator")
+        counts_ours[name] += 1
+        return orig_step(self, *a, **k)
+
+    torch.optim.Adam.step = counting_step
+    try:
+        ours2._train_vaegan(xs, torch.as_tensor(task.seen)[ys % len(task.seen)], _NoGrads())
+    finally:
+        torch.optim.Adam.step = orig_step
+    for name in ("generator", "encoder", "critic", "decoder", "feedback"):
+        rep.value(f"optimiser steps in one epoch (n={n}, B={B}), official {name}", off_counts[name])
+    for name, c in counts_ours.items():
+        rep.value(f"optimiser steps in one epoch (n={n}, B={B}), ours {name}", c)
     n_off = sum(p.numel() for p in netE.parameters())
     n_ours = sum(p.numel() for p in ours.encoder.parameters())
     rep.value("encoder parameters, official (fc1, fc3, μ and log σ² heads)", n_off)
@@ -174,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.value("encoder Adam β1, ours (methods/fclswgan.adam)", adam(ours.encoder.parameters(), 1e-4).defaults["betas"][0])
     rep.value("final classifier input width, official [x, â, h] (classifier_images.py)", Fd + A + H)
     rep.value("final classifier input width, ours [x, h]", ours.classifier.in_features)
+    torch.set_default_dtype(torch.float32)  # restore for callers that import main()
     return rep.finish()
 
 
