@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EQ = ROOT / "benchmarks" / "equivalence"
 SCRIPTS = ["sae", "ale", "eszsl", "sje", "devise", "tfvaegan", "fclswgan"]
-sys.path.insert(0, str(EQ))
+sys.path.append(str(EQ))  # for _e2_common; appended so nothing in it shadows other modules
 
 from _e2_common import Report, load_file, max_diff  # noqa: E402
 
