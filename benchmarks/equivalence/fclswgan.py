@@ -5,7 +5,7 @@ The authors' release (MPI-INF project page, ``clswgan.py``, ``model.py``, ``clas
 repositories; ``--official DIR`` takes a directory holding them, e.g. a checkout of
 github.com/EthanZhu90/ZSL_ABP at commit e66ac2c (2018-07-28, "Add files via upload": the five
 release files next to ABP's own; ``git archive e66ac2c``). github.com/lijin118/LisGAN carries the
-same ``model.py`` classes. Labelled as such in docs/fidelity_e2.md.
+same ``model.py`` classes. Labelled as such in docs/FIDELITY.md.
 
 Imports ``model.MLP_G``, ``model.MLP_CRITIC``, ``classifier.LINEAR_LOGSOFTMAX`` and, from
 ``clswgan.py`` (taken out with ``ast``, the script is not run), ``calc_gradient_penalty`` and

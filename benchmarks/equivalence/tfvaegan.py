@@ -8,7 +8,7 @@ compared in float64:
 - forward outputs (generator with and without feedback, decoder hidden layer, critic);
 - each loss term (VAE BCE + KL, gradient penalty, critic loss, cycle term);
 - critic gradients and a 5-step critic trajectory with the official optimiser and the same batches;
-- the documented differences of the training loop are measured (listed in docs/fidelity_e2.md).
+- the documented differences of the training loop are measured (listed in docs/FIDELITY.md).
 Cannot be made equal: the encoder (official: 3 layers with separate μ / log σ² heads; ours: a
 2-layer MLP), hence no joint encoder/generator trajectory.
 
