@@ -16,10 +16,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_engine_device import SEEN, UNSEEN, engine_for, train
 
 from zsl_bench import engine as E
-
-from test_engine_device import SEEN, UNSEEN, engine_for, train
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
