@@ -22,7 +22,7 @@ from test_study_postgres import require_pg
 pytest.importorskip("submitit", reason="submitit is not installed (pip install 'zsl-bench[slurm]')")
 
 
-def _spec(tmp_path: Path, name: str) -> Path:
+def _spec(tmp_path: Path, name: str, more: str = "") -> Path:
     path = tmp_path / "spec.yaml"
     path.write_text(f"""name: {name}
 methods: [ale]
@@ -32,7 +32,7 @@ protocol: val
 sim: tiny
 base: {{train: {{device: cpu, epochs: 3}}}}
 grid: {{sweep: {{train.lr: [0.03, 0.3]}}}}
-""")
+{more}""")
     return path
 
 
@@ -89,12 +89,13 @@ def _stand_in_slurm(bin_dir: Path, record: Path) -> dict[str, str]:
 def test_slurm_launcher_submits_one_job_array(tmp_path: Path) -> None:
     record = tmp_path / "sbatch_script.sh"
     env = _stand_in_slurm(tmp_path / "bin", record)
-    spec_path = _spec(tmp_path, "slurm_case")
+    # Resources from the spec's slurm: section, flags over it (--partition wins over the spec's).
+    spec_path = _spec(tmp_path, "slurm_case", "slurm: {partition: spec-part, time_min: 90, mem_gb: 120, "
+                      "extra: {reservation: week}}\n")
     out = tmp_path / "out"
     res = run_cli(["ablate", spec_path.name, "--out", "out", "--storage", "postgresql://u:p@db.example/zsl",
                    "--workers", "3", "--launcher", "slurm", "--partition", "gpu", "--gpus-per-worker", "2",
-                   "--cpus-per-worker", "16", "--time", "90", "--mem-gb", "120", "--account", "acc",
-                   "--slurm-option", "reservation=week", "--no-wait", "--no-mlflow"], cwd=tmp_path, env=env)
+                   "--cpus-per-worker", "16", "--account", "acc", "--no-wait", "--no-mlflow"], cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "submitted 3 workers" in res.stdout and "4242_0" in res.stdout
     script = record.read_text()
@@ -122,9 +123,13 @@ def test_slurm_launcher_submits_one_job_array(tmp_path: Path) -> None:
     (["--launcher", "slurm", "--slurm-option", "reservation"], ["--slurm-option", "KEY=VALUE"]),
     (["--launcher", "slurm", "--workers", "2"], ["--workers", "--storage"]),
     (["--launcher", "slurm"], ["--launcher slurm", "srun"]),
+    (["--spec-slurm", "slurm: {partitions: gpu}"], ["slurm.partitions", "spec.yaml", "partition"]),
+    (["--spec-slurm", "slurm: {time_min: -5}"], ["slurm", "--time", "integer >= 1"]),
 ])
 def test_bad_launcher_flags_fail_in_one_line(tmp_path: Path, args: list[str], names: list[str]) -> None:
-    spec_path = _spec(tmp_path, "bad_launch")
+    more = args[1] + "\n" if args[:1] == ["--spec-slurm"] else ""
+    args = args[2:] if more else args
+    spec_path = _spec(tmp_path, "bad_launch", more)
     env = cli_env(PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                                        if not (Path(p) / "srun").exists()))
     res = run_cli(["ablate", spec_path, "--out", tmp_path / "out", "--no-mlflow", *args], env=env)

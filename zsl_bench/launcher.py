@@ -79,6 +79,23 @@ class SlurmOptions:
         return params
 
 
+def check_spec_slurm(raw: Any, where: str = "") -> dict[str, Any]:
+    """A spec's ``slurm:`` mapping, checked (field names and values) as :class:`SlurmOptions` does."""
+    import dataclasses
+
+    valid = [f.name for f in dataclasses.fields(SlurmOptions)]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"study key 'slurm'{where} must be a mapping of {', '.join(valid)}")
+    for k in raw:
+        if k not in valid:
+            raise ConfigError(f"unknown key 'slurm.{k}'{where}; valid: {', '.join(valid)}")
+    try:
+        SlurmOptions(**raw)
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"study key 'slurm'{where}: {exc}") from None
+    return dict(raw)
+
+
 def parse_slurm_options(items: Sequence[str]) -> dict[str, str]:
     """``["reservation=x", "exclude=n1"]`` -> ``{"reservation": "x", "exclude": "n1"}``."""
     out = {}

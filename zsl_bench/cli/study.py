@@ -237,11 +237,12 @@ def _launch(args: argparse.Namespace, spec: Any, out: Path, url: str, tracker: A
     from .. import launcher as L
     from ..study import StudyRunner, check_configs
 
-    options = L.SlurmOptions(
-        partition=args.partition, account=args.account, qos=args.qos, constraint=args.constraint,
-        extra=L.parse_slurm_options(args.slurm_option),
-        **{k: v for k, v in (("gpus_per_worker", args.gpus_per_worker), ("cpus_per_worker", args.cpus_per_worker),
-                             ("time_min", args.time), ("mem_gb", args.mem_gb)) if v is not None})
+    flags = {"partition": args.partition, "account": args.account, "qos": args.qos, "constraint": args.constraint,
+             "gpus_per_worker": args.gpus_per_worker, "cpus_per_worker": args.cpus_per_worker,
+             "time_min": args.time, "mem_gb": args.mem_gb}
+    from_spec = dict(spec.slurm)  # the spec's slurm: section, then the flags over it
+    extra = {**from_spec.pop("extra", {}), **L.parse_slurm_options(args.slurm_option)}
+    options = L.SlurmOptions(**{**from_spec, **{k: v for k, v in flags.items() if v is not None}}, extra=extra)
     check_configs(spec)  # a bad spec or preset fails here, before any job is queued
     out = out.resolve()
     spec_arg = Path(args.spec) if args.spec else None
