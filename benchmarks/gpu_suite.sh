@@ -24,7 +24,7 @@ export ZSL_BENCH_SHARED_DATA="${ZSL_BENCH_SHARED_DATA:-$(cd .. && pwd)/shared/da
 # Simulated data goes to a private cache unless one is given (generated once, reused by later runs).
 export ZSL_BENCH_CACHE="${ZSL_BENCH_CACHE:-${TMPDIR:-/tmp}/zsl-bench-gpu-suite-cache}"
 limit="${ZSL_BENCH_SUITE_LIMIT_S:-470}"
-log="${OUT:-.}/gpu_suite.log"
+log="${OUT:-${TMPDIR:-/tmp}}/gpu_suite.log"
 
 start=$(date +%s)
 echo "gpu_suite: $(date -u +%FT%TZ), commit $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown), limit ${limit}s"
