@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_gpu_suite_cpu_smoke_runs_every_section(tmp_path: Path) -> None:
+def test_gpu_suite_cpu_smoke_runs_every_section(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("slow (minutes): run with -m slow")
     env = cli_env(OUT=str(tmp_path), ZSL_BENCH_CACHE=str(tmp_path / "cache"))
     res = subprocess.run(["bash", "benchmarks/gpu_suite.sh", "--cpu-smoke"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=1200)
