@@ -9,6 +9,22 @@ Determinism: a phase seeds ``torch`` and a ``numpy.random.Generator`` from the r
 sampler draws from that generator only. On CPU the same seed gives the same numbers to the last
 digit, and resuming from a checkpoint (model, optimizer, RNG states, history; written atomically
 every epoch) gives the same final numbers as an uninterrupted run.
+
+On CUDA (nothing here changes the CPU path, whose numbers stay bit-identical):
+
+* **precision** is ``train.amp``: ``amp: true`` = bf16 autocast (``precision == "bf16"``), ``amp: false``
+  = fp32 with TF32 off, which is what the official codes compute (CPU runs are always fp32). Rows of a
+  CUDA run record the device and precision in their ``versions`` column (:meth:`Engine.runtime`).
+* **features resident on the device**: the whole dataset is copied once to the GPU when it fits in
+  ``RESIDENT_FRACTION`` of the free memory: fp32 for fp32 runs, fp16 for bf16 runs (ResNet features
+  are post-ReLU and far below fp16's 65504; fp16 keeps 3 more mantissa bits than bf16 at the same
+  size; bf16 if a value does not fit). Batches are gathered on the device and cast to fp32 there.
+* **no host synchronisation per step**: an epoch's batch positions go to the device in one copy;
+  loss terms are summed on the device and the non-finite check is a device flag (the first bad step
+  of each term), both read once at the end of the epoch, which then raises naming the epoch, the
+  step and the term. Scores are kept on the device and copied back once per evaluation.
+* ``ZSL_BENCH_COMPILE=1`` wraps each model's ``forward`` in ``torch.compile`` (CUDA only). It is an
+  execution switch, like the thread count, not a config field, so config digests do not change.
 """
 
 from __future__ import annotations
@@ -28,7 +44,7 @@ import torch
 from .config import ResolvedConfig, TrainConfig
 from .data.store import FeatureSource
 from .data.zsldata import ZSLData
-from .errors import ConfigError, TrainingError
+from .errors import ConfigError, DataError, TrainingError
 from .fileio import atomic_path
 from .protocol import evaluate_scores, select_best
 
@@ -41,6 +57,12 @@ MEMORY_BUDGET_BYTES = 2 * 1024**3  # features below this are held in memory (on 
 # Scoring reads at most this many bytes of float32 features per batch: at CUB's 2048 x 196 regions
 # a 1024-row batch alone would be 1.6 GB, plus the model's [B, 4A, R] intermediates.
 EVAL_CHUNK_BYTES = 128 * 1024**2
+# Scoring on CUDA gathers up to this many bytes of fp32 features per chunk (scores stay on the device).
+EVAL_CHUNK_BYTES_CUDA = 1024**3
+# Share of the free GPU memory the resident features may take (the rest: model, activations, scoring).
+RESIDENT_FRACTION = 0.6
+# Rows copied to the device per transfer when features are made resident.
+RESIDENT_COPY_ROWS = 256
 CKPT_FORMAT = 1
 
 
@@ -64,6 +86,17 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def precision_of(device: torch.device, amp: bool) -> str:
+    """``"bf16"`` when ``train.amp`` autocasts (CUDA only), else ``"fp32"`` (every CPU run)."""
+    return "bf16" if amp and device.type == "cuda" else "fp32"
+
+
+def _compile_requested() -> bool:
+    import os
+
+    return os.environ.get("ZSL_BENCH_COMPILE", "").strip().lower() in ("1", "true", "yes")
 
 
 # ---------------------------------------------------------------- samplers
@@ -142,13 +175,19 @@ class FeatureRows:
     """
 
     def __init__(self, store: FeatureSource, rows: np.ndarray, kind: str, device: torch.device,
-                 budget: int = MEMORY_BUDGET_BYTES) -> None:
+                 budget: int = MEMORY_BUDGET_BYTES, resident: torch.Tensor | None = None) -> None:
         self.store, self.kind, self.device = store, kind, device
         self.rows = np.asarray(rows, dtype=np.int64)
         per_row = store.feature_dim * ((store.num_regions or 1) if kind == "regions" else 1) * 4
         self.nbytes = per_row * len(self.rows)
         self._mem: torch.Tensor | None = None
-        if self.nbytes <= budget:
+        # CUDA: the whole dataset on the device (Engine.resident); these rows index into it there.
+        self._resident = resident
+        self._index: torch.Tensor | None = None
+        if resident is not None:
+            self._index = torch.as_tensor(self.rows, dtype=torch.long).to(resident.device)
+            self.nbytes = 0  # held once for every row set, not per row set
+        elif self.nbytes <= budget:
             x = torch.from_numpy(store.read(self.rows, kind))
             self._mem = self._place(x)
 
@@ -163,10 +202,26 @@ class FeatureRows:
     def in_memory(self) -> bool:
         return self._mem is not None
 
+    @property
+    def on_device(self) -> bool:
+        """Whether batches are gathered on the device without a host transfer."""
+        return self._resident is not None or (self._mem is not None and self._mem.device.type != "cpu")
+
+    def gather(self, pos: torch.Tensor) -> torch.Tensor:
+        """fp32 features of positions ``pos`` (a device tensor), gathered where they are held."""
+        if self._resident is not None:
+            assert self._index is not None
+            return self._resident.index_select(0, self._index.index_select(0, pos)).float()
+        if self._mem is not None and self._mem.device == pos.device:
+            return self._mem.index_select(0, pos)
+        return self.get(pos.cpu().numpy())
+
     def __len__(self) -> int:
         return len(self.rows)
 
     def get(self, pos: np.ndarray) -> torch.Tensor:
+        if self._resident is not None:
+            return self.gather(torch.as_tensor(pos, dtype=torch.long).to(self._resident.device))
         if self._mem is not None:
             index = torch.as_tensor(pos, dtype=torch.long, device=self._mem.device)
             return self._mem.index_select(0, index).to(self.device, non_blocking=True)
@@ -176,8 +231,46 @@ class FeatureRows:
         return self.get(np.arange(len(self.rows)))
 
     def iter_chunks(self, chunk: int) -> Iterator[torch.Tensor]:
+        if self.on_device:
+            pos = torch.arange(len(self.rows), device=self.device)
+            for s in range(0, len(self.rows), chunk):
+                yield self.gather(pos[s:s + chunk])
+            return
         for s in range(0, len(self.rows), chunk):
             yield self.get(np.arange(s, min(s + chunk, len(self.rows))))
+
+
+def load_resident(store: FeatureSource, kind: str, device: torch.device, dtype: torch.dtype,
+                  fraction: float = RESIDENT_FRACTION) -> torch.Tensor | None:
+    """All rows of ``store`` on the CUDA ``device`` in ``dtype``, or None when they do not fit.
+
+    Copied ``RESIDENT_COPY_ROWS`` rows at a time, so the host never holds more than one chunk in
+    fp32. fp16 storage falls back to bf16 when a value exceeds fp16's range.
+    """
+    if device.type != "cuda":
+        return None
+    n = store.num_rows
+    per_row = store.feature_dim * ((store.num_regions or 1) if kind == "regions" else 1)
+    free, _ = torch.cuda.mem_get_info(device)
+    nbytes = n * per_row * torch.empty((), dtype=dtype).element_size()
+    if nbytes > fraction * free:
+        log.info("features (%.1f GB as %s) do not fit in %.0f%% of the GPU's free %.1f GB; streaming them",
+                 nbytes / 1e9, dtype, 100 * fraction, free / 1e9)
+        return None
+    shape = (n, store.feature_dim) + ((store.num_regions or 1,) if kind == "regions" else ())
+    out = torch.empty(shape, dtype=dtype, device=device)
+    limit = torch.finfo(dtype).max if dtype == torch.float16 else math.inf
+    too_big = False
+    for s in range(0, n, RESIDENT_COPY_ROWS):
+        chunk = torch.from_numpy(store.read(np.arange(s, min(s + RESIDENT_COPY_ROWS, n)), kind))
+        if dtype == torch.float16 and float(chunk.abs().max()) > limit:
+            too_big = True
+            break
+        out[s:s + len(chunk)].copy_(chunk.to(device, non_blocking=False))
+    if too_big:
+        del out
+        return load_resident(store, kind, device, torch.bfloat16, fraction)
+    return out
 
 
 # ---------------------------------------------------------------- evaluation splits
@@ -269,6 +362,9 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.best_state: dict[str, Any] | None = None
         self.last_eval: dict[str, Any] | None = None
+        # CUDA: loss terms and the non-finite check stay on the device until the epoch ends.
+        self.deferred = engine.deferred_checks
+        self._y_dev: torch.Tensor | None = None
 
     def train(self) -> PhaseOutcome:
         for h in self.hooks:
@@ -294,6 +390,8 @@ class Trainer:
             model.fit(x, torch.as_tensor(self.labels, dtype=torch.long, device=eng.device))
             return {}
         assert self.opt is not None
+        if self.deferred:
+            return self._run_epoch_deferred()
         tc = eng.cfg.train
         feats = eng.rows(self.train_rows)
         y_all = torch.as_tensor(self.labels, dtype=torch.long)
@@ -317,6 +415,74 @@ class Trainer:
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
         return {k: v / max(len(batches), 1) for k, v in sums.items()}
+
+    def _run_epoch_deferred(self) -> dict[str, float]:
+        """:meth:`run_epoch` without a host synchronisation per step (the CUDA path).
+
+        The same batches (drawn from the same generator) and the same steps; what differs is when
+        the host looks: the epoch's positions go to the device in one copy, features and labels are
+        gathered there, and each step adds its loss terms to a device sum and records the first step
+        at which a term was non-finite. One read at the end of the epoch yields the means, or a
+        :class:`TrainingError` naming the epoch, the first bad step and the term.
+        """
+        eng, model = self.engine, self.model
+        assert self.opt is not None
+        tc = eng.cfg.train
+        feats = eng.rows(self.train_rows)
+        dev = eng.device
+        if self._y_dev is None:
+            self._y_dev = torch.as_tensor(self.labels, dtype=torch.long).to(dev)
+        model.train()
+        batches = epoch_batches(tc.sampler, self.labels, tc.batch_size, self.rng)
+        if not batches:
+            return {}
+        flat = torch.from_numpy(np.concatenate(batches).astype(np.int64, copy=False))
+        pos_all = flat.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else flat.to(dev)
+        bounds = np.cumsum([0] + [len(b) for b in batches])
+        keys: list[str] | None = None
+        sums = first_bad = None
+        params = [p for p in model.parameters() if p.requires_grad] if tc.grad_clip > 0 else []
+        for step in range(1, len(batches) + 1):
+            pos = pos_all[bounds[step - 1]:bounds[step]]
+            x = feats.gather(pos)
+            y = self._y_dev.index_select(0, pos)
+            with autocast(dev, tc.amp):
+                terms = model.loss(model(x), y)
+            if keys is None:
+                if "loss" not in terms:
+                    raise TrainingError(f"{eng.method_cls.name}.loss() returned no 'loss' term "
+                                        f"(got {', '.join(terms)})")
+                keys = list(terms)
+                sums = torch.zeros(len(keys), dtype=torch.float32, device=dev)
+                first_bad = torch.zeros(len(keys), dtype=torch.long, device=dev)
+            elif list(terms) != keys:
+                raise TrainingError(f"{eng.method_cls.name}.loss() returned terms {', '.join(terms)} at step "
+                                    f"{step}, {', '.join(keys)} before; the terms must be the same every step")
+            assert sums is not None and first_bad is not None
+            vals = torch.stack([terms[k].detach().float().reshape(()) for k in keys])  # [T]
+            bad = ~torch.isfinite(vals)
+            first_bad = torch.where(bad & (first_bad == 0), torch.full_like(first_bad, step), first_bad)
+            sums = sums + torch.nan_to_num(vals, nan=0.0, posinf=0.0, neginf=0.0)
+            self.opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if params:
+                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            self.opt.step()
+            self.step = step
+            for h in self.hooks:
+                h.after_step(self)
+        assert keys is not None and sums is not None and first_bad is not None
+        # The one synchronisation of the epoch.
+        host = torch.cat([sums.double(), first_bad.double()]).cpu().numpy()
+        mean, first = host[:len(keys)] / len(batches), host[len(keys):].astype(np.int64)
+        if first.any():
+            step = int(first[first > 0].min())
+            at = [k for k, f in zip(keys, first) if f == step]
+            culprit = next((k for k in at if k != "loss"), at[0])
+            raise TrainingError(f"{eng.method_cls.name}: non-finite loss in phase {self.phase}, epoch {self.epoch}, "
+                                f"step {step}: term '{culprit}' (first non-finite at that step; checked at the "
+                                f"end of the epoch on {dev.type}); lower train.lr or check the input features")
+        return {k: float(v) for k, v in zip(keys, mean)}
 
 
 class EvalHook(Hook):
@@ -458,6 +624,46 @@ class Engine:
         self.device = resolve_device(cfg.train.device)
         self.budget = budget
         self._cache: dict[tuple[int, int], FeatureRows] = {}
+        # dtype -> the dataset on the device (None: does not fit); shared with with_config() copies.
+        self._resident: dict[torch.dtype, torch.Tensor | None] = {}
+        # Loss terms and the non-finite check read once per epoch (CUDA); per step on CPU, as always.
+        self.deferred_checks = self.device.type == "cuda"
+
+    @property
+    def precision(self) -> str:
+        """``fp32`` or ``bf16``: what this engine computes in (``train.amp`` on CUDA; CPU: fp32)."""
+        return precision_of(self.device, self.cfg.train.amp)
+
+    def runtime(self) -> str:
+        """Where and how this engine computes, for a row's provenance; ``""`` on CPU (always fp32).
+
+        E.g. ``device=cuda:0 (NVIDIA H200);precision=bf16;features=resident-float16``.
+        """
+        if self.device.type != "cuda":
+            return ""
+        index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        parts = [f"device=cuda:{index} ({torch.cuda.get_device_name(index)})", f"precision={self.precision}"]
+        held = self._resident.get(self._resident_dtype())
+        if held is not None:
+            parts.append(f"features=resident-{str(held.dtype).replace('torch.', '')}")
+        if _compile_requested():
+            parts.append("compile=1")
+        return ";".join(parts)
+
+    def resident(self) -> torch.Tensor | None:
+        """The whole dataset's features on the CUDA device (loaded once, shared by every row set)."""
+        if self.device.type != "cuda":
+            return None
+        if self.precision == "fp32":
+            torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, as on CPU
+            torch.backends.cudnn.allow_tf32 = False
+        dtype = self._resident_dtype()
+        if dtype not in self._resident:
+            self._resident[dtype] = load_resident(self.store, self.kind, self.device, dtype)
+        return self._resident[dtype]
+
+    def _resident_dtype(self) -> torch.dtype:
+        return torch.float16 if self.precision == "bf16" else torch.float32
 
     @classmethod
     def from_arrays(cls, method_cls: type[ZSLMethod], cfg: ResolvedConfig, features: Any, labels: Any, att: Any,
@@ -498,7 +704,8 @@ class Engine:
         if key not in self._cache:
             # One budget for everything held: row sets cached earlier count against it.
             held = sum(f.nbytes for f in self._cache.values() if f.in_memory)
-            self._cache[key] = FeatureRows(self.store, rows, self.kind, self.device, max(0, self.budget - held))
+            self._cache[key] = FeatureRows(self.store, rows, self.kind, self.device, max(0, self.budget - held),
+                                           resident=self.resident())
         return self._cache[key]
 
     def with_config(self, cfg: ResolvedConfig) -> Engine:
@@ -520,7 +727,13 @@ class Engine:
 
     def build_model(self, seen: np.ndarray, unseen: np.ndarray) -> ZSLMethod:
         model = self.method_cls(self.cfg.method, self.task(seen, unseen))
-        return model.to(self.device) if isinstance(model, torch.nn.Module) else model
+        if not isinstance(model, torch.nn.Module):
+            return model
+        model = model.to(self.device)
+        if self.device.type == "cuda" and _compile_requested():
+            # The instance's forward only: state_dict keys, loss() and scores() stay as they are.
+            model.forward = torch.compile(model.forward)  # type: ignore[method-assign]
+        return model
 
     @torch.no_grad()
     def score(self, model: ZSLMethod, rows: np.ndarray) -> np.ndarray:
@@ -529,6 +742,14 @@ class Engine:
         if isinstance(model, torch.nn.Module):
             model.eval()
         out = []
+        if feats.on_device:  # CUDA: chunks gathered on the device, scores copied back once
+            per_row = 4 * self.store.feature_dim * ((self.store.num_regions or 1) if self.kind == "regions" else 1)
+            chunk = max(1, min(self.cfg.train.eval_batch_size, EVAL_CHUNK_BYTES_CUDA // per_row))
+            with autocast(self.device, self.cfg.train.amp):
+                out = [model.scores(x).float() for x in feats.iter_chunks(chunk)]
+            if not out:
+                return np.zeros((0, self.data.num_classes), dtype=np.float32)
+            return torch.cat(out).cpu().numpy()
         with autocast(self.device, self.cfg.train.amp):
             per_row = max(1, feats.nbytes // max(1, len(feats)))
             chunk = max(1, min(self.cfg.train.eval_batch_size, EVAL_CHUNK_BYTES // per_row))
@@ -566,6 +787,11 @@ class Engine:
             progress: show a progress bar.
             hooks: more hooks, run after the built-in ones.
         """
+        labels = self.data.labels[np.asarray(train_rows, dtype=np.int64)]
+        outside = np.setdiff1d(labels, np.concatenate([np.asarray(seen), np.asarray(unseen)]))
+        if outside.size:  # checked once here, so methods need not check (and synchronise) every step
+            raise DataError(f"{self.method_cls.name}: training labels include classes outside this phase's "
+                            f"seen/unseen sets (e.g. class {int(outside[0])}) in phase {phase}")
         torch.manual_seed(seed)
         model = self.build_model(seen, unseen)
         closed_form = self.method_cls.fits_closed_form

@@ -117,7 +117,7 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
         grid = protocol.tuning_grid(method_cls, spec.overrides, cli_overrides)
         out = protocol.select_on_val(engine, grid, **common)
         if spec.select_only:
-            return _selection_result(spec, out, requested, data, t0)
+            return _selection_result(spec, out, requested, data, t0, engine.runtime())
         out = protocol.retrain_and_test(engine, out, **common)
     else:
         out = protocol.select_on_test(engine, **common)
@@ -127,7 +127,7 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
     extras = _extras(out.model, data)
     wall = time.perf_counter() - t0
     rows = make_rows(spec, out.config, data, metrics, epoch=out.best_epoch, wall_time_s=wall,
-                     config_hash=requested.digest(), extras=extras)
+                     config_hash=requested.digest(), extras=extras, runtime=engine.runtime())
     log.info("%s %s seed %d (%s): ZSL %.2f  U %.2f  S %.2f  H %.2f  (epoch %d, γ %.3g, %.1fs)",
              spec.method, spec.dataset, spec.seed, spec.protocol, metrics["zsl_acc"], metrics["u"],
              metrics["s"], metrics["h"], out.best_epoch, out.gamma, wall)
@@ -136,12 +136,13 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
 
 
 def _selection_result(spec: RunSpec, out: protocol.Outcome, requested: ResolvedConfig, data: ZSLData,
-                      t0: float) -> RunResult:
+                      t0: float, runtime: str = "") -> RunResult:
     """The result of a ``select_only`` run: validation numbers only (rows ``val_*``), no test metrics."""
     val_metrics = {k: v for k, v in out.selection.items() if k.startswith("val_")}
     wall = time.perf_counter() - t0
     rows = make_rows(spec, out.config, data, {**val_metrics, "gamma": out.gamma}, epoch=out.best_epoch,
-                     wall_time_s=wall, config_hash=requested.digest(), names=(*val_metrics, "gamma"))
+                     wall_time_s=wall, config_hash=requested.digest(), names=(*val_metrics, "gamma"),
+                     runtime=runtime)
     log.info("%s %s seed %d (val, selection only): val H %.2f (epoch %d, γ %.3g, %.1fs)", spec.method,
              spec.dataset, spec.seed, val_metrics.get("val_h", math.nan), out.best_epoch, out.gamma, wall)
     return RunResult(spec=spec, config=out.config, metrics={}, selection=out.selection, history=out.history,
@@ -150,8 +151,8 @@ def _selection_result(spec: RunSpec, out: protocol.Outcome, requested: ResolvedC
 
 def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[str, float], *,
               epoch: int, wall_time_s: float, config_hash: str | None = None,
-              extras: dict[str, Any] | None = None, names: tuple[str, ...] | None = None
-              ) -> list[dict[str, Any]]:
+              extras: dict[str, Any] | None = None, names: tuple[str, ...] | None = None,
+              runtime: str = "") -> list[dict[str, Any]]:
     """One long-format row per metric, every column of ``results.COLUMNS`` filled.
 
     Numeric ``extras`` (e.g. ``attention_hit_rate_avca`` on simulated data, in %) become rows too,
@@ -161,6 +162,10 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
     can be reproduced by passing it explicitly. ``config_hash`` (default ``cfg.digest()``) names
     the requested configuration: the runner passes the digest before tuning, which is what a rerun
     of the same command resolves to and matches on.
+
+    ``runtime`` (:meth:`zsl_bench.engine.Engine.runtime`: device, precision, resident features) is
+    appended to the ``versions`` provenance column of CUDA runs; CPU runs (always fp32) add nothing,
+    so their rows are what they were.
     """
     simulated = data.is_simulated
     common = {
@@ -173,7 +178,7 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
         "data_seed": spec.sim_seed if simulated else "",
         "protocol": spec.protocol, "seed": spec.seed, "gamma": metrics["gamma"], "epoch": epoch,
         "config_hash": config_hash or cfg.digest(), "config": json.dumps(cfg.as_dict(), sort_keys=True, default=str),
-        "git_commit": git_commit(), "versions": package_versions(), "wall_time_s": round(wall_time_s, 3),
+        "git_commit": git_commit(), "versions": ";".join(filter(None, (package_versions(), runtime))), "wall_time_s": round(wall_time_s, 3),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     rows = [{**common, "metric": m, "value": metrics[m]} for m in (names or metric_specs.names("row"))]

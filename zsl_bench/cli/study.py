@@ -12,6 +12,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+LAUNCHER_CHOICES = ("local", "slurm", "submitit-local")
+SLURM_FLAGS = (("partition", "--partition"), ("gpus_per_worker", "--gpus-per-worker"),
+               ("cpus_per_worker", "--cpus-per-worker"), ("time", "--time"), ("mem_gb", "--mem-gb"),
+               ("account", "--account"), ("qos", "--qos"), ("constraint", "--constraint"),
+               ("slurm_option", "--slurm-option"), ("slurm_log", "--slurm-log"), ("no_wait", "--no-wait"))
+
 ABLATE_EPILOG = """examples:
   zsl-bench ablate                                   the MSDN++ ablation (benchmarks/msdnpp_ablation.yaml)
   zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
@@ -20,6 +26,9 @@ ABLATE_EPILOG = """examples:
   zsl-bench ablate --sim --rerun-changed            after editing a method preset: redo only the units it changed
   zsl-bench ablate main_table.yaml --storage postgresql://u:p@host/db --workers 4
                                                      run the same command on many machines: each unit runs once
+  zsl-bench ablate main_table.yaml --storage postgresql://u:p@host/db --workers 16 \
+      --launcher slurm --partition gpu --gpus-per-worker 1 --time 240
+                                                     16 workers as one Slurm job array (submitit); no sbatch script
 Specs without a path are looked up in ./benchmarks, then beside the installed package
 ($ZSL_BENCH_BENCHMARKS overrides). Rerun the same command after an interruption to resume.
 """
@@ -63,6 +72,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="rerun finished units whose config the code now resolves differently (a method "
                         "preset or default changed); without it such units stop the study with an error")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    s = p.add_argument_group("workers on a Slurm cluster (--launcher slurm; needs pip install 'zsl-bench[slurm]')")
+    s.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="local",
+                   help="local (default): this process plus N-1 local worker processes; slurm: N workers "
+                        "as one Slurm job array through submitit, this process waits and writes the tables; "
+                        "submitit-local: the slurm code path with local processes (tests, a dry run)")
+    s.add_argument("--partition", default=None, metavar="NAME", help="Slurm partition of the workers")
+    s.add_argument("--gpus-per-worker", type=int, default=None, metavar="G", help="GPUs per worker (default 1)")
+    s.add_argument("--cpus-per-worker", type=int, default=None, metavar="C",
+                   help="CPU cores per worker (default 8)")
+    s.add_argument("--time", type=int, default=None, metavar="MIN",
+                   help="wall-time limit per worker in minutes (default 240); a worker stopped by it "
+                        "leaves its unit to the others or to a rerun")
+    s.add_argument("--mem-gb", type=int, default=None, metavar="GB", help="memory per worker (default 64)")
+    s.add_argument("--account", default=None, metavar="NAME", help="Slurm account")
+    s.add_argument("--qos", default=None, metavar="NAME", help="Slurm QOS")
+    s.add_argument("--constraint", default=None, metavar="EXPR", help="Slurm node constraint (e.g. h100)")
+    s.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. reservation=gpu-week (repeatable)")
+    s.add_argument("--slurm-log", default=None, metavar="DIR", help="submitit logs (default <out>/slurm)")
+    s.add_argument("--no-wait", action="store_true",
+                   help="submit and return; rerun the same command later to collect rows and tables")
     # Children started by --workers only execute units; the parent writes tables and figures.
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_ablate)
@@ -139,8 +169,13 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..study import StudyRunner, is_server_storage, load_spec, storage_url
-    from ..tables import build_table, render_markdown, write_tables
 
+    launcher = getattr(args, "launcher", "local")
+    if launcher == "local":
+        given = [flag for dest, flag in SLURM_FLAGS if getattr(args, dest, None) not in (None, False, [])]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --launcher slurm (or submitit-local); "
+                              "--launcher local runs the workers on this machine")
     spec = _spec_with_cli(load_spec(args.spec), args)
     out = Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else "")))
     if args.workers < 1:
@@ -149,13 +184,15 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if args.workers > 1 and not is_server_storage(url):
         raise ConfigError("--workers N>1 needs a server --storage (e.g. postgresql://user:pw@host/db): "
                           "SQLite is safe for one worker process only")
-    # N workers: this process plus N-1 children running the same command on the same storage.
-    children = [subprocess.Popen(_worker_argv(args, out)) for _ in range(args.workers - 1)]
     tracker = None
     if not args.no_mlflow:
         from ..tracking import Tracker
 
         tracker = Tracker(out, args.tracking_uri)
+    if launcher != "local":
+        return _launch(args, spec, out, url, tracker)
+    # N workers: this process plus N-1 children running the same command on the same storage.
+    children = [subprocess.Popen(_worker_argv(args, out)) for _ in range(args.workers - 1)]
     try:
         outcome = StudyRunner(spec, out, storage=args.storage, tracker=tracker, progress=not args.no_progress,
                               rerun_changed=args.rerun_changed).run()
@@ -171,17 +208,67 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         log.info("%s best (trial %d, val H %.2f): %s", ds, best["trial"], best["value"], best["params"])
     if args.worker_only:
         return 0  # failed units are recorded in the storage; the parent reports them
-    if not outcome.rows:
+    return _tables(outcome.rows, bool(outcome.failed), out, spec, url, tracker)
+
+
+def _tables(rows: list[dict[str, Any]], failed: bool, out: Path, spec: Any, url: str, tracker: Any) -> int:
+    """Tables, figures and their MLflow artifacts from the study's rows (the parent's last step)."""
+    from ..tables import build_table, render_markdown, write_tables
+
+    if not rows:
         log.warning("no finished unit produced rows; no table")
-        return 3 if outcome.failed else 0
-    table = build_table(outcome.rows, spec.table)
+        return 3 if failed else 0
+    table = build_table(rows, spec.table)
     write_tables(table, out / "tables", "both", stem=f"{spec.table}_table")
-    _figures(outcome.rows, out, spec, url)
+    _figures(rows, out, spec, url)
     if tracker is not None:
         with tracker.study_run(spec):  # re-attach to the parent run to add tables and figures
             tracker.log_study_artifacts(out)
     sys.stdout.write(render_markdown(table))
     return 0
+
+
+def _launch(args: argparse.Namespace, spec: Any, out: Path, url: str, tracker: Any) -> int:
+    """``--launcher slurm|submitit-local``: N workers through submitit; wait; tables from the storage.
+
+    Workers run ``ablate ... --worker-only`` (the local launcher's worker command) with absolute paths,
+    since a job may start in another directory. This process trains nothing.
+    """
+    from .. import launcher as L
+    from ..study import StudyRunner, check_configs
+
+    flags = {"partition": args.partition, "account": args.account, "qos": args.qos, "constraint": args.constraint,
+             "gpus_per_worker": args.gpus_per_worker, "cpus_per_worker": args.cpus_per_worker,
+             "time_min": args.time, "mem_gb": args.mem_gb}
+    from_spec = dict(spec.slurm)  # the spec's slurm: section, then the flags over it
+    extra = {**from_spec.pop("extra", {}), **L.parse_slurm_options(args.slurm_option)}
+    options = L.SlurmOptions(**{**from_spec, **{k: v for k, v in flags.items() if v is not None}}, extra=extra)
+    check_configs(spec)  # a bad spec or preset fails here, before any job is queued
+    out = out.resolve()
+    spec_arg = Path(args.spec) if args.spec else None
+    wargs = argparse.Namespace(**vars(args))
+    if spec_arg is not None and spec_arg.is_file():
+        wargs.spec = str(spec_arg.resolve())
+    if args.data_root:
+        wargs.data_root = str(Path(args.data_root).resolve())
+    argv = _worker_argv(wargs, out)[3:]  # drop "python -m zsl_bench": the job calls main(argv)
+    folder = Path(args.slurm_log).resolve() if args.slurm_log else out / "slurm"
+    jobs = L.submit_workers(args.launcher, argv, args.workers, folder, options, name=f"zsl-{spec.name}")
+    if args.no_wait:
+        ids = ", ".join(str(j.job_id) for j in jobs)
+        print(f"submitted {len(jobs)} workers ({ids}); logs in {folder}; when they are done, rerun this "
+              "command without --no-wait (finished units are reused) to collect the rows and tables")
+        return 0
+    failed = L.wait(jobs)
+    for job_id, reason in failed:
+        log.warning("worker %s failed: %s (log: %s)", job_id, reason, folder)
+    runner = StudyRunner(spec, out, storage=args.storage)
+    rows = runner.collect("results")
+    log.info("%s: %d workers done (%d failed); results in %s", spec.name, len(jobs), len(failed),
+             out / "results.csv")
+    if failed and not rows:
+        return 3
+    return _tables(rows, bool(failed), out, spec, url, tracker)
 
 
 def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None:

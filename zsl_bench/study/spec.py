@@ -204,6 +204,8 @@ class StudySpec:
     grid: GridSpec | None = None
     search: SearchSpec | None = None
     table: str | None = None  # main | ablation: how `ablate` prints its table (None: main for >1 method)
+    # Worker resources for `ablate --launcher slurm` (zsl_bench.launcher.SlurmOptions fields; flags win).
+    slurm: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -292,6 +294,10 @@ def parse_spec(raw: Any, source: str = "") -> StudySpec:
             raise ConfigError(f"per_method.{m}{w} must be a mapping of SECTION.KEY overrides")
         per_method[m] = nest(ov or {}, f"per_method.{m}")
     values["per_method"] = per_method
+    if raw.get("slurm") is not None:
+        from ..launcher import check_spec_slurm
+
+        values["slurm"] = check_spec_slurm(raw["slurm"], w)
     try:
         if raw.get("grid") is not None:
             if not isinstance(raw["grid"], dict):
