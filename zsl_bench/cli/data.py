@@ -9,11 +9,11 @@ if TYPE_CHECKING:
     from ..data.zsldata import ZSLData
 
 INFO_EXAMPLES = """examples:
-  zsl-bench data info cub --data-root ../shared/data/zsl
+  zsl-bench data info cub --data-root ~/zsl
   zsl-bench data info awa2 --sim          the simulated benchmark, preset small
 """
 VERIFY_EXAMPLES = """examples:
-  zsl-bench data verify sun --data-root ../shared/data/zsl
+  zsl-bench data verify sun --data-root ~/zsl
   zsl-bench data verify cub --sim tiny --batch-size 128
 """
 
