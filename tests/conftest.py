@@ -1,4 +1,10 @@
-"""Shared fixtures. The real metadata is read from ``$ZSL_BENCH_DATA`` or ``../shared/data/zsl``."""
+"""Shared fixtures.
+
+The real metadata (CUB, SUN, AWA2, FLO split files, no features) is read from
+``$ZSL_BENCH_SHARED_DATA``, else ``../shared/data/zsl`` beside the checkout. Tests that need it
+skip, naming the path they looked at, when it is absent; CI sets ``ZSL_BENCH_REQUIRE_SHARED=1``
+so that there a missing bundle fails instead of skipping.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +28,13 @@ SHARED_ROOT = _shared_root()
 
 @pytest.fixture(scope="session")
 def shared_root() -> Path:
-    """The real ZSL metadata (CUB, SUN, AWA2, FLO). Required: CI provides ../shared."""
+    """The real ZSL metadata (CUB, SUN, AWA2, FLO); the test skips when it is absent (fails in CI)."""
     if not (SHARED_ROOT / "CUB" / "att_splits.mat").is_file():
-        pytest.fail(f"real metadata not found at {SHARED_ROOT}; set ZSL_BENCH_SHARED_DATA")
+        reason = (f"real ZSL metadata not found at {SHARED_ROOT} (no CUB/att_splits.mat); set "
+                  "ZSL_BENCH_SHARED_DATA to a directory holding CUB/, SUN/, AWA2/, FLO/ split files")
+        if os.environ.get("ZSL_BENCH_REQUIRE_SHARED") == "1":
+            pytest.fail(reason + " (ZSL_BENCH_REQUIRE_SHARED=1)")
+        pytest.skip(reason)
     return SHARED_ROOT
 
 

@@ -86,12 +86,40 @@ def _mean_std(vals: list[float]) -> tuple[float, float]:
 
 def plot_ablation(rows: list[dict[str, Any]], out: str | os.PathLike[str], metric: str = "h") -> list[Path]:
     """Grouped bars: one group per dataset, one bar per variant, mean ± std over seeds."""
-    import numpy as np
-
     rows = list(rows)
     vals = _metric_values(rows, metric)
     if not vals:
         raise DataError(f"no rows with metric {metric!r} to plot")
+    return _bars(rows, vals, metric, "Ablation", Path(out) / f"ablation_{metric}")
+
+
+def plot_results(rows: list[dict[str, Any]], out: str | os.PathLike[str], metric: str = "h") -> list[Path]:
+    """Grouped bars: one group per dataset, one bar per method (a ``run`` or a main table), mean ± std
+    over seeds; a method's variants (if any) are bars of their own, labelled ``method: variant``."""
+    rows = list(rows)
+    vals = _metric_values(rows, metric)  # labels "variant", or "method: variant" for several methods
+    if not vals:
+        raise DataError(f"no rows with metric {metric!r} to plot")
+    if not is_ablation(rows):  # one configuration per method: label the bars by method alone
+        methods = {str(r.get("method")) for r in rows}
+        only = next(iter(methods)) if len(methods) == 1 else None
+        vals = {(only or label.split(": ", 1)[0], ds): v for (label, ds), v in vals.items()}
+    return _bars(rows, vals, metric, "Results", Path(out) / f"results_{metric}")
+
+
+def is_ablation(rows: Iterable[dict[str, Any]]) -> bool:
+    """Whether the rows hold several variants of one method (an ablation), rather than one
+    configuration per method (a ``run`` or a main table): which bar chart ``plot`` draws."""
+    variants: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        variants[str(r.get("method"))].add(str(r.get("variant") or "default"))
+    return any(len(v) > 1 for v in variants.values())
+
+
+def _bars(rows: list[dict[str, Any]], vals: dict[tuple[str, str], list[float]], metric: str, title: str,
+          stem: Path) -> list[Path]:
+    import numpy as np
+
     variants = list(dict.fromkeys(k[0] for k in vals))
     datasets = _datasets(rows)
     plt = _pyplot()
@@ -106,9 +134,9 @@ def plot_ablation(rows: list[dict[str, Any]], out: str | os.PathLike[str], metri
                capsize=2, label=v, color=colors[i])
     ax.set_xticks(x, [d.upper() for d in datasets])
     ax.set_ylabel(axis_label(metric))
-    ax.set_title("Ablation" + _label_suffix(rows))
+    ax.set_title(title + _label_suffix(rows))
     ax.legend(fontsize=7, ncol=2, frameon=False)
-    return save_figure(fig, Path(out) / f"ablation_{metric}")
+    return save_figure(fig, stem)
 
 
 def parse_sweep(variant: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
 import math
 import os
 import subprocess
@@ -39,18 +40,41 @@ def __getattr__(name: str) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The commit of the code that makes the rows.
+
+    A checkout (editable install, ``PYTHONPATH``): ``git rev-parse`` there, ``-dirty`` when tracked
+    files differ. An installed copy: the commit it was built from, recorded by setup.py in
+    ``zsl_bench/_build.json``. Else ``unknown`` (built from a tree without git).
+    """
     here = Path(__file__).resolve().parent
+    commit = _checkout_commit(here)
+    if commit:
+        return commit
     try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5)
-        commit = out.stdout.strip()
-        if out.returncode != 0 or not commit:
-            return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        recorded = json.loads((here / "_build.json").read_text()).get("git_commit")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return str(recorded) if recorded else "unknown"
+
+
+def _checkout_commit(pkg: Path) -> str | None:
+    """``git rev-parse`` of the checkout whose top level holds ``pkg`` (never an enclosing repository,
+    e.g. a virtual environment inside some other checkout)."""
+    def git(*args: str) -> str | None:
+        out = subprocess.run(["git", *args], cwd=pkg, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        if not top or Path(top).resolve() != pkg.parent:
+            return None
+        commit = git("rev-parse", "--short=12", "HEAD")
+        if not commit:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no")
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
 
 
 @functools.lru_cache(maxsize=1)

@@ -198,14 +198,9 @@ def _curve(curve: Any) -> dict[str, np.ndarray]:
 
 
 def _extras(model: Any, data: ZSLData) -> dict[str, Any]:
-    """Extra measurements from ``zsl_bench.attention.extras(model, data)`` when that module exists."""
-    import importlib
+    """Extra measurements of ``zsl_bench.attention.extras(model, data)`` (attention hit rates on
+    simulated data). Part of the package: if it cannot be imported, the run fails rather than
+    silently losing those metrics."""
+    from .attention import extras
 
-    try:
-        attention = importlib.import_module(f"{__package__}.attention")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__package__}.attention":
-            return {}
-        raise
-    hook = getattr(attention, "extras", None)
-    return dict(hook(model, data) or {}) if callable(hook) else {}
+    return dict(extras(model, data) or {})

@@ -84,7 +84,9 @@ class Tracker:
     @property
     def client(self) -> Any:
         if self._client is None:
-            logging.getLogger("alembic").setLevel(logging.WARNING)
+            # Schema creation and migration talk at INFO on every new <out>/mlflow.db: not news to a user.
+            for name in ("alembic", "mlflow.store.db.utils"):
+                logging.getLogger(name).setLevel(logging.WARNING)
             from mlflow.tracking import MlflowClient
 
             try:

@@ -9,12 +9,12 @@ if TYPE_CHECKING:
     from ..data.zsldata import ZSLData
 
 INFO_EXAMPLES = """examples:
-  zsl-bench data info cub --data-root ../shared/data/zsl
-  zsl-bench data info awa2 --sim default
+  zsl-bench data info cub --data-root ~/zsl
+  zsl-bench data info awa2 --sim          the simulated benchmark, preset small
 """
 VERIFY_EXAMPLES = """examples:
-  zsl-bench data verify sun --data-root ../shared/data/zsl
-  zsl-bench data verify cub --sim default --batch-size 128
+  zsl-bench data verify sun --data-root ~/zsl
+  zsl-bench data verify cub --sim tiny --batch-size 128
 """
 
 
@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="a dataset: cub, sun, ... (zsl-bench ls datasets)")
     p.add_argument("--data-root", metavar="DIR", help="real data root (default $ZSL_BENCH_DATA, else the cache)")
-    p.add_argument("--sim", metavar="PRESET", help="use the simulated benchmark of this preset (generated if missing)")
+    p.add_argument("--sim", nargs="?", const="small", default=None, metavar="PRESET",
+                   help="use the simulated benchmark (preset tiny|small|full; default small; generated if missing)")
     p.add_argument("--sim-seed", type=int, default=0, metavar="SEED", help="generator seed (default 0)")
 
 

@@ -20,7 +20,11 @@ A killed run resumes from the rows already written when rerun with the same sett
 
 IMPORT_EPILOG = """examples:
   zsl-bench data import cub feature_map_ResNet_101_CUB.hdf5 --data-root ~/zsl
-Checks keys, shapes, NaN, and labels/split indices against <root>/<DIR>/att_splits.mat when present."""
+  zsl-bench data import cub clip_vitb16_cub.npy --data-root ~/zsl        your own (N, F) or (N, F, R) array
+  zsl-bench data import cub feats.npz --key patches --data-root ~/zsl     one array of an .npz
+An MSDN HDF5: checks keys, shapes, NaN, and labels/split indices against <root>/<DIR>/att_splits.mat
+when present. A .npy/.npz array: rows must follow the release's image order (image_files), one per
+image; the dataset's metadata (zsl-bench data download DATASET) must be in the data root first."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,12 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", help="store to write (default <root>/<DIR>/features.h5)")
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("import", help="convert an MSDN/TransZero feature-map HDF5 into the store",
-                       description="Stream an MSDN-layout HDF5 (feature_map (N, 2048, h, w), labels, locs) "
-                                   "into <root>/<DIR>/features.h5, validating it on the way.",
+    p = sub.add_parser("import", help="your features into the store: an MSDN/TransZero HDF5 or a .npy/.npz array",
+                       description="Stream an MSDN-layout HDF5 (feature_map (N, 2048, h, w), labels, locs), or "
+                                   "a .npy/.npz array of (N, F) pooled or (N, F, R) region features (e.g. CLIP "
+                                   "embeddings), into <root>/<DIR>/features.h5, validating it on the way.",
                        epilog=IMPORT_EPILOG, formatter_class=fmt)
     p.add_argument("dataset", metavar="DATASET", help="a dataset: cub, sun, ... (zsl-bench ls datasets)")
-    p.add_argument("file", metavar="FILE.hdf5")
+    p.add_argument("file", metavar="FILE.hdf5|FILE.npy|FILE.npz")
+    p.add_argument("--key", metavar="NAME", help="the array to import from an .npz holding several")
     p.add_argument("--data-root", help="data root (default: $ZSL_BENCH_DATA or the cache)")
     p.add_argument("--out", metavar="FILE", help="store to write (default <root>/<DIR>/features.h5)")
     p.set_defaults(func=cmd_import)
@@ -98,10 +104,17 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..data.importer import import_msdn_hdf5
+    from ..data.importer import ARRAY_SUFFIXES, import_array, import_msdn_hdf5
     from ..data.root import data_root
 
-    out = import_msdn_hdf5(Path(args.file), args.dataset.lower(), data_root(args.data_root),
-                           out=Path(args.out) if args.out else None)
+    src, out = Path(args.file), Path(args.out) if args.out else None
+    if src.suffix.lower() in ARRAY_SUFFIXES:
+        out = import_array(src, args.dataset.lower(), data_root(args.data_root), key=args.key, out=out)
+    else:
+        if args.key:
+            from ..errors import ConfigError
+
+            raise ConfigError("--key applies to .npz arrays; an MSDN HDF5 is read from 'feature_map'")
+        out = import_msdn_hdf5(src, args.dataset.lower(), data_root(args.data_root), out=out)
     print(out)
     return 0

@@ -7,7 +7,7 @@ import argparse
 EXAMPLES = """examples:
   zsl-bench data sim all                         small preset, seed 0, every dataset
   zsl-bench data sim cub --preset tiny --seed 3  a tiny CUB-named dataset for quick checks
-  zsl-bench data sim sun --data-root ../shared/data/zsl --out /tmp/sim --force
+  zsl-bench data sim sun --data-root ~/zsl --out /tmp/sim --force
 """
 
 

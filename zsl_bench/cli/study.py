@@ -35,7 +35,7 @@ Specs without a path are looked up in ./benchmarks, then beside the installed pa
 
 TABLE_EPILOG = """examples:
   zsl-bench table runs/smoke/results.csv
-  zsl-bench table runs/*/results.csv --kind main --published ../shared/reference/published_results.csv --out tables
+  zsl-bench table runs/*/results.csv --kind main --published docs/published_results.csv --out tables
   zsl-bench table --tracking-uri sqlite:///runs/smoke/mlflow.db --kind ablation
 """
 
@@ -111,9 +111,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("plot", help="figures (PNG + PDF) from result rows, curves and Optuna studies",
                        epilog=PLOT_EPILOG, formatter_class=fmt)
     g.add_argument("results", nargs="*", metavar="RESULTS.csv", help="result files for ablation/sensitivity")
-    g.add_argument("--kind", choices=("ablation", "sensitivity", "curves", "optuna", "attention", "all"),
-                   default="all", help="which figures (default: all that the inputs allow); attention "
-                   "rebuilds simulated region models from <results dir>/runs/<run_id>/ckpt")
+    g.add_argument("--kind", choices=("results", "ablation", "sensitivity", "curves", "optuna", "attention", "all"),
+                   default="all", help="which figures (default all: what the inputs allow; bars per method "
+                   "(results) or per variant (ablation) as the rows hold one or several variants of a "
+                   "method, and the U-S curves in <results dir>/curves); attention rebuilds simulated "
+                   "region models from <results dir>/runs/<run_id>/ckpt, which `zsl-bench ablate` keeps")
     g.add_argument("--metric", default="h", metavar="NAME",
                    help="metric of bars/curves: a table metric (zsl-bench ls metrics), default h")
     g.add_argument("--curves", default=None, metavar="DIR", help="directory of saved U-S curves (*.npz)")
@@ -176,14 +178,21 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --launcher slurm (or submitit-local); "
                               "--launcher local runs the workers on this machine")
-    spec = _spec_with_cli(load_spec(args.spec), args)
-    out = Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else "")))
+    # Every argument is checked before anything is written (databases, output folder, workers).
+    _sim_or_spec(args)
     if args.workers < 1:
         raise ConfigError(f"bad --workers {args.workers}; valid: an integer >= 1")
+    spec = _spec_with_cli(load_spec(args.spec), args)
+    _check_sim_preset(spec.sim, "--sim" if args.sim is not None else f"study key 'sim' in {spec.source}")
+    out = Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else "")))
     url = storage_url(out, args.storage)
     if args.workers > 1 and not is_server_storage(url):
         raise ConfigError("--workers N>1 needs a server --storage (e.g. postgresql://user:pw@host/db): "
                           "SQLite is safe for one worker process only")
+    runner = StudyRunner(spec, out, storage=args.storage, progress=not args.no_progress,
+                         rerun_changed=args.rerun_changed)
+    if launcher == "local":  # a Slurm launch checks configs itself; its data lives where the jobs run
+        _preflight(runner)
     tracker = None
     if not args.no_mlflow:
         from ..tracking import Tracker
@@ -191,11 +200,11 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         tracker = Tracker(out, args.tracking_uri)
     if launcher != "local":
         return _launch(args, spec, out, url, tracker)
+    runner.tracker = tracker
     # N workers: this process plus N-1 children running the same command on the same storage.
     children = [subprocess.Popen(_worker_argv(args, out)) for _ in range(args.workers - 1)]
     try:
-        outcome = StudyRunner(spec, out, storage=args.storage, tracker=tracker, progress=not args.no_progress,
-                              rerun_changed=args.rerun_changed).run()
+        outcome = runner.run()
     finally:
         codes = [c.wait() for c in children]
     if any(codes):
@@ -271,13 +280,52 @@ def _launch(args: argparse.Namespace, spec: Any, out: Path, url: str, tracker: A
     return _tables(rows, bool(failed), out, spec, url, tracker)
 
 
+def _sim_or_spec(args: argparse.Namespace) -> None:
+    """``ablate --sim SPEC.yaml``: argparse hands the spec to ``--sim`` (its preset is optional);
+    read it as ``ablate SPEC.yaml --sim``. Any other unknown preset is refused."""
+    from ..data.sim import PRESETS
+
+    if args.sim is None or args.sim in PRESETS:
+        return
+    if args.spec is None and (args.sim.endswith((".yaml", ".yml")) or Path(args.sim).is_file()):
+        log.info("reading 'ablate --sim %s' as 'ablate %s --sim' (simulated data, preset small)", args.sim, args.sim)
+        args.spec, args.sim = args.sim, "small"
+        return
+    _check_sim_preset(args.sim, "--sim")
+
+
+def _check_sim_preset(preset: str | None, where: str) -> None:
+    from ..data.sim import PRESETS
+    from ..errors import ConfigError
+
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"{where}: unknown preset {preset!r}; valid: {', '.join(PRESETS)} "
+                          "(a spec goes first: zsl-bench ablate SPEC.yaml --sim [PRESET])")
+
+
+def _preflight(runner: Any) -> None:
+    """Configs resolve and every dataset loads with the features its methods need (simulated data
+    is generated into the cache here), before the study writes anything."""
+    from ..registry import METHODS
+    from ..study import check_configs
+
+    spec = runner.spec
+    check_configs(spec)
+    kinds = {METHODS.get(m).input for m in spec.methods}
+    for ds in spec.datasets:
+        data = runner.load_data(ds)
+        for kind in sorted(kinds):
+            data.require_features(kind)
+
+
 def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None:
     """Best-effort figures beside the tables: a figure that cannot be drawn is logged, not fatal."""
     from .. import plots
     from ..errors import ZSLError
 
     figs = out / "figures"
-    jobs: list[Callable[[], Any]] = [lambda: plots.plot_ablation(rows, figs)]
+    bars = plots.plot_ablation if plots.is_ablation(rows) else plots.plot_results
+    jobs: list[Callable[[], Any]] = [lambda: bars(rows, figs)]
     if any("=" in str(r.get("variant", "")) for r in rows):
         jobs.append(lambda: plots.plot_sensitivity(rows, figs))
     if (out / "curves").is_dir():
@@ -297,6 +345,25 @@ def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None
 
 
 # ---------------------------------------------------------------- table / plot
+
+
+def _no_attention_reason(rows: list[dict[str, Any]], results: list[str]) -> str:
+    """Why ``plot --kind attention`` drew nothing, in one line."""
+    from ..registry import METHODS
+
+    sim = [r for r in rows if r.get("sim_preset")]
+    if not sim:
+        return "--kind attention: needs runs on simulated data (real data has no attention ground truth)"
+    maps = sorted({str(r["method"]) for r in sim if str(r.get("method")) in METHODS
+                   and getattr(METHODS.get(str(r["method"])), "input", "") == "regions"
+                   and hasattr(METHODS.get(str(r["method"])), "attention_maps")})
+    if not maps:
+        return (f"--kind attention: no method in {', '.join(results)} has attention maps over regions "
+                "(msdnpp, msdn, dazle, ... do)")
+    dirs = ", ".join(str(Path(res).parent / "runs") for res in results)
+    return (f"--kind attention: no checkpoint of a {'/'.join(maps)} run under {dirs} (<run_id>/ckpt); "
+            "`zsl-bench run` removes checkpoints once a run's rows are written, `zsl-bench ablate` keeps "
+            "them: e.g. zsl-bench ablate msdnpp_ablation.yaml --sim --seeds 0, then plot its results.csv")
 
 
 def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -335,8 +402,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.metric not in metrics.names("table"):
         raise ZSLError(f"--metric: unknown metric {args.metric!r}; valid: {', '.join(metrics.names('table'))}")
     made: list[Path] = []
-    want = {args.kind} if args.kind != "all" else {"ablation", "sensitivity", "curves", "optuna"}
-    if args.kind in ("ablation", "sensitivity", "attention") and not args.results:
+    want = {args.kind} if args.kind != "all" else {"bars", "sensitivity", "curves", "optuna"}
+    if args.kind in ("results", "ablation", "sensitivity", "attention") and not args.results:
         raise ZSLError(f"--kind {args.kind} needs RESULTS.csv files")
     if args.kind == "curves" and not args.curves:
         raise ZSLError("--kind curves needs --curves DIR (a study's <out>/curves)")
@@ -346,8 +413,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise ZSLError("--storage and --study go together")
     if args.results:
         rows = _rows(args)
+        if "bars" in want:  # what the rows hold: several variants of a method, or one per method
+            want.add("ablation" if plots.is_ablation(rows) else "results")
         if "ablation" in want:
             made += plots.plot_ablation(rows, args.out, args.metric)
+        if "results" in want:
+            made += plots.plot_results(rows, args.out, args.metric)
         if "sensitivity" in want:
             try:
                 made += plots.plot_sensitivity(rows, args.out, args.metric)
@@ -356,8 +427,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
                     raise
                 log.info("no sensitivity figure: %s", exc)
         if "attention" in want:
+            before = len(made)
             for res in args.results:
                 made += plots.plot_study_attention(read_study_rows([res]), Path(res).parent / "runs", args.out)
+            if len(made) == before:
+                raise ZSLError(_no_attention_reason(rows, args.results))
+        if args.kind == "all" and not args.curves:  # a run's or study's curves beside its rows
+            for res in args.results:
+                if any((Path(res).parent / "curves").glob("*.npz")):
+                    made += plots.plot_us_curves(plots.load_curves(Path(res).parent / "curves"), args.out)
     if args.curves and "curves" in want:
         made += plots.plot_us_curves(plots.load_curves(args.curves), args.out)
     if args.storage and "optuna" in want:

@@ -137,3 +137,108 @@ def _check_against_release(src: Path, dirname: str, root: Path, n: int, labels: 
             diff = int((ref_labels != labels).sum()) if ref_labels.shape == labels.shape else "all"
             raise DataError(f"{src}: 'labels' differ from {index} ({diff} rows); rows are not in the release order")
     log.info("%s: rows, split indices and labels agree with %s", src.name, mat)
+
+
+# ---------------------------------------------------------------- your own features (.npy / .npz)
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+FP16_MAX = 65504.0
+
+
+def import_array(src: Path, dataset: str, root: Path, *, key: str | None = None, out: Path | None = None,
+                 chunk: int | None = None, progress: bool = True) -> Path:
+    """Write your own features (CLIP embeddings, another backbone's regions, ...) into the store.
+
+    ``src`` is a ``.npy`` array, or a ``.npz`` holding one (``key`` picks it when there are several):
+    ``(N, F)`` pooled features or ``(N, F, R)`` region features, one row per image in the dataset's
+    image order (``image_files`` of the proposed-split release, the order ``att_splits.mat`` indexes).
+    The dataset's metadata (``<root>/<DIR>/att_splits.mat``, labels in ``image_index.npz`` or
+    ``res101.mat``: ``zsl-bench data download``) must be there already: rows are checked against it.
+    Regions are stored as float16 (pooled as float32), so values beyond ±65504 are refused. A
+    ``.npy`` is read ``chunk`` rows at a time (default: ~64 MB per read); an ``.npz`` member is
+    loaded whole (NumPy cannot map it), so prefer ``.npy`` for large region arrays.
+    """
+    from tqdm import tqdm
+
+    spec = get_spec(dataset)
+    src = Path(src)
+    arr = _read_array(src, key)
+    if arr.ndim not in (2, 3) or arr.shape[0] == 0 or 0 in arr.shape:
+        raise DataError(f"{src}: features must be (N, F) pooled or (N, F, R) regions with N, F, R > 0, "
+                        f"got shape {arr.shape}")
+    if arr.dtype.kind not in "fiu":
+        raise DataError(f"{src}: features must be numeric, got dtype {arr.dtype}")
+    n = arr.shape[0]
+    _check_rows_against_metadata(src, spec.name, spec.dirname, Path(root), n)
+    out = Path(out) if out else Path(root) / spec.dirname / STORE_NAME
+    regions = arr.shape[2] if arr.ndim == 3 else None
+    chunk = chunk or max(1, (64 << 20) // (4 * int(np.prod(arr.shape[1:]))))
+    prov: dict[str, Any] = {
+        "source": "real", "dataset": dataset, "imported_from": str(src.resolve()) + (f"[{key}]" if key else ""),
+        "source_format": "numpy array " + ("(N, F, R) regions" if regions else "(N, F) pooled"),
+        "source_bytes": src.stat().st_size, "image_list": "the dataset's image order (as the source)",
+    }
+    with StoreWriter(out, n, arr.shape[1], regions, prov, with_pooled=True) as writer, \
+            tqdm(total=n, unit="img", desc=f"import {spec.dirname}", disable=not progress) as bar:
+        for s in range(0, n, chunk):
+            block = np.asarray(arr[s:s + chunk], dtype=np.float32)
+            finite = np.isfinite(block).reshape(len(block), -1).all(axis=1)
+            if not finite.all():
+                raise DataError(f"{src}: NaN/Inf in the features (first at row {s + int(np.flatnonzero(~finite)[0])})")
+            if regions is not None:
+                if np.abs(block).max() > FP16_MAX:
+                    raise DataError(f"{src}: values beyond ±{FP16_MAX:g} (row block {s}..{s + len(block) - 1}) "
+                                    "do not fit the store's float16 regions; rescale the features")
+                writer.write(s, regions=block, pooled=block.mean(axis=2))
+            else:
+                writer.write(s, pooled=block)
+            bar.update(len(block))
+    log.info("imported %s -> %s (%d rows, %s)", src, out, n, "x".join(map(str, arr.shape[1:])))
+    return out
+
+
+def _read_array(src: Path, key: str | None) -> Any:
+    if not src.is_file():
+        raise DataError(f"{src}: no such file (expected a .npy or .npz array of features)")
+    try:
+        if src.suffix == ".npy":
+            if key:
+                raise DataError(f"{src}: --key applies to .npz files only")
+            return np.load(src, mmap_mode="r", allow_pickle=False)  # read in chunks, never whole
+        z = np.load(src, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{src}: not a readable {src.suffix} array ({str(exc).splitlines()[0]})") from None
+    names = list(z.files)
+    if key is None:
+        if len(names) != 1:
+            raise DataError(f"{src}: holds {len(names)} arrays {names}; pick the features with --key NAME")
+        key = names[0]
+    if key not in names:
+        raise DataError(f"{src}: no array {key!r}; arrays present: {names}")
+    return z[key]
+
+
+def _check_rows_against_metadata(src: Path, name: str, dirname: str, root: Path, n: int) -> None:
+    """The array must have one row per image of the release: the dataset's metadata says how many."""
+    import scipy.io
+
+    mat = root / dirname / "att_splits.mat"
+    if not mat.is_file():
+        raise DataError(f"{mat}: file not found; the features need the dataset's metadata first "
+                        f"('zsl-bench data download {name}', or --data-root pointing at it)")
+    index = root / dirname / "image_index.npz"
+    if index.is_file():
+        with np.load(index, allow_pickle=False) as z:
+            expected, what = int(np.asarray(z["labels"]).size), f"{index} lists"
+    else:
+        try:
+            splits = scipy.io.loadmat(mat, variable_names=list(LOC_KEYS))
+        except (OSError, ValueError, NotImplementedError) as exc:
+            raise DataError(f"{mat}: not a readable MATLAB file ({exc})") from None
+        expected = max(int(np.asarray(splits[k]).max()) for k in LOC_KEYS if k in splits)
+        what = f"{mat} indexes images up to"
+        if n >= expected:
+            return  # images past the last split index are allowed (res101.mat's image_files may be longer)
+    if n != expected:
+        raise DataError(f"{src}: {n} rows, but {what} {expected} images; rows must be one per image, in the "
+                        "release's image order")

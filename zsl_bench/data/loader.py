@@ -73,7 +73,9 @@ def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, 
         if not (ddir / ATT_SPLITS).is_file():
             raise DataError(
                 f"{ddir / ATT_SPLITS}: file not found; point --data-root or $ZSL_BENCH_DATA at a directory "
-                f"holding {spec.dirname}/{ATT_SPLITS}, or use the simulated benchmark (--sim)")
+                f"holding {spec.dirname}/{ATT_SPLITS}, get the dataset with 'zsl-bench data download {spec.name}' "
+                f"(features: then 'zsl-bench data extract {spec.name}' or 'zsl-bench data import {spec.name} "
+                "FILE'), or use the simulated benchmark (--sim)")
         return load_from_dir(spec.name, ddir, source="real", root=root)
     root = roots.sim_root(sim_preset, sim_seed)
     ddir = root / spec.dirname

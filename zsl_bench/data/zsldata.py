@@ -87,6 +87,8 @@ class ZSLData:
                 if kind == "regions" else "features (features.h5, res101.mat or an MSDN feature-map HDF5)"
             raise DataError(
                 f"{self.name.upper()}: no {want} under {where}/{self.name.upper()}; prepare real data "
-                f"(zsl-bench data download/extract/import {self.name}) or use the simulated benchmark (--sim)"
+                f"('zsl-bench data download {self.name}' then 'zsl-bench data extract {self.name}', or "
+                f"'zsl-bench data import {self.name} FILE' with your own features) or use the simulated "
+                "benchmark (--sim)"
             )
         return self.features

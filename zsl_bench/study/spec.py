@@ -370,12 +370,14 @@ def check_configs(spec: StudySpec) -> None:
 def benchmarks_dir() -> Path:
     """Where the shipped study specs live.
 
-    Order: ``$ZSL_BENCH_BENCHMARKS``, ``./benchmarks`` (a checkout), then ``benchmarks/`` beside the
-    installed package (editable installs and source trees keep it next to ``zsl_bench/``).
+    Order: ``$ZSL_BENCH_BENCHMARKS``, ``./benchmarks`` (a checkout), ``benchmarks/`` beside the
+    package (editable installs and source trees keep it next to ``zsl_bench/``), then the copy a
+    non-editable install ships as package data (``zsl_bench/specs/``, written by setup.py).
     """
     env = os.environ.get(BENCHMARKS_DIR_ENV)
     candidates = [Path(env)] if env else []
-    candidates += [Path.cwd() / "benchmarks", Path(__file__).resolve().parents[2] / "benchmarks"]
+    here = Path(__file__).resolve()
+    candidates += [Path.cwd() / "benchmarks", here.parents[2] / "benchmarks", here.parents[1] / "specs"]
     for c in candidates:
         if c.is_dir():
             return c
