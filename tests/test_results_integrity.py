@@ -212,7 +212,7 @@ CSV_CASES = [
     ("cut_last_line", _csv(GOOD)[:-40], ["line 13", "cut"]),
     ("broken_quote", _csv(GOOD, _line(5, '"r1,ale,default,cub,simulated,tiny,,0,val,0,u,1,,3,abc,{},,,,\n')),
      ["line 5"]),
-    ("stray_quote_mid", _csv(GOOD, _set(6, "variant", "x")).replace(",x,", ',x"y,', 1), ["line 6"]),
+    ("stray_quote_mid", _csv(GOOD, _set(6, "variant", "x")).replace(",x,", ',"x"y,', 1), ["line 6", "malformed"]),
     ("value_abc", _csv(GOOD, _set(3, "value", "abc")), ["line 3", "value", "not a number"]),
     ("value_empty", _csv(GOOD, _set(8, "value", "")), ["line 8", "value"]),
     ("seed_text", _csv(GOOD, _set(2, "seed", "zero")), ["line 2", "seed", "integer"]),

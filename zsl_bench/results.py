@@ -224,15 +224,15 @@ def read_rows(path: str | os.PathLike[str], *, validate: bool = False,
     if not p.exists():
         return []
     data = _read_bytes(p)
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        if partial_tail != "ignore":
-            line = data.count(b"\n") + 1
-            raise DataError(f"{p}: line {line}: the last line is cut (no newline at its end): a truncated or "
-                            "half-written file; the next zsl-bench run/ablate into this directory moves it "
-                            "aside, or delete that line")
-        data = data[:cut]
-    _, rows = _parse(p, _decode(p, data), header=None, first_line=1, validate=validate)
+    cut = data.rfind(b"\n") + 1
+    # Binary garbage is named as such, before its lack of a final newline.
+    text = _decode(p, data[:cut] if partial_tail == "ignore" else data)
+    if "\x00" not in text and cut < len(data) and partial_tail != "ignore":
+        line = data.count(b"\n") + 1
+        raise DataError(f"{p}: line {line}: the last line is cut (no newline at its end): a truncated or "
+                        "half-written file; the next zsl-bench run/ablate into this directory moves it "
+                        "aside, or delete that line")
+    _, rows = _parse(p, text, header=None, first_line=1, validate=validate)
     return [r for _, r in rows]
 
 
