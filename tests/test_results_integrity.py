@@ -298,8 +298,8 @@ def _truncated(p: Path) -> None:
 NPZ_CASES = [
     ("truncated", _truncated, ["truncated or corrupted"]),
     ("garbage", lambda p: p.write_bytes(b"PK\x03\x04" + bytes(300)), ["curve file"]),
-    ("empty", lambda p: p.write_bytes(b""), ["curve file"]),
-    ("text", lambda p: p.write_text("u,s\n1,2\n"), ["curve file"]),
+    ("empty", lambda p: p.write_bytes(b""), ["not an .npz"]),
+    ("text", lambda p: p.write_text("u,s\n1,2\n"), ["not an .npz"]),
     ("no_u", lambda p: _curve(p, u=None), ["'u'"]),
     ("string_s", lambda p: _curve(p, s=np.array(["a", "b", "c", "d", "e"])), ["'s'", "numeric"]),
     ("lengths_differ", lambda p: _curve(p, s=np.linspace(70, 0, 4)), ["differ"]),

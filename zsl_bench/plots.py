@@ -160,6 +160,7 @@ def load_curves(curves_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     DataError naming the file (one line), not a partial figure.
     """
     import zipfile
+    import zlib
 
     import numpy as np
 
@@ -171,9 +172,12 @@ def load_curves(curves_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if p.name.startswith("."):  # an atomic write's temporary file left by a kill
             continue
         try:
+            with p.open("rb") as fh:
+                if fh.read(4) != b"PK\x03\x04":
+                    raise ValueError("no zip header: not an .npz archive")
             with np.load(p, allow_pickle=False) as z:
                 c = {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        except (OSError, ValueError, EOFError, KeyError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"{p}: not a readable curve file (truncated or corrupted .npz: {why}); "
                             "delete it and rerun the unit, or move it out of the curves folder") from None
