@@ -46,7 +46,7 @@ def _fill(path: Path, n_runs: int, prefix: str = "old") -> None:
 
 
 def _leftovers(out: Path) -> list[str]:
-    tmp = [str(p) for p in out.rglob(".*.tmp*")]
+    tmp = [str(p) for p in out.rglob(".*.tmp*")] + [str(p) for p in out.glob("*.pending")]
     ckpt = [str(p) for p in out.glob("runs/*/ckpt")]
     return tmp + ckpt
 
@@ -127,6 +127,26 @@ def test_row_index_reads_only_new_bytes_and_notices_a_rewrite(tmp_path):
     idx.refresh()
     assert "old-0" not in idx and "new" in idx and len(idx.rows_of("old-1")) == 6
     assert len(read_rows(csv_path, validate=True)) == 30
+
+
+def test_a_block_cut_by_a_killed_writer_goes_whole(tmp_path, caplog):
+    csv_path = tmp_path / "results.csv"
+    append_rows(csv_path, _rows("a"))
+    good = csv_path.read_bytes()
+    block = _csv_text(_rows("b"), header=False).encode()
+    (tmp_path / "results.csv.pending").write_text(f"{len(good)} {len(block)}\n")
+    with open(csv_path, "ab") as fh:
+        fh.write(block[: len(block) // 2])  # 3 whole rows of unit b and a cut one
+    with pytest.raises(DataError, match="cut short by a killed writer"):
+        read_rows(csv_path)
+    with caplog.at_level(logging.WARNING, logger="zsl_bench.results"):
+        append_rows(csv_path, _rows("c"))
+    assert any("lines 8-" in r.getMessage() for r in caplog.records)
+    rows = read_rows(csv_path, validate=True)
+    assert [r["run_id"] for r in rows] == ["a"] * 6 + ["c"] * 6  # none of b: its rows are all there or none
+    (kept,) = tmp_path.glob("results.csv.partial-*")
+    assert kept.read_bytes() == block[: len(block) // 2]
+    assert not (tmp_path / "results.csv.pending").exists()
 
 
 def test_file_lock_is_reentrant(tmp_path):
@@ -358,12 +378,14 @@ def test_kill_9_at_each_write_point_then_rerun_matches_uninterrupted(tmp_path, r
     killed = run_cli([*RUN, "--out", out], env=cli_env(**FAST, ZSL_BENCH_CRASH_AT=f"{point}:2"))
     assert killed.returncode == -9, f"{point}: not killed (rc {killed.returncode})\n{killed.stderr[-2000:]}"
     assert not (out / "config.yaml").exists()  # written only once the run ends with rows
-    if point in ("unit-trained", "curve-mid", "curve-written", "rows-mid"):
-        assert len({r["run_id"] for r in read_rows(out / "results.csv", partial_tail="ignore")}) == 1
+    if point in ("unit-trained", "curve-mid", "curve-written"):
+        assert len({r["run_id"] for r in read_rows(out / "results.csv")}) == 1
     if point == "curve-mid":
         assert list((out / "curves").glob(".*.tmp*"))  # what kill -9 leaves; the rerun sweeps it
-    if point == "rows-mid":
-        with pytest.raises(DataError, match="cut"):
+    if point == "rows-mid":  # half of unit 2's block: some whole rows, one cut row, and the block's record
+        assert (out / "results.csv.pending").is_file()
+        assert len({r["run_id"] for r in read_rows(out / "results.csv", partial_tail="ignore")}) == 2
+        with pytest.raises(DataError, match="cut short by a killed writer"):
             read_rows(out / "results.csv")
 
     rerun = run_cli([*RUN, "--out", out], env=cli_env(**FAST))
@@ -373,8 +395,9 @@ def test_kill_9_at_each_write_point_then_rerun_matches_uninterrupted(tmp_path, r
     assert _leftovers(out) == []
     partial = list(out.glob("results.csv.partial-*"))
     assert len(partial) == (point == "rows-mid")
-    if partial:
-        assert "was cut" in rerun.stderr and b"\n" not in partial[0].read_bytes()
+    if partial:  # the whole cut block went aside, not just its last line
+        assert "cut short by a killed writer" in rerun.stderr and partial[0].read_bytes().count(b"\n") >= 1
+    assert not (out / "results.csv.pending").exists()
     # Rows imply curves: one per run, each readable.
     assert {p.stem for p in (out / "curves").glob("*.npz")} == {r["run_id"] for r in rows}
     assert (out / "config.yaml").read_text() == (ref_out / "config.yaml").read_text()

@@ -223,6 +223,9 @@ def read_rows(path: str | os.PathLike[str], *, validate: bool = False,
     p = Path(path)
     if not p.exists():
         return []
+    if pending_path(p).exists() and partial_tail != "ignore" and _writer_died(p):
+        raise DataError(f"{p}: its last rows are a block cut short by a killed writer ({pending_path(p).name} is "
+                        "left); the next zsl-bench run/ablate into this directory removes them and redoes the unit")
     data = _read_bytes(p)
     cut = data.rfind(b"\n") + 1
     # Binary garbage is named as such, before its lack of a final newline.
@@ -234,6 +237,21 @@ def read_rows(path: str | os.PathLike[str], *, validate: bool = False,
                         "aside, or delete that line")
     _, rows = _parse(p, text, header=None, first_line=1, validate=validate)
     return [r for _, r in rows]
+
+
+def _writer_died(p: Path) -> bool:
+    """Whether ``p``'s ``.pending`` record outlives its writer (it is still there once we get the lock)."""
+    import fcntl
+
+    try:
+        with open(lock_path(p), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return False  # a live writer is appending now
+    except OSError:
+        return True
+    return pending_path(p).exists()
 
 
 class RowIndex:
@@ -364,12 +382,7 @@ def _repair_tail(p: Path, fd: int, size: int) -> int:
         tail = os.pread(fd, step, start)
     dropped = os.pread(fd, size - cut, cut)
     line = _count_lines(fd, cut) + 1
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    keep = p.with_name(f"{p.name}.partial-{stamp}")
-    with atomic_path(keep) as tmp, open(tmp, "wb") as fh:
-        fh.write(dropped)
-        fh.flush()
-        os.fsync(fh.fileno())
+    keep = _keep_aside(p, dropped)
     os.ftruncate(fd, cut)
     os.fsync(fd)
     log.warning("%s: line %d was cut (%d bytes without a newline, e.g. a writer killed mid-row): removed before "
@@ -391,11 +404,70 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def pending_path(path: str | os.PathLike[str]) -> Path:
+    """``<path>.pending``: where an appender records the block it is writing (offset and length)."""
+    p = Path(path)
+    return p.with_name(p.name + ".pending")
+
+
+def _recover_pending(p: Path, fd: int, size: int) -> int:
+    """Undo the block of a writer killed mid-append (its ``.pending`` record is there; we hold the lock).
+
+    The block's complete lines are rows of one unit, so they go too, not only the cut last line: a
+    unit's rows are all there or none. A block that reached its full length is kept. Returns the size.
+    """
+    rec = pending_path(p)
+    try:
+        offset, length = (int(x) for x in rec.read_text().split())
+    except FileNotFoundError:
+        return size
+    except ValueError:
+        offset, length = size, 0  # a record cut while being written: its block was never started
+    if offset < size < offset + length:
+        dropped = os.pread(fd, size - offset, offset)
+        line = _count_lines(fd, offset) + 1
+        keep = _keep_aside(p, dropped)
+        os.ftruncate(fd, offset)
+        os.fsync(fd)
+        log.warning("%s: lines %d-%d are a unit's rows cut short by a killed writer (%d of %d bytes): removed, kept "
+                    "in %s; the unit is redone", p, line, line + dropped.count(b"\n"), len(dropped), length, keep.name)
+        size = offset
+    rec.unlink(missing_ok=True)
+    return size
+
+
+def _keep_aside(p: Path, dropped: bytes) -> Path:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    keep = p.with_name(f"{p.name}.partial-{stamp}")
+    with atomic_path(keep) as tmp, open(tmp, "wb") as fh:
+        fh.write(dropped)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return keep
+
+
+def recover(path: str | os.PathLike[str]) -> None:
+    """Repair what a killed appender left in ``path`` (an incomplete block, a cut last line), under the lock."""
+    p = Path(path)
+    if not p.is_file():
+        return
+    with results_lock(p):
+        fd = os.open(p, os.O_RDWR | os.O_APPEND)
+        try:
+            size = _recover_pending(p, fd, os.fstat(fd).st_size)
+            if size:
+                _repair_tail(p, fd, size)
+        finally:
+            os.close(fd)
+
+
 def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> None:
-    """Append ``rows`` (whole lines, one ``O_APPEND`` write, ``fsync``) under the file's lock.
+    """Append ``rows`` as one block (whole lines, ``O_APPEND`` writes, ``fsync``) under the file's lock.
 
     Cost is that of the new rows, whatever the file's size. A missing or empty file gets the header
-    first; a cut last line is moved aside first (see :func:`_repair_tail`).
+    first. The block's offset and length go to ``<path>.pending`` (synced) before it is written and
+    that record is removed after, so the next writer undoes a block cut by ``kill -9`` whole
+    (:func:`_recover_pending`); a cut last line of any other origin is moved aside (:func:`_repair_tail`).
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -405,11 +477,16 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
     with results_lock(p):
         fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            size = os.fstat(fd).st_size
+            size = _recover_pending(p, fd, os.fstat(fd).st_size)
             if size:
                 size = _repair_tail(p, fd, size)
             if size == 0:
                 data = HEADER.encode() + data
+            rec = pending_path(p)
+            with open(rec, "w") as fh:
+                fh.write(f"{size} {len(data)}\n")
+                fh.flush()
+                os.fsync(fh.fileno())
             if os.environ.get("ZSL_BENCH_CRASH_AT", "").startswith("rows-mid"):
                 half = len(data) // 2
                 _write_all(fd, data[:half])
@@ -418,6 +495,7 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
                 data = data[half:]
             _write_all(fd, data)
             os.fsync(fd)
+            rec.unlink()
         finally:
             os.close(fd)
         if size == 0:
@@ -466,12 +544,7 @@ def remove_runs(path: str | os.PathLike[str], run_ids: set[str], *,
     """
     p = Path(path)
     with results_lock(p):
-        if p.is_file() and p.stat().st_size:
-            fd = os.open(p, os.O_RDWR | os.O_APPEND)
-            try:
-                _repair_tail(p, fd, os.fstat(fd).st_size)
-            finally:
-                os.close(fd)
+        recover(p)
         rows = read_rows(p, validate=False)
         keep = [r for r in rows if r.get("run_id") not in run_ids or r.get("config_hash") in keep_hashes]
         if len(keep) == len(rows):

@@ -37,7 +37,7 @@ from typing import Any
 from ..config import merge
 from ..errors import ConfigError, TrainingError, ZSLError
 from ..fileio import crash_point, sweep_temp_files
-from ..results import RowIndex, append_rows, lock_path, read_rows, remove_runs, results_lock, write_curve
+from ..results import RowIndex, append_rows, lock_path, read_rows, recover, remove_runs, results_lock, write_curve
 from .queue import Timing, WorkQueue, live
 from .spec import SearchParam, StudySpec, Unit, check_configs, grid_units, make_unit, nest
 
@@ -388,8 +388,10 @@ class StudyRunner:
         import optuna
 
         csv_path = self.trials_csv if phase == "trial" else self.results_csv
-        index = self.index(csv_path).refresh()
-        existing = index.rows_of(unit.run_id)
+        index = self.index(csv_path)
+        with results_lock(csv_path):  # a unit's rows are read whole: no writer is mid-block
+            recover(csv_path)
+            existing = index.refresh().rows_of(unit.run_id)
         if existing:
             want = unit.requested_digest()
             if index.config_hashes(unit.run_id) - {"", want}:
