@@ -223,10 +223,17 @@ def read_rows(path: str | os.PathLike[str], *, validate: bool = False,
     p = Path(path)
     if not p.exists():
         return []
-    if pending_path(p).exists() and partial_tail != "ignore" and _writer_died(p):
-        raise DataError(f"{p}: its last rows are a block cut short by a killed writer ({pending_path(p).name} is "
-                        "left); the next zsl-bench run/ablate into this directory removes them and redoes the unit")
+    live_block = None
+    if pending_path(p).exists():
+        if not _writer_died(p):
+            live_block = _pending_offset(p)  # a writer is appending now: read what was there before its block
+        elif partial_tail != "ignore":
+            raise DataError(f"{p}: its last rows are a block cut short by a killed writer ({pending_path(p).name} "
+                            "is left); the next zsl-bench run/ablate into this directory removes them and redoes "
+                            "the unit")
     data = _read_bytes(p)
+    if live_block is not None:
+        data = data[:live_block]
     cut = data.rfind(b"\n") + 1
     # Binary garbage is named as such, before its lack of a final newline.
     text = _decode(p, data[:cut] if partial_tail == "ignore" else data)
@@ -237,6 +244,13 @@ def read_rows(path: str | os.PathLike[str], *, validate: bool = False,
                         "aside, or delete that line")
     _, rows = _parse(p, text, header=None, first_line=1, validate=validate)
     return [r for _, r in rows]
+
+
+def _pending_offset(p: Path) -> int | None:
+    try:
+        return int(pending_path(p).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _writer_died(p: Path) -> bool:
