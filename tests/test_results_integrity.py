@@ -355,7 +355,7 @@ def test_plot_curves_refuses_when_a_runs_curve_is_missing(tmp_path):
 # ---------------------------------------------------------------- kill -9 at each write point of `run`
 
 RUN = ["run", "ale", "--datasets", "cub", "--sim", "tiny", "--seeds", "0,1", "--epochs", "3", "--no-mlflow"]
-VOLATILE = {"timestamp", "wall_time_s"}
+VOLATILE = {"timestamp", "wall_time_s", "git_commit"}  # git_commit: "-dirty" while a checkout is edited
 
 
 def _stable(rows: list[dict]) -> list[tuple]:
