@@ -182,7 +182,14 @@ def plot_sensitivity(rows: list[dict[str, Any]], out: str | os.PathLike[str], me
 
 
 def load_curves(curves_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read every ``*.npz`` U–S curve saved by a study (``<out>/curves``)."""
+    """Read and check every ``*.npz`` U–S curve saved by a study (``<out>/curves``).
+
+    A truncated or corrupted file, or one without equally long 1-D numeric ``u`` and ``s``, is a
+    DataError naming the file (one line), not a partial figure.
+    """
+    import zipfile
+    import zlib
+
     import numpy as np
 
     d = Path(curves_dir)
@@ -193,10 +200,23 @@ def load_curves(curves_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if p.name.startswith("."):  # an atomic write's temporary file left by a kill
             continue
         try:
+            with p.open("rb") as fh:
+                if fh.read(4) != b"PK\x03\x04":
+                    raise ValueError("no zip header: not an .npz archive")
             with np.load(p, allow_pickle=False) as z:
-                curves.append({k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files})
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{p} is not a readable curve file: {exc}") from None
+                c = {k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files}
+        except (OSError, ValueError, EOFError, KeyError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"{p}: not a readable curve file (truncated or corrupted .npz: {why}); "
+                            "delete it and rerun the unit, or move it out of the curves folder") from None
+        for k in ("u", "s"):
+            v = c.get(k)
+            if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype.kind not in "fiu":
+                raise DataError(f"{p}: field {k!r} must be a 1-D numeric array (a zsl-bench U-S curve); got "
+                                f"{'nothing' if v is None else getattr(v, 'dtype', type(v).__name__)}")
+        if len(c["u"]) != len(c["s"]):
+            raise DataError(f"{p}: fields 'u' and 's' differ in length ({len(c['u'])} vs {len(c['s'])})")
+        curves.append(c)
     return curves
 
 

@@ -303,8 +303,18 @@ def load_published(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"published results file not found: {p}")
-    with p.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh, strict=True)
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                        "a published-results CSV is text") from None
+    except csv.Error as exc:
+        raise DataError(f"{p}: line {reader.line_num}: malformed CSV ({exc})") from None
+    for i, r in enumerate(rows, start=2):
+        if None in r or None in r.values():
+            raise DataError(f"{p}: row {i - 1} (near line {i}) has a different number of fields than the header")
     names = metrics.names("table")
     have = set(rows[0]) if rows else set()
     missing = sorted({"method", "dataset"} - have)

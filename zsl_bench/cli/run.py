@@ -3,9 +3,15 @@
 A run is a one-method study (``zsl_bench.study``): one unit per (dataset, seed), variant
 ``default``, run by the same :class:`~zsl_bench.study.StudyRunner` with the same resume semantics
 (an Optuna work queue in ``<out>/optuna.db``). Rows go to ``<out>/results.csv`` (appended
-atomically after each unit), U-S curves to ``<out>/curves/``, the resolved config of each dataset
-to ``<out>/config.yaml``. Rerunning with the same ``--out`` skips finished units and resumes an
-interrupted one from its last checkpoint; a unit's checkpoints are removed once its rows are written.
+under a lock after each unit), U-S curves to ``<out>/curves/``. Rerunning with the same ``--out``
+skips finished units and resumes an interrupted one from its last checkpoint; a unit's checkpoints
+are removed once its rows are written.
+
+``<out>/config.yaml`` (the resolved config of each dataset) is written only when the run ends and
+some of its units have rows, so it always describes rows in ``results.csv``: a rerun that fails
+(a bad value, a config drift, every unit failing) or is killed leaves the previous one as it was.
+When a finished rerun resolves another config, the previous file is kept as
+``config.previous-<n>.yaml``. Every row also carries its full config (column ``config``).
 """
 
 from __future__ import annotations
@@ -98,12 +104,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for ds in datasets:
         runner.load_data(ds).require_features(method_cls.input)
     out.mkdir(parents=True, exist_ok=True)
-    _write_yaml(out / "config.yaml", {
-        "method": method, "protocol": protocol, "seeds": list(seeds),
-        "data": {"source": "simulated", "sim_preset": args.sim, "sim_seed": args.sim_seed} if args.sim
-        else {"source": "real", "data_root": args.data_root},
-        "configs": {ds: cfg.as_dict() for ds, cfg in configs.items()},
-    })
     if not args.no_mlflow:
         from ..tracking import Tracker
 
@@ -111,16 +111,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = runner.run()  # seeds already finished in <out> are reused, not run again
     for desc, reason in outcome.failed:
         log.warning("failed: %s: %s", desc, reason)
+    if outcome.rows:  # only a config that some rows were trained from
+        write_run_config(out / "config.yaml", {
+            "method": method, "protocol": protocol, "seeds": list(seeds),
+            "data": {"source": "simulated", "sim_preset": args.sim, "sim_seed": args.sim_seed} if args.sim
+            else {"source": "real", "data_root": args.data_root},
+            "configs": {ds: cfg.as_dict() for ds, cfg in configs.items()},
+        })
     print(format_table(outcome.rows, method=method, datasets=datasets, seeds=list(seeds), protocol=protocol,
                        sim=args.sim, sim_seed=args.sim_seed))
     print(f"\nrows: {runner.results_csv}\nconfig: {out / 'config.yaml'}")
     return 3 if outcome.failed else 0
 
 
-def _write_yaml(path: Path, obj: dict[str, Any]) -> None:
+def write_run_config(path: Path, obj: dict[str, Any]) -> Path:
+    """Write ``obj`` as ``path`` (atomically); a different previous file is kept as ``config.previous-<n>.yaml``."""
+    import os
+
     import yaml
 
-    write_text_atomic(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+    from ..fileio import file_lock
+
+    text = yaml.safe_dump(obj, sort_keys=False, allow_unicode=True)
+    with file_lock(path.with_name(path.name + ".lock")):  # two runs finishing together keep both versions
+        try:
+            old = path.read_text()
+        except (FileNotFoundError, UnicodeDecodeError):
+            old = None
+        if old == text:
+            return path
+        if old is not None:
+            n = 1 + max((int(q.name.split("-")[-1].split(".")[0]) for q in path.parent.glob("config.previous-*.yaml")
+                         if q.name.split("-")[-1].split(".")[0].isdigit()), default=0)
+            os.link(path, path.with_name(f"config.previous-{n}.yaml"))
+        return write_text_atomic(path, text)
 
 
 # ---------------------------------------------------------------- the table

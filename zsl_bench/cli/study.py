@@ -394,6 +394,18 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_curves_cover_rows(rows: list[dict[str, Any]], curves: Path) -> None:
+    """Every run whose rows hold a test AUSUC has ``<curves>/<run_id>.npz`` (no figure from 2 of 3 seeds)."""
+    from ..errors import DataError
+
+    have = {p.stem for p in curves.glob("*.npz") if not p.name.startswith(".")}
+    want = sorted({str(r["run_id"]) for r in rows if r.get("metric") == "ausuc"})
+    missing = [r for r in want if r not in have]
+    if missing:
+        raise DataError(f"{curves}: no curve file for {len(missing)} of the {len(want)} runs in the results, e.g. "
+                        f"{missing[0]}.npz; give the curves folder of the same study (<out>/curves)")
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .. import metrics, plots
     from ..errors import ZSLError
@@ -437,7 +449,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 if any((Path(res).parent / "curves").glob("*.npz")):
                     made += plots.plot_us_curves(plots.load_curves(Path(res).parent / "curves"), args.out)
     if args.curves and "curves" in want:
-        made += plots.plot_us_curves(plots.load_curves(args.curves), args.out)
+        curves = plots.load_curves(args.curves)
+        if args.results:
+            _check_curves_cover_rows(read_study_rows(args.results), Path(args.curves))
+        made += plots.plot_us_curves(curves, args.out)
     if args.storage and "optuna" in want:
         made += plots.plot_optuna(args.storage, args.study, args.out)
     if not made:

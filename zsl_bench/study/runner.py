@@ -1,9 +1,18 @@
 """StudyRunner: a study's units through the work queue, with drift checks, rows, curves and MLflow.
 
 Every unit (grid point x dataset x seed, or search trial x dataset) is an Optuna trial, one Optuna
-study per (spec, dataset). Rows are written per finished unit (atomically, once per run id) and
-also stored on the trial, so a rerun after ``kill -9`` completes the study without redoing
-finished units, and tables derive from the deduplicated set of finished units.
+study per (spec, dataset). Rows are written per finished unit (appended under the results file's
+lock, once per run id) and also stored on the trial, so a rerun after ``kill -9`` completes the
+study without redoing finished units, and tables derive from the deduplicated set of finished units.
+
+A unit writes in this order: its curve (``curves/<run_id>.npz``, atomic), then its rows (one
+appended block), then its checkpoints go, then its trial is finished. Rows therefore imply their
+curve. A kill before the rows leaves a claimed trial that goes stale and is redone (the curve is
+rewritten, training resumes from the checkpoint); a kill after them leaves rows that the rerun
+finds and reuses instead of training again. What a kill can leave behind (temporary files of dead
+writers, ``runs/<run_id>/ckpt`` of units whose rows are written) is swept by the next run.
+``ZSL_BENCH_CRASH_AT`` (see :func:`zsl_bench.fileio.crash_point`) kills at the points in
+``CRASH_POINTS``, for tests.
 
 A search trial runs phase 1 of the ``val`` protocol only (``RunSpec.select_only``): it trains on
 ``val_train``, scores validation and stops, so its rows (``trials.csv``) hold ``val_*`` numbers and
@@ -27,12 +36,16 @@ from typing import Any
 
 from ..config import merge
 from ..errors import ConfigError, TrainingError, ZSLError
-from ..fileio import file_lock
-from ..results import append_rows, read_rows, remove_runs, write_curve
+from ..fileio import crash_point, sweep_temp_files
+from ..results import RowIndex, append_rows, lock_path, read_rows, recover, remove_runs, results_lock, write_curve
 from .queue import Timing, WorkQueue, live
 from .spec import SearchParam, StudySpec, Unit, check_configs, grid_units, make_unit, nest
 
 log = logging.getLogger(__name__)
+
+CRASH_POINTS = ("unit-trained", "curve-mid", "curve-written", "rows-mid", "rows-written", "unit-finished")
+"""Where ``ZSL_BENCH_CRASH_AT`` may kill a unit, in write order (``curve-mid`` and ``rows-mid`` are
+inside :func:`zsl_bench.results.write_curve` / :func:`~zsl_bench.results.append_rows`)."""
 
 RunFn = Callable[..., Any]
 """``run_fn(unit, *, out_dir, reporter, progress) -> RunResult``-like (rows, metrics, selection,
@@ -62,35 +75,40 @@ def dedupe_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def read_study_rows(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    """Read and deduplicate result rows from CSV files (missing files are an error)."""
+    """Read, check (every row against the schema) and deduplicate result rows from CSV files.
+
+    A missing file, or a malformed row (cut, corrupted, non-numeric, unknown metric), is a
+    DataError naming the file and line.
+    """
     from ..errors import DataError
 
     rows: list[dict[str, Any]] = []
     for p in paths:
         path = Path(p)
+        if path.is_dir():
+            raise DataError(f"{path} is a directory; give the results file (e.g. {path / 'results.csv'})")
         if not path.is_file():
             raise DataError(f"results file not found: {path}")
-        got = read_rows(path)
-        if got and not {"method", "dataset", "metric", "value"} <= set(got[0]):
-            raise DataError(f"{path} is not a zsl-bench results file: needs columns "
-                            f"method, dataset, metric, value (see zsl_bench.results.COLUMNS)")
-        rows.extend(got)
+        rows.extend(read_rows(path, validate=True))
     return dedupe_rows(rows)
 
 
-def write_unit_rows(csv_path: Path, rows: list[dict[str, Any]]) -> bool:
-    """Append a unit's rows unless its run id is already there. Returns whether rows were written."""
+def write_unit_rows(csv_path: Path, rows: list[dict[str, Any]], index: RowIndex | None = None) -> bool:
+    """Append a unit's rows unless its run id is already there. Returns whether rows were written.
+
+    ``index`` (of ``csv_path``) makes the check cost the rows appended since it was last refreshed.
+    """
     if not rows:
         return False
-    with file_lock(_lock_of(csv_path)):
-        if rows[0]["run_id"] in {r.get("run_id") for r in read_rows(csv_path)}:
+    index = index or RowIndex(csv_path)
+    with results_lock(csv_path):
+        if rows[0]["run_id"] in index.refresh():
             return False
         append_rows(csv_path, rows)
     return True
 
 
-def _lock_of(csv_path: Path) -> Path:
-    return csv_path.with_name(csv_path.name + ".lock")
+_lock_of = lock_path
 
 
 class PruningReporter:
@@ -171,6 +189,24 @@ class StudyRunner:
         self.best: dict[str, dict[str, Any]] = {}
         self._expected: dict[str, set[str]] = {}  # study name -> unit keys this run stands for
         self._data: dict[tuple[Any, ...], Any] = {}  # loaded datasets, shared by this runner's units
+        self._indexes: dict[Path, RowIndex] = {}
+
+    def index(self, csv_path: Path) -> RowIndex:
+        """The runner's incremental index of ``csv_path`` (refresh it before use)."""
+        if csv_path not in self._indexes:
+            self._indexes[csv_path] = RowIndex(csv_path)
+        return self._indexes[csv_path]
+
+    def sweep(self) -> None:
+        """Remove what killed writers left: temporary files of dead processes in the output folders."""
+        for d in (self.out, self.out / "curves", self.out / "curves" / "trials", self.out / "tables",
+                  self.out / "figures"):
+            sweep_temp_files(d)
+
+    def _drop_checkpoints(self, run_id: str) -> None:
+        """Remove ``runs/<run_id>/ckpt`` of a unit whose rows are written (unless checkpoints are kept)."""
+        if not self.keep_checkpoints:
+            shutil.rmtree(self.out / "runs" / run_id / "ckpt", ignore_errors=True)
 
     # -- paths
     @property
@@ -218,6 +254,7 @@ class StudyRunner:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         check_configs(self.spec)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.sweep()
         parent = self.tracker.study_run(self.spec) if self.tracker else contextlib.nullcontext()
         with parent:
             # Every dataset's finished units against the code's configs, before any training. Search
@@ -283,9 +320,7 @@ class StudyRunner:
                               f"another config than the code resolves now (a preset or default changed): {listed}. "
                               "Rerun with --rerun-changed to redo them, or use a new --out")
         log.warning("%s: rerunning %d unit(s) whose config changed: %s", study.study_name, len(changed), listed)
-        with file_lock(_lock_of(self.results_csv)):
-            remove_runs(self.results_csv, {u.run_id for _, u, _, _ in changed},
-                        keep_hashes={now for *_, now in changed})
+        remove_runs(self.results_csv, {u.run_id for _, u, _, _ in changed}, keep_hashes={now for *_, now in changed})
         for _, u, old, now in changed:
             curve = self.out / "curves" / f"{u.run_id}.npz"
             with contextlib.suppress(FileNotFoundError):
@@ -353,18 +388,21 @@ class StudyRunner:
         import optuna
 
         csv_path = self.trials_csv if phase == "trial" else self.results_csv
-        existing = [r for r in read_rows(csv_path) if r.get("run_id") == unit.run_id]
+        index = self.index(csv_path)
+        with results_lock(csv_path):  # a unit's rows are read whole: no writer is mid-block
+            recover(csv_path)
+            existing = index.refresh().rows_of(unit.run_id)
         if existing:
             want = unit.requested_digest()
-            if {r.get("config_hash", "") for r in existing} - {"", want}:
+            if index.config_hashes(unit.run_id) - {"", want}:
                 # Rows of another config under this run id (a --rerun-changed cleanup cut short): never reuse.
-                with file_lock(_lock_of(csv_path)):
-                    remove_runs(csv_path, {unit.run_id}, keep_hashes={want})
+                remove_runs(csv_path, {unit.run_id}, keep_hashes={want})
                 existing = [r for r in existing if r.get("config_hash", "") in ("", want)]
         if existing:
             # Finished before a kill, between writing rows and telling Optuna: reuse, do not redo.
             value = _objective(existing, phase)
             self.queue.set_attr(frozen, "rows", json.dumps(existing))
+            self._drop_checkpoints(unit.run_id)
             self.queue.finish(frozen, "COMPLETE", value)
             return value
         history = _History()
@@ -399,15 +437,19 @@ class StudyRunner:
         value = _objective(rows, phase)
         self.queue.set_attr(frozen, "rows", json.dumps(rows, default=str))
         self.queue.set_attr(frozen, "wall_time_s", round(time.time() - t0, 3))
+        crash_point("unit-trained")
+        # Curve first, rows second: a row on disk implies its curve (a kill in between redoes the unit).
         curve = self._save_curve(unit, result)
-        write_unit_rows(csv_path, rows)
-        if not self.keep_checkpoints:
-            # The rows are the unit's record now; its checkpoints would only be skipped on a rerun.
-            shutil.rmtree(run_dir / "ckpt", ignore_errors=True)
+        crash_point("curve-written")
+        write_unit_rows(csv_path, rows, index)
+        crash_point("rows-written")
+        # The rows are the unit's record now; its checkpoints would only be skipped on a rerun.
+        self._drop_checkpoints(unit.run_id)
         if self.tracker:
             hist = list(getattr(result, "history", None) or []) or history.epochs
             self.tracker.log_unit(unit, result=result, rows=rows, history=hist, curve=curve)
         self.queue.finish(frozen, "COMPLETE", value)
+        crash_point("unit-finished")
         self.ran += 1
         return value
 
@@ -527,11 +569,15 @@ class StudyRunner:
                     continue
                 if self._belongs(t.user_attrs.get("unit")):
                     rows.extend(json.loads(t.user_attrs.get("rows", "[]")))
-        with file_lock(_lock_of(csv_path)):
-            have = {r.get("run_id") for r in read_rows(csv_path)}
-            missing = [r for r in rows if r.get("run_id") not in have]
+        index = self.index(csv_path)
+        with results_lock(csv_path):
+            index.refresh()
+            missing = [r for r in rows if r.get("run_id") not in index]
             if missing:
                 append_rows(csv_path, missing)
+        # Units finished by a process killed after its rows but before removing their checkpoints.
+        for run_id in {str(r.get("run_id")) for r in rows}:
+            self._drop_checkpoints(run_id)
         return dedupe_rows(rows)
 
 
