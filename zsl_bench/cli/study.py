@@ -142,7 +142,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     from ..tables import build_table, render_markdown, write_tables
 
     spec = _spec_with_cli(load_spec(args.spec), args)
-    out = Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else "")))
+    from ..config import check_out_dir
+
+    out = check_out_dir(Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else ""))))
     if args.workers < 1:
         raise ConfigError(f"bad --workers {args.workers}; valid: an integer >= 1")
     url = storage_url(out, args.storage)
