@@ -84,7 +84,7 @@ def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, s
     if sim_preset is None:
         root = roots.data_root(data_root)
         ddir = root / spec.dirname
-        if not (ddir / ATT_SPLITS).is_file():
+        if not _is_file(ddir / ATT_SPLITS):
             raise DataError(
                 f"{ddir / ATT_SPLITS}: file not found; point --data-root or $ZSL_BENCH_DATA at a directory "
                 f"holding {spec.dirname}/{ATT_SPLITS}, or use the simulated benchmark (--sim)")
@@ -102,6 +102,16 @@ def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, s
             ddir = Path(out)
     meta = read_sim_meta(ddir / SIM_META)
     return load_from_dir(spec.name, ddir, source="simulated", root=ddir.parent, provenance=meta)
+
+
+def _is_file(path: Path) -> bool:
+    """Whether an optional dataset file is there; a directory (or other non-file) in its place is an
+    error, not a silent "absent" (which would load a dataset without its labels or features)."""
+    if path.is_file():
+        return True
+    if path.exists():
+        raise DataError(f"{path}: exists but is not a regular file; expected the {path.name} file (or nothing)")
+    return False
 
 
 def read_sim_meta(path: Path) -> dict[str, Any]:
@@ -146,14 +156,14 @@ def _load_from_dir(spec: DatasetSpec, ddir: Path, source: str, root: str | os.Pa
     # --- labels: image_index.npz > res101.mat > MSDN HDF5; features: features.h5 > MSDN > res101.mat
     res101: Res101 | None = None
     msdn_path = ddir / spec.msdn_file
-    msdn = open_msdn_hdf5(msdn_path) if msdn_path.is_file() else None
+    msdn = open_msdn_hdf5(msdn_path) if _is_file(msdn_path) else None
     labels: np.ndarray | None = None
     image_files: list[str] | None = None
     labels_from = None
-    if (ddir / IMAGE_INDEX).is_file():
+    if _is_file(ddir / IMAGE_INDEX):
         index = read_image_index(ddir / IMAGE_INDEX)
         labels, image_files, labels_from = index.labels, index.image_files, index.path
-    elif (ddir / RES101).is_file():
+    elif _is_file(ddir / RES101):
         res101 = read_res101(ddir / RES101)
         labels, image_files, labels_from = res101.labels, res101.image_files, res101.path
     elif msdn is not None and msdn.labels is not None:
@@ -162,7 +172,7 @@ def _load_from_dir(spec: DatasetSpec, ddir: Path, source: str, root: str | os.Pa
         files["labels"] = str(labels_from)
 
     features: FeatureSource | None = None
-    if (ddir / STORE_NAME).is_file():
+    if _is_file(ddir / STORE_NAME):
         features = FeatureStore(ddir / STORE_NAME)
         if msdn is not None:
             msdn.store.close()
@@ -330,7 +340,7 @@ def _image_class(path: str, index: dict[str, int]) -> int | None:
     """The class a published image path names (``.../001.Black_footed_Albatross/x.jpg``, SUN's
     ``images/a/apse/indoor/x.jpg`` for ``apse_indoor``), or None when no directory names a class."""
     parts = path.replace("\\", "/").split("/")[:-1]
-    for depth in (1, 2, 3):
+    for depth in (3, 2, 1):  # longest first: SUN has both bakery_kitchen and kitchen
         if len(parts) >= depth:
             c = index.get("_".join(parts[-depth:]))
             if c is not None:
@@ -483,7 +493,7 @@ FINAL_SPLITS_LOCS = tuple(f"{s}_loc" for s in FINAL_SPLITS)
 def _read_w2v(ddir: Path, dirname: str, num_attributes: int) -> tuple[np.ndarray | None, Path | None]:
     for suffix in (".npy", ".pkl"):
         path = ddir / "w2v" / f"{dirname}_attribute{suffix}"
-        if path.is_file():
+        if _is_file(path):
             w2v = read_word_vectors(path)
             if w2v.shape[0] != num_attributes:
                 hint = " (it looks transposed)" if w2v.shape[1] == num_attributes else ""
@@ -542,15 +552,20 @@ def read_manifest(root: str | os.PathLike[str]) -> dict[Path, str]:
 
 
 def scan_features(store: FeatureSource, batch_size: int = 256) -> Iterator[int]:
-    """Read every row in batches and raise on NaN/Inf; yields the rows done after each batch."""
-    kind = "regions" if store.has_regions else "pooled"
+    """Read every row of every stored dataset (regions, and pooled when stored apart) in batches.
+
+    The reads themselves raise on NaN/Inf, naming the file and the row; yields the rows done after
+    each batch.
+    """
+    kinds = (["regions"] if store.has_regions else []) + (["pooled"] if store.stores_pooled else [])
     n = store.num_rows
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(start + batch_size, n))
-        block = store.read(idx, kind)
-        bad = ~np.isfinite(block)
-        if bad.any():
-            row = int(idx[np.argwhere(bad)[0][0]])
-            raise DataError(f"{store.path}: NaN/Inf in {kind} features of row {row} "
-                            f"({int(bad.sum())} value(s) in rows {idx[0]}..{idx[-1]})")
+        for kind in kinds:
+            block = store.read(idx, kind)
+            bad = ~np.isfinite(block)  # the stores check on read; kept for any other FeatureSource
+            if bad.any():
+                row = int(idx[np.argwhere(bad)[0][0]])
+                raise DataError(f"{store.path}: NaN/Inf in {kind} features of row {row} "
+                                f"({int(bad.sum())} value(s) in rows {idx[0]}..{idx[-1]})")
         yield int(idx[-1]) + 1

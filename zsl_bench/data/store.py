@@ -113,6 +113,11 @@ class FeatureStore:
         return self._regions is not None
 
     @property
+    def stores_pooled(self) -> bool:
+        """Pooled features held apart (not computed from the regions on read)."""
+        return self._pooled is not None
+
+    @property
     def _main(self) -> Any:
         """The dataset that defines rows, width and dtype (regions if present); never None."""
         ds = self._regions if self._regions is not None else self._pooled
@@ -255,6 +260,11 @@ class MemoryStore:
     @property
     def has_regions(self) -> bool:
         return self._regions is not None
+
+    @property
+    def stores_pooled(self) -> bool:
+        """Pooled features held apart (not computed from the regions on read)."""
+        return self._pooled is not None
 
     @property
     def num_regions(self) -> int | None:
