@@ -748,7 +748,7 @@ RUN_CASES: dict[str, RunCase] = {
     "sampler_unknown": RunCase(_set("train.sampler=stratified"), ("train.sampler", "class_balanced")),
     "device_unknown": RunCase(("--device", "tpu"), ("train.device", "cuda")),
     "amp_not_bool": RunCase(_set("train.amp=maybe"), ("train.amp", "true or false")),
-    "protocol_in_set": RunCase(_set("eval.protocol=oracle"), ("eval.protocol", "test-oracle")),
+    "protocol_in_set": RunCase(_set("eval.protocol=oracle"), ("protocol", "oracle", "test-oracle")),
     "unknown_train_key": RunCase(_set("train.learning_rate=0.1"), ("train.learning_rate", "valid keys")),
     "unknown_method_key": RunCase(_set("method.lambda=1"), ("method.lambda", "alpha")),
     "method_alpha_inf": RunCase(_set("method.alpha=inf"), ("method.alpha", "finite")),
