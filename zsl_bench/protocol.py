@@ -147,10 +147,6 @@ def check_inputs(scores: object, labels: object, seen_classes: object, unseen_cl
             if (counts > 1).any():
                 raise DataError(f"{nm[key]} lists row {int(uniq[counts > 1][0])} more than once "
                                 f"({int((counts > 1).sum())} repeated row(s)); each test row must appear once")
-        shared = np.intersect1d(rows_s, rows_u)
-        if shared.size:
-            raise DataError(f"{nm['seen_idx']} and {nm['unseen_idx']} share row {int(shared[0])} "
-                            f"({shared.size} in all); the seen and unseen test rows must be disjoint")
         for rows, cls, key_r, key_c in ((rows_s, seen, "seen_idx", "seen_classes"),
                                         (rows_u, unseen, "unseen_idx", "unseen_classes")):
             row_lab = lab[rows]
