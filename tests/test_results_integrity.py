@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clicase import REPO, assert_clean_failure, cli_env, digest_tree, run_cli
+
 from zsl_bench.errors import DataError
 from zsl_bench.fileio import atomic_path, file_lock, sweep_temp_files
 from zsl_bench.results import COLUMNS, HEADER, RowIndex, _csv_text, append_rows, read_rows, remove_runs

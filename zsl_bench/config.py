@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -55,6 +56,9 @@ class TrainConfig:
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                "train.device", self.device, "auto, cpu, cuda or cuda:N")
         check(self.eval_every >= 1, "train.eval_every", self.eval_every, "an integer >= 1")
+        check(self.momentum >= 0, "train.momentum", self.momentum, "a float >= 0")
+        check(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
+        check(self.eval_batch_size >= 1, "train.eval_batch_size", self.eval_batch_size, "an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,28 @@ def parse_seeds(text: str, flag: str = "--seeds") -> tuple[int, ...]:
     return tuple(dict.fromkeys(seeds))
 
 
+def check_out_dir(out: str | Path, flag: str = "--out") -> Path:
+    """``out`` must be (or become) a directory whose results files, where present, are regular files.
+
+    Checked before anything is trained or written, so a wrong ``--out`` is one line, not a
+    traceback after the first unit.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{flag} {out}: exists and is not a directory; give a directory for the run's outputs")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{flag} {out}: {parent} is not a directory")
+            break
+    for name in ("results.csv", "trials.csv", "config.yaml"):
+        path = out / name
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"{flag} {out}: {path} exists and is not a regular file; it must be the "
+                              f"{name} that zsl-bench writes (move it away)")
+    return out
+
+
 # ---------------------------------------------------------------- dict <-> dataclass
 
 
@@ -107,13 +133,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        first: ConfigError | None = None
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _coerce(value, a, key)
-            except ConfigError:
-                continue
+            except ConfigError as exc:
+                first = first or exc
+        if first is not None and len(args) == 2 and type(None) in args:  # Optional[X]: X's own message
+            raise ConfigError(f"{first}, or null") from None
         raise ConfigError(f"bad value for {key}: {value!r}; expected {tp}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
@@ -136,16 +165,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             f = float(value)
         except ValueError:
             raise ConfigError(f"bad value for {key}: {value!r}; expected an integer") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise ConfigError(f"bad value for {key}: {value!r}; expected an integer")
         return int(f)
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"bad value for {key}: {value!r}; expected a number")
         try:
-            return float(value)
+            f = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"bad value for {key}: {value!r}; expected a number") from None
+        # NaN/inf would pass every `x > 0` check (or fail far away, e.g. as a NaN loss); no
+        # float field of a config means anything at infinity.
+        if not math.isfinite(f):
+            raise ConfigError(f"bad value for {key}: {value!r}; expected a finite number")
+        return f
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"bad value for {key}: {value!r}; expected a string")

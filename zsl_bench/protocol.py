@@ -141,6 +141,12 @@ def check_inputs(scores: object, labels: object, seen_classes: object, unseen_cl
                             "they must be disjoint")
         rows_s = _index_array(seen_idx, nm["seen_idx"], n, "row indices")
         rows_u = _index_array(unseen_idx, nm["unseen_idx"], n, "row indices")
+        # A repeated row would weigh one image twice in its class's accuracy (the metrics change).
+        for rows, key in ((rows_s, "seen_idx"), (rows_u, "unseen_idx")):
+            uniq, counts = np.unique(rows, return_counts=True)
+            if (counts > 1).any():
+                raise DataError(f"{nm[key]} lists row {int(uniq[counts > 1][0])} more than once "
+                                f"({int((counts > 1).sum())} repeated row(s)); each test row must appear once")
         for rows, cls, key_r, key_c in ((rows_s, seen, "seen_idx", "seen_classes"),
                                         (rows_u, unseen, "unseen_idx", "unseen_classes")):
             row_lab = lab[rows]

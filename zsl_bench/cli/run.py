@@ -98,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Resolve every config before training anything: a bad value fails in a second, not after a run.
     configs = {ds: resolve_config(RunSpec(method=method, dataset=ds, overrides=spec.base, protocol=protocol))
                for ds in datasets}
-    out = Path(args.out) if args.out else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{method}"
+    out = C.check_out_dir(Path(args.out) if args.out else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{method}")
     runner = StudyRunner(spec, out, progress=True, rerun_changed=args.rerun_changed, keep_checkpoints=False)
     # Load (or generate) every dataset and check its features before writing anything.
     for ds in datasets:

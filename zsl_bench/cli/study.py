@@ -169,6 +169,7 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    from ..config import check_out_dir
     from ..errors import ConfigError
     from ..study import StudyRunner, is_server_storage, load_spec, storage_url
 
@@ -184,7 +185,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise ConfigError(f"bad --workers {args.workers}; valid: an integer >= 1")
     spec = _spec_with_cli(load_spec(args.spec), args)
     _check_sim_preset(spec.sim, "--sim" if args.sim is not None else f"study key 'sim' in {spec.source}")
-    out = Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else "")))
+    out = check_out_dir(Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else ""))))
     url = storage_url(out, args.storage)
     if args.workers > 1 and not is_server_storage(url):
         raise ConfigError("--workers N>1 needs a server --storage (e.g. postgresql://user:pw@host/db): "

@@ -56,6 +56,11 @@ def import_msdn_hdf5(src: Path, dataset: str, root: Path, *, out: Path | None = 
         n, f, h, w = fmap.shape
         _check_against_release(src, spec.dirname, Path(root), n, labels, locs)
         out = Path(out) if out else Path(root) / spec.dirname / STORE_NAME
+        if out.is_dir():
+            raise DataError(f"--out {out}: is a directory; give the path of the store file to write "
+                            f"(e.g. {out / STORE_NAME})")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise DataError(f"--out {out}: {out.parent} is not a directory")
         prov: dict[str, Any] = {
             "source": "real", "dataset": dataset, "imported_from": str(src.resolve()),
             "source_format": "MSDN/TransZero feature_map HDF5", "source_bytes": src.stat().st_size,
@@ -117,9 +122,15 @@ def _check_against_release(src: Path, dirname: str, root: Path, n: int, labels: 
 
     try:
         splits = scipy.io.loadmat(mat, variable_names=list(LOC_KEYS) + ["att"])
-    except (OSError, ValueError, NotImplementedError) as exc:
-        raise DataError(f"{mat}: not a readable MATLAB file ({exc})") from None
-    ref = {k: np.asarray(splits[k]).ravel().astype(np.int64) - 1 for k in LOC_KEYS if k in splits}
+    except Exception as exc:  # scipy raises ValueError, TypeError, OSError ... on bad bytes
+        raise DataError(f"{mat}: not a readable MATLAB file ({type(exc).__name__}: {exc})") from None
+    ref = {}
+    for k in LOC_KEYS:
+        if k in splits:
+            loc = np.asarray(splits[k]).ravel()
+            if loc.dtype.kind not in "iuf":
+                raise DataError(f"{mat}: field '{k}' must hold integer indices, got dtype {loc.dtype}")
+            ref[k] = loc.astype(np.int64) - 1
     expected_rows = sum(len(v) for v in ref.values())
     if len(ref) == len(LOC_KEYS) and n != expected_rows:
         raise DataError(f"{src}: {n} rows, but {mat} indexes {expected_rows} images; "
@@ -131,8 +142,9 @@ def _check_against_release(src: Path, dirname: str, root: Path, n: int, labels: 
         raise DataError(f"{src}: label {labels.max()} but {mat} has {splits['att'].shape[1]} classes")
     index = root / dirname / "image_index.npz"
     if index.is_file():
-        with np.load(index, allow_pickle=False) as z:
-            ref_labels = np.asarray(z["labels"]).astype(np.int64)
+        from .readers import read_image_index  # checks keys and dtype: one line, no traceback
+
+        ref_labels = read_image_index(index).labels
         if ref_labels.shape != labels.shape or not np.array_equal(ref_labels, labels):
             diff = int((ref_labels != labels).sum()) if ref_labels.shape == labels.shape else "all"
             raise DataError(f"{src}: 'labels' differ from {index} ({diff} rows); rows are not in the release order")

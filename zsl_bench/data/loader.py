@@ -67,10 +67,24 @@ def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, 
         sim_seed: the generator's seed.
     """
     spec = get_spec(name)
+    try:
+        return _load_dataset(spec, data_root, sim_preset, sim_seed)
+    except OSError as exc:  # unreadable directory or file (permissions, a name too long, I/O error)
+        raise _os_error(exc) from None
+
+
+def _os_error(exc: OSError) -> DataError:
+    what = exc.filename if exc.filename is not None else "dataset directory"
+    return DataError(f"{what}: cannot access ({exc.strerror or type(exc).__name__}); check the path and its "
+                     f"permissions")
+
+
+def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, sim_preset: str | None,
+                  sim_seed: int) -> ZSLData:
     if sim_preset is None:
         root = roots.data_root(data_root)
         ddir = root / spec.dirname
-        if not (ddir / ATT_SPLITS).is_file():
+        if not _is_file(ddir / ATT_SPLITS):
             raise DataError(
                 f"{ddir / ATT_SPLITS}: file not found; point --data-root or $ZSL_BENCH_DATA at a directory "
                 f"holding {spec.dirname}/{ATT_SPLITS}, get the dataset with 'zsl-bench data download {spec.name}' "
@@ -90,6 +104,16 @@ def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, 
             ddir = Path(out)
     meta = read_sim_meta(ddir / SIM_META)
     return load_from_dir(spec.name, ddir, source="simulated", root=ddir.parent, provenance=meta)
+
+
+def _is_file(path: Path) -> bool:
+    """Whether an optional dataset file is there; a directory (or other non-file) in its place is an
+    error, not a silent "absent" (which would load a dataset without its labels or features)."""
+    if path.is_file():
+        return True
+    if path.exists():
+        raise DataError(f"{path}: exists but is not a regular file; expected the {path.name} file (or nothing)")
+    return False
 
 
 def read_sim_meta(path: Path) -> dict[str, Any]:
@@ -118,7 +142,14 @@ def load_from_dir(name: str, ddir: str | os.PathLike[str], *, source: str = "rea
         provenance: extra provenance (the generator's ``sim.json`` for simulated data).
     """
     spec = get_spec(name)
-    ddir = Path(ddir)
+    try:
+        return _load_from_dir(spec, Path(ddir), source, root, provenance)
+    except OSError as exc:
+        raise _os_error(exc) from None
+
+
+def _load_from_dir(spec: DatasetSpec, ddir: Path, source: str, root: str | os.PathLike[str] | None,
+                   provenance: dict[str, Any] | None) -> ZSLData:
     files: dict[str, str] = {}
     splits_file = ddir / ATT_SPLITS
     att_splits = read_att_splits(splits_file)
@@ -127,14 +158,14 @@ def load_from_dir(name: str, ddir: str | os.PathLike[str], *, source: str = "rea
     # --- labels: image_index.npz > res101.mat > MSDN HDF5; features: features.h5 > MSDN > res101.mat
     res101: Res101 | None = None
     msdn_path = ddir / spec.msdn_file
-    msdn = open_msdn_hdf5(msdn_path) if msdn_path.is_file() else None
+    msdn = open_msdn_hdf5(msdn_path) if _is_file(msdn_path) else None
     labels: np.ndarray | None = None
     image_files: list[str] | None = None
     labels_from = None
-    if (ddir / IMAGE_INDEX).is_file():
+    if _is_file(ddir / IMAGE_INDEX):
         index = read_image_index(ddir / IMAGE_INDEX)
         labels, image_files, labels_from = index.labels, index.image_files, index.path
-    elif (ddir / RES101).is_file():
+    elif _is_file(ddir / RES101):
         res101 = read_res101(ddir / RES101)
         labels, image_files, labels_from = res101.labels, res101.image_files, res101.path
     elif msdn is not None and msdn.labels is not None:
@@ -143,7 +174,7 @@ def load_from_dir(name: str, ddir: str | os.PathLike[str], *, source: str = "rea
         files["labels"] = str(labels_from)
 
     features: FeatureSource | None = None
-    if (ddir / STORE_NAME).is_file():
+    if _is_file(ddir / STORE_NAME):
         features = FeatureStore(ddir / STORE_NAME)
         if msdn is not None:
             msdn.store.close()
@@ -212,13 +243,20 @@ def _assemble(spec: DatasetSpec, ddir: Path, att_splits: AttSplits, labels: np.n
     names = att_splits.class_names
     if names is not None and len(names) != k:
         raise DataError(f"{path}: field 'allclasses_names' has {len(names)} entries, expected {k} ({k_from})")
+    zero = np.flatnonzero(~(att != 0).any(axis=0))
+    if zero.size:
+        # An all-zero class vector scores 0 against every image (and normalises to NaN): refuse it.
+        raise DataError(f"{path}: field 'att' is all zero for {_class_label(int(zero[0]), names)} "
+                        f"({zero.size} class(es) in all); every class needs a non-zero attribute vector")
     if labels is not None and len(labels) and int(labels.max()) >= k:
         raise DataError(f"{labels_from}: field 'labels' has class {int(labels.max())}, out of range "
                         f"0..{k - 1} ({k_from})")
+    if labels is not None and image_files is not None and names is not None:
+        _check_image_classes(labels, image_files, names, labels_from)
 
     splits = {s: np.sort(locs[f"{s}_loc"]) for s in FINAL_SPLITS}
     if labels is not None:
-        seen, unseen = _check_classes(labels, splits, k, names, path)
+        seen, unseen = _check_classes(labels, splits, k, names, path, labels_from)
     else:
         seen = unseen = np.empty(0, dtype=np.int64)
         labels = np.full(n, UNKNOWN_LABEL, dtype=np.int64)
@@ -300,9 +338,54 @@ def _class_label(c: int, names: list[str] | None) -> str:
     return f"class {c} ({names[c]!r})" if names is not None else f"class {c}"
 
 
+def _image_class(path: str, index: dict[str, int]) -> int | None:
+    """The class a published image path names (``.../001.Black_footed_Albatross/x.jpg``, SUN's
+    ``images/a/apse/indoor/x.jpg`` for ``apse_indoor``), or None when no directory names a class."""
+    parts = path.replace("\\", "/").split("/")[:-1]
+    for depth in (3, 2, 1):  # longest first: SUN has both bakery_kitchen and kitchen
+        if len(parts) >= depth:
+            c = index.get("_".join(parts[-depth:]))
+            if c is not None:
+                return c
+    return None
+
+
+def _check_image_classes(labels: np.ndarray, image_files: list[str], names: list[str],
+                         labels_from: Path | None) -> None:
+    """Each image whose path names a class (the real releases' class directories) must carry its label.
+
+    This is what tells a relabelled image (the labels file is at fault) from a split moved in
+    att_splits.mat, which the split checks alone cannot tell apart.
+    """
+    index = {n: c for c, n in enumerate(names)}
+    wrong = []
+    for i, (f, lab) in enumerate(zip(image_files, labels.tolist())):
+        c = _image_class(f, index)
+        if c is not None and c != lab:
+            wrong.append((i, f, lab, c))
+    if wrong:
+        i, f, lab, c = wrong[0]
+        raise DataError(f"{labels_from}: field 'labels' gives image {i} ({f!r}) class {lab} ({names[lab]!r}), "
+                        f"but its path names class {c} ({names[c]!r}) ({len(wrong)} image(s) disagree); "
+                        f"the labels are corrupt or out of order")
+
+
+def _suspect(labels: np.ndarray, rows: np.ndarray, c: int, key: str, labels_from: Path | None) -> str:
+    """Name the image(s) behind a class/split conflict and the labels file, which may be the one at fault."""
+    odd = rows[labels[rows] == c]
+    if labels_from is None or not odd.size:
+        return ""
+    return (f"; or {labels_from.name} mislabels image {int(odd[0])} (of '{key}', {odd.size} such image(s)): "
+            f"check {labels_from}")
+
+
 def _check_classes(labels: np.ndarray, splits: dict[str, np.ndarray], k: int, names: list[str] | None,
-                   path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """seen = classes(trainval) = classes(test_seen); unseen = classes(test_unseen); disjoint; all K."""
+                   path: Path, labels_from: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """seen = classes(trainval) = classes(test_seen); unseen = classes(test_unseen); disjoint; all K.
+
+    A conflict here may come from either file (a split moved in ``att_splits.mat`` or an image
+    relabelled in the labels file); the message names the split file, the image and the labels file.
+    """
     seen = np.unique(labels[splits["trainval"]])
     seen_test = np.unique(labels[splits["test_seen"]])
     unseen = np.unique(labels[splits["test_unseen"]])
@@ -312,12 +395,20 @@ def _check_classes(labels: np.ndarray, splits: dict[str, np.ndarray], k: int, na
                         f"image (field 'test_seen_loc'); every class needs test images")
     extra = np.setdiff1d(seen_test, seen)
     if extra.size:
-        raise DataError(f"{path}: {_class_label(int(extra[0]), names)} is in 'test_seen_loc' but has no "
-                        f"trainval image (field 'trainval_loc')")
+        c = int(extra[0])
+        raise DataError(f"{path}: {_class_label(c, names)} is in 'test_seen_loc' but has no "
+                        f"trainval image (field 'trainval_loc')"
+                        + _suspect(labels, splits["test_seen"], c, "test_seen_loc", labels_from))
     both = np.intersect1d(seen, unseen)
     if both.size:
-        raise DataError(f"{path}: {_class_label(int(both[0]), names)} is both seen (trainval) and unseen "
-                        f"(test_unseen); fields 'trainval_loc' and 'test_unseen_loc' must hold disjoint classes")
+        c = int(both[0])
+        # The side with fewer images of the class is the odd one out.
+        tv, tu = splits["trainval"], splits["test_unseen"]
+        rows, key = (tu, "test_unseen_loc") if (labels[tu] == c).sum() <= (labels[tv] == c).sum() \
+            else (tv, "trainval_loc")
+        raise DataError(f"{path}: {_class_label(c, names)} is both seen (trainval) and unseen "
+                        f"(test_unseen); fields 'trainval_loc' and 'test_unseen_loc' must hold disjoint classes"
+                        + _suspect(labels, rows, c, key, labels_from))
     absent = np.setdiff1d(np.arange(k), np.union1d(seen, unseen))
     if absent.size:
         raise DataError(f"{path}: {_class_label(int(absent[0]), names)} has no test image ({absent.size} "
@@ -404,7 +495,7 @@ FINAL_SPLITS_LOCS = tuple(f"{s}_loc" for s in FINAL_SPLITS)
 def _read_w2v(ddir: Path, dirname: str, num_attributes: int) -> tuple[np.ndarray | None, Path | None]:
     for suffix in (".npy", ".pkl"):
         path = ddir / "w2v" / f"{dirname}_attribute{suffix}"
-        if path.is_file():
+        if _is_file(path):
             w2v = read_word_vectors(path)
             if w2v.shape[0] != num_attributes:
                 hint = " (it looks transposed)" if w2v.shape[1] == num_attributes else ""
@@ -463,15 +554,20 @@ def read_manifest(root: str | os.PathLike[str]) -> dict[Path, str]:
 
 
 def scan_features(store: FeatureSource, batch_size: int = 256) -> Iterator[int]:
-    """Read every row in batches and raise on NaN/Inf; yields the rows done after each batch."""
-    kind = "regions" if store.has_regions else "pooled"
+    """Read every row of every stored dataset (regions, and pooled when stored apart) in batches.
+
+    The reads themselves raise on NaN/Inf, naming the file and the row; yields the rows done after
+    each batch.
+    """
+    kinds = (["regions"] if store.has_regions else []) + (["pooled"] if store.stores_pooled else [])
     n = store.num_rows
     for start in range(0, n, batch_size):
         idx = np.arange(start, min(start + batch_size, n))
-        block = store.read(idx, kind)
-        bad = ~np.isfinite(block)
-        if bad.any():
-            row = int(idx[np.argwhere(bad)[0][0]])
-            raise DataError(f"{store.path}: NaN/Inf in {kind} features of row {row} "
-                            f"({int(bad.sum())} value(s) in rows {idx[0]}..{idx[-1]})")
+        for kind in kinds:
+            block = store.read(idx, kind)
+            bad = ~np.isfinite(block)  # the stores check on read; kept for any other FeatureSource
+            if bad.any():
+                row = int(idx[np.argwhere(bad)[0][0]])
+                raise DataError(f"{store.path}: NaN/Inf in {kind} features of row {row} "
+                                f"({int(bad.sum())} value(s) in rows {idx[0]}..{idx[-1]})")
         yield int(idx[-1]) + 1

@@ -49,23 +49,73 @@ class FeatureStore:
             self._h5 = h5py.File(self.path, "r")
         except OSError as exc:
             raise DataError(f"{self.path}: not a readable HDF5 file ({exc})") from None
-        self._regions = self._h5[regions_key] if regions_key in self._h5 else None
-        self._pooled = self._h5[pooled_key] if pooled_key in self._h5 else None
+        try:
+            self._regions = self._dataset(regions_key)
+            self._pooled = self._dataset(pooled_key)
+            self._check_layout(regions_key, pooled_key)
+            self.provenance: dict[str, Any] = self._read_provenance()
+        except BaseException:
+            self._h5.close()
+            raise
+
+    def _dataset(self, key: str) -> Any:
+        import h5py
+
+        if key not in self._h5:
+            return None
+        ds = self._h5[key]
+        if not isinstance(ds, h5py.Dataset):
+            raise DataError(f"{self.path}: '{key}' must be a dataset, got an HDF5 {type(ds).__name__.lower()}")
+        return ds
+
+    def _check_layout(self, regions_key: str, pooled_key: str) -> None:
+        """Every dataset's shape and dtype, alone and against the others (``zsl-bench data verify``)."""
         if self._regions is None and self._pooled is None:
             raise DataError(
                 f"{self.path}: no '{regions_key}' or '{pooled_key}' dataset; keys present: {list(self._h5)}"
             )
-        if self._regions is not None and self._regions.ndim not in (3, 4):
-            raise DataError(f"{self.path}: '{regions_key}' must be (N, F, R) or (N, F, h, w), got {self._regions.shape}")
-        if self._pooled is not None and self._pooled.ndim != 2:
-            raise DataError(f"{self.path}: '{pooled_key}' must be (N, F), got {self._pooled.shape}")
+        for key, ds in ((regions_key, self._regions), (pooled_key, self._pooled)):
+            if ds is None:
+                continue
+            want = "(N, F, R) or (N, F, h, w)" if ds is self._regions else "(N, F)"
+            if ds is self._regions and ds.ndim not in (3, 4) or ds is self._pooled and ds.ndim != 2:
+                raise DataError(f"{self.path}: '{key}' must be {want}, got {ds.shape}")
+            if ds.dtype.kind != "f":
+                raise DataError(f"{self.path}: '{key}' must hold floating-point features (float16/32/64), "
+                                f"got dtype {ds.dtype}")
+            if 0 in ds.shape[1:]:
+                raise DataError(f"{self.path}: '{key}' has shape {ds.shape}; a feature width or region count "
+                                f"of 0 holds no features")
+        if self._regions is not None and self._pooled is not None:
+            r, p = self._regions.shape, self._pooled.shape
+            if r[0] != p[0]:
+                raise DataError(f"{self.path}: '{regions_key}' has {r[0]} rows but '{pooled_key}' has {p[0]}; "
+                                f"both hold one row per image")
+            if r[1] != p[1]:
+                raise DataError(f"{self.path}: '{regions_key}' has feature width {r[1]} but '{pooled_key}' has "
+                                f"{p[1]}; pooled features are the regions' mean, of the same width")
+
+    def _read_provenance(self) -> dict[str, Any]:
         raw = self._h5.attrs.get("provenance", "{}")
-        self.provenance: dict[str, Any] = json.loads(raw if isinstance(raw, str) else raw.decode())
+        try:
+            text = raw if isinstance(raw, str) else bytes(raw).decode()
+            prov = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{self.path}: attribute 'provenance' is not valid JSON "
+                            f"({type(exc).__name__}: {str(exc)[:80]})") from None
+        if not isinstance(prov, dict):
+            raise DataError(f"{self.path}: attribute 'provenance' must be a JSON object, got {type(prov).__name__}")
+        return prov
 
     # -------------------------------------------------------------- shape
     @property
     def has_regions(self) -> bool:
         return self._regions is not None
+
+    @property
+    def stores_pooled(self) -> bool:
+        """Pooled features held apart (not computed from the regions on read)."""
+        return self._pooled is not None
 
     @property
     def _main(self) -> Any:
@@ -126,6 +176,7 @@ class FeatureStore:
                 stop += 1
             self._regions.read_direct(block, np.s_[uniq[start]:uniq[stop - 1] + 1], np.s_[start:stop])
             start = stop
+        _check_finite(block, uniq, self.path, "regions")
         out = np.empty((len(idx), block.shape[1], int(np.prod(block.shape[2:]))), dtype=np.float32)
         out[order] = block.reshape(len(uniq), block.shape[1], -1)[inverse]
         return out
@@ -138,6 +189,7 @@ class FeatureStore:
             order = np.argsort(idx, kind="stable")
             uniq, inverse = np.unique(idx[order], return_inverse=True)
             block = self._pooled[uniq]
+            _check_finite(block, uniq, self.path, "pooled")
             out = np.empty((len(idx), block.shape[1]), dtype=np.float32)
             out[order] = block[inverse]
             return out
@@ -168,6 +220,20 @@ class FeatureStore:
         self.close()
 
 
+def _check_finite(block: np.ndarray, rows: np.ndarray, path: Path, kind: str) -> None:
+    """Raise naming the file and the dataset row when a batch just read holds NaN/Inf.
+
+    Every read goes through here (one ``isfinite`` pass over a batch already in memory, cheap next
+    to the read), so a corrupt row stops training at its first batch rather than as a NaN loss.
+    """
+    finite = np.isfinite(block)
+    if not finite.all():
+        bad = ~finite.reshape(len(block), -1).all(axis=1)
+        row = int(rows[np.flatnonzero(bad)[0]])
+        raise DataError(f"{path}: NaN/Inf in {kind} features of row {row} ({int(bad.sum())} bad row(s) in "
+                        f"this batch of {len(block)}); the file is corrupt: re-extract or re-import it")
+
+
 class MemoryStore:
     """Features held in memory, with :class:`FeatureStore`'s read API.
 
@@ -194,6 +260,11 @@ class MemoryStore:
     @property
     def has_regions(self) -> bool:
         return self._regions is not None
+
+    @property
+    def stores_pooled(self) -> bool:
+        """Pooled features held apart (not computed from the regions on read)."""
+        return self._pooled is not None
 
     @property
     def num_regions(self) -> int | None:
@@ -239,13 +310,18 @@ class MemoryStore:
         """Region features of rows ``idx`` -> float32 ``[B, F, R]`` (a copy)."""
         if self._regions is None:
             raise DataError(f"{self.path}: holds pooled features only; this method needs region features")
-        return self._regions[self._check_idx(idx)]
+        idx = self._check_idx(idx)
+        out = self._regions[idx]
+        _check_finite(out, idx, self.path, "regions")
+        return out
 
     def read_pooled(self, idx: np.ndarray) -> np.ndarray:
         """Pooled features of rows ``idx`` -> float32 ``[B, F]`` (a copy; mean over regions if not held)."""
         idx = self._check_idx(idx)
         if self._pooled is not None:
-            return self._pooled[idx]
+            out = self._pooled[idx]
+            _check_finite(out, idx, self.path, "pooled")
+            return out
         return self.read_regions(idx).mean(axis=2)
 
     def read(self, idx: np.ndarray, kind: str) -> np.ndarray:

@@ -37,7 +37,16 @@ from typing import Any
 from ..config import merge
 from ..errors import ConfigError, TrainingError, ZSLError
 from ..fileio import crash_point, sweep_temp_files
-from ..results import RowIndex, append_rows, lock_path, read_rows, recover, remove_runs, results_lock, write_curve
+from ..results import (
+    RowIndex,
+    append_rows,
+    lock_path,
+    read_rows,
+    recover,
+    remove_runs,
+    results_lock,
+    write_curve,
+)
 from .queue import Timing, WorkQueue, live
 from .spec import SearchParam, StudySpec, Unit, check_configs, grid_units, make_unit, nest
 

@@ -302,6 +302,12 @@ def parse_spec(raw: Any, source: str = "") -> StudySpec:
         if raw.get("grid") is not None:
             if not isinstance(raw["grid"], dict):
                 raise ConfigError("study key 'grid' must be a mapping with 'variants' and/or 'sweep'")
+            if set(raw["grid"]) <= {"variants", "sweep"} and not raw["grid"].get("variants") \
+                    and not raw["grid"].get("sweep"):
+                # An empty grid would silently run one default unit: almost surely a spec mistake.
+                raise ConfigError("study key 'grid' is empty: give it 'variants' (named override sets) "
+                                  "and/or 'sweep' (SECTION.KEY: [values]), or remove it to run the default "
+                                  "config once")
             values["grid"] = build(GridSpec, raw["grid"], "grid")
         if raw.get("search") is not None:
             values["search"] = SearchSpec.parse(raw["search"])
