@@ -13,7 +13,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ABLATE_EPILOG = """examples:
-  zsl-bench ablate                                   the MSDN++ ablation (benchmarks/msdnpp_ablation.yaml)
+  zsl-bench ablate --sim                             the MSDN++ ablation on a CPU budget (msdnpp_ablation_cpu.yaml)
+  zsl-bench ablate --sim --full                      the full MSDN++ ablation (msdnpp_ablation.yaml)
+  zsl-bench ablate --sim --dry-run                   list its units (and which are done) and exit
   zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
   zsl-bench ablate --sim --seeds 0                   one seed first; rerun with --seeds 0,1,2 to add seeds
   zsl-bench ablate msdnpp_search.yaml --sim small    an Optuna search on simulated data
@@ -37,12 +39,26 @@ PLOT_EPILOG = """examples:
 """
 
 
+DEFAULT_SPEC, FULL_SPEC = "msdnpp_ablation_cpu.yaml", "msdnpp_ablation.yaml"
+# Measured on the simulated benchmark (small preset), 2 CPU cores, one worker; see docs / the report.
+DEFAULT_BUDGET = "48 units = 12 variants x 4 datasets x 1 seed, 10 epochs; about 20-40 min on 2 CPU cores"
+FULL_BUDGET = ("144 units = 12 variants x 4 datasets x 3 seeds, official epochs; about 3 h of CPU time "
+               "(sum of unit wall times, 1 thread each); on a GPU: not measured")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from .run import add_speed_flags
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("ablate", help="run a study spec: grid ablation or Optuna search (resumable)",
+                       description="Run a study spec. Without SPEC: the MSDN++ ablation on a CPU budget "
+                                   f"({DEFAULT_SPEC}: {DEFAULT_BUDGET}); --full runs the full study "
+                                   f"({FULL_SPEC}: {FULL_BUDGET}).",
                        epilog=ABLATE_EPILOG, formatter_class=fmt)
     p.add_argument("spec", nargs="?", default=None, metavar="SPEC.yaml",
-                   help="study spec (default: msdnpp_ablation.yaml)")
+                   help=f"study spec (default: {DEFAULT_SPEC}, or {FULL_SPEC} with --full)")
+    p.add_argument("--full", action="store_true",
+                   help=f"without SPEC: the full MSDN++ ablation ({FULL_SPEC}: {FULL_BUDGET})")
     p.add_argument("--sim", nargs="?", const="small", default=None, metavar="PRESET",
                    help="use simulated data (default preset: small); overrides the spec's sim")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/<spec name>)")
@@ -62,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rerun-changed", action="store_true",
                    help="rerun finished units whose config the code now resolves differently (a method "
                         "preset or default changed); without it such units stop the study with an error")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_speed_flags(p)
     # Children started by --workers only execute units; the parent writes tables and figures.
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_ablate)
@@ -120,6 +136,8 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
     argv = [sys.executable, "-m", "zsl_bench", "ablate"]
     if args.spec:
         argv.append(str(args.spec))
+    elif args.full:
+        argv.append("--full")
     if args.sim is not None:
         argv += ["--sim", args.sim]
     argv += ["--out", str(out), "--workers", "1", "--no-progress", "--worker-only"]
@@ -137,11 +155,18 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
     from ..errors import ConfigError
+    from ..progress import progress_enabled
     from ..study import StudyRunner, is_server_storage, load_spec, storage_url
     from ..tables import build_table, render_markdown, write_tables
+    from ..threads import THREADS_ENV, apply_threads, choose_threads
 
-    spec = _spec_with_cli(load_spec(args.spec), args)
+    if args.full and args.spec:
+        raise ConfigError(f"--full picks the full default study ({FULL_SPEC}); give SPEC.yaml or --full, not both")
+    spec = _spec_with_cli(load_spec(args.spec or (FULL_SPEC if args.full else DEFAULT_SPEC)), args)
     out = Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else "")))
     if args.workers < 1:
         raise ConfigError(f"bad --workers {args.workers}; valid: an integer >= 1")
@@ -149,16 +174,32 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if args.workers > 1 and not is_server_storage(url):
         raise ConfigError("--workers N>1 needs a server --storage (e.g. postgresql://user:pw@host/db): "
                           "SQLite is safe for one worker process only")
+    threads = choose_threads(args.threads)
+    if args.workers > 1 and threads.reason.startswith("auto"):  # the CPUs are shared by the workers
+        threads = dataclasses.replace(threads, n=max(1, threads.n // args.workers),
+                                      reason=f"{threads.reason}, / {args.workers} workers")
+    runner = StudyRunner(spec, out, storage=args.storage, progress=progress_enabled(args.no_progress),
+                         rerun_changed=args.rerun_changed)
+    if not args.spec and not args.worker_only:
+        log.info("%s", f"{spec.name}: the MSDN++ ablation on a CPU budget ({DEFAULT_BUDGET}); "
+                       f"the full study: --full ({FULL_BUDGET})" if not args.full else
+                 f"{spec.name}: the full MSDN++ ablation ({FULL_BUDGET})")
+    if args.dry_run:
+        print(runner.plan().listing())
+        print(f"dry run: nothing written; output would go to {out}")
+        return 0
+    apply_threads(threads)
     # N workers: this process plus N-1 children running the same command on the same storage.
-    children = [subprocess.Popen(_worker_argv(args, out)) for _ in range(args.workers - 1)]
+    child_env = {**os.environ, THREADS_ENV: str(threads.n)}
+    children = [subprocess.Popen(_worker_argv(args, out), env=child_env) for _ in range(args.workers - 1)]
     tracker = None
     if not args.no_mlflow:
         from ..tracking import Tracker
 
         tracker = Tracker(out, args.tracking_uri)
+    runner.tracker = tracker
     try:
-        outcome = StudyRunner(spec, out, storage=args.storage, tracker=tracker, progress=not args.no_progress,
-                              rerun_changed=args.rerun_changed).run()
+        outcome = runner.run()
     finally:
         codes = [c.wait() for c in children]
     if any(codes):
