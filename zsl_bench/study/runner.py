@@ -377,6 +377,7 @@ class StudyRunner:
 
     # -- grid-like execution over fixed units
     def _run_units(self, study: Any, units: list[Unit], phase: str) -> None:
+        from optuna.trial import TrialState
         from tqdm.auto import tqdm
 
         keys = {u.key for u in units}
@@ -386,6 +387,7 @@ class StudyRunner:
         bar = tqdm(total=len(units), desc=f"{study.study_name} units", unit="unit", leave=False,
                    disable=not self.progress or phase != "final")  # grid units count on the overall bar
         first = {u.key for u in units if u.run_id in self._resume_ids}
+        resume_wait_until = time.monotonic() + 2 * self.queue.timing.grace_s + 2 * self.queue.timing.poll_s
         while True:
             self.queue.fail_stale(study)
             self.queue.ensure_enqueued(study, units)
@@ -398,6 +400,12 @@ class StudyRunner:
                 self._overall.set_done(sum(self._done_by_study.values()))
             if len(done) >= len(keys):
                 break
+            if first and time.monotonic() < resume_wait_until and any(
+                    t.state == TrialState.RUNNING and t.user_attrs.get("unit_key") in first for t in trials):
+                # An interrupted unit is still held by its dead worker's trial: wait (one grace period)
+                # for it to go stale, so that it resumes before new units start.
+                time.sleep(self.queue.timing.poll_s)
+                continue
             frozen = self.queue.claim(study, keys, first=first)
             if frozen is None:
                 # Others hold the remaining units: wait for them to finish or to go stale.
@@ -436,7 +444,7 @@ class StudyRunner:
             return value
         history = _History()
         reporter: Any = PruningReporter(trial, history) if trial is not None else history
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         run_dir = self.out / "runs" / unit.run_id
         grid = phase == "grid"
         if phase != "grid":
@@ -482,7 +490,9 @@ class StudyRunner:
             self.tracker.log_unit(unit, result=result, rows=rows, history=hist, curve=curve)
         self.queue.finish(frozen, "COMPLETE", value)
         self.ran += 1
-        outcome = f"H {value:.2f}" if phase != "trial" else f"val H {value:.2f}"
+        # CPU seconds beside wall seconds: on a busy machine the gap is the time lost to other processes.
+        outcome = (f"H {value:.2f}" if phase != "trial" else f"val H {value:.2f}") + \
+            f" (CPU {time.process_time() - cpu0:.0f} s)"
         if grid:
             self._overall.unit_finished(unit.desc, time.time() - t0, outcome)
         else:
