@@ -140,7 +140,7 @@ def test_default_ablation_is_the_cpu_budget_and_full_is_one_flag_away(tmp_path):
 
 def _ablate(out: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "zsl_bench", "ablate", "smoke.yaml", "--out", str(out),
-                           "--no-mlflow", "--set", "train.epochs=6"], cwd=REPO, capture_output=True, text=True,
+                           "--no-mlflow", "--seeds", "0", "--set", "train.epochs=6"], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env=cli_env(ZSL_BENCH_HEARTBEAT_S="1", ZSL_BENCH_GRACE_S="2", **env))
 
 
@@ -150,7 +150,7 @@ def test_killed_unit_resumes_first_from_its_epoch_and_matches_uninterrupted(tmp_
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (tmp_path / "k" / "results.csv").exists()
     # Off a terminal (stderr is a pipe): the plan and unit lines, no bar escape codes.
-    assert "smoke: 4 units: 2 variants × 1 dataset × 2 seeds; 0 already done" in killed.stderr
+    assert "smoke: 2 units: 2 variants × 1 dataset × 1 seed; 0 already done" in killed.stderr
     assert "\r" not in killed.stderr and "\x1b[" not in killed.stderr
 
     resumed = _ablate(tmp_path / "k")
@@ -161,7 +161,7 @@ def test_killed_unit_resumes_first_from_its_epoch_and_matches_uninterrupted(tmp_
     assert "resuming ale/train.lr=0.03/cub/seed 0 from its checkpoint (phase val, epoch 3 done)" in err
     assert "resuming phase val from" in err and "at epoch 3" in err  # the engine did resume, not restart
     unit_lines = [ln for ln in err.splitlines() if ln.startswith("[")]
-    assert len(unit_lines) == 4 and unit_lines[0].startswith("[1/4] ale/train.lr=0.03/cub/seed 0: H ")
+    assert len(unit_lines) == 2 and unit_lines[0].startswith("[1/2] ale/train.lr=0.03/cub/seed 0: H ")
     assert "ETA" in unit_lines[0] and "ETA" not in unit_lines[-1]
 
     ref = _ablate(tmp_path / "ref")
@@ -169,5 +169,5 @@ def test_killed_unit_resumes_first_from_its_epoch_and_matches_uninterrupted(tmp_
     assert _values(tmp_path / "k" / "results.csv") == _values(tmp_path / "ref" / "results.csv")
 
     again = _ablate(tmp_path / "k")  # everything done: reused, nothing run
-    assert "4 already done" in again.stderr and "reusing 4 finished unit(s)" in again.stderr
+    assert "2 already done" in again.stderr and "reusing 2 finished unit(s)" in again.stderr
     assert "0 units run here" in again.stderr

@@ -15,7 +15,7 @@ The rule (:func:`choose_threads`), first match wins:
    on a 2-core box with load >= 1, that gives one thread).
 
 Only the number of threads changes; results on CPU are the same for any thread count in the runs
-checked (see tests/test_threads.py), though floating-point sums in parallel kernels may in
+checked (see tests/test_speed.py: msdnpp, 1 vs 2 threads, identical rows), though floating-point sums in parallel kernels may in
 principle round differently.
 """
 

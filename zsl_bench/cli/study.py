@@ -185,6 +185,9 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                        f"the full study: --full ({FULL_BUDGET})" if not args.full else
                  f"{spec.name}: the full MSDN++ ablation ({FULL_BUDGET})")
     if args.dry_run:
+        from ..study.spec import check_configs
+
+        check_configs(spec)  # a bad value fails here too, not only when the study starts
         print(runner.plan().listing())
         print(f"dry run: nothing written; output would go to {out}")
         return 0
