@@ -171,3 +171,25 @@ def test_killed_unit_resumes_first_from_its_epoch_and_matches_uninterrupted(tmp_
     again = _ablate(tmp_path / "k")  # everything done: reused, nothing run
     assert "2 already done" in again.stderr and "reusing 2 finished unit(s)" in again.stderr
     assert "0 units run here" in again.stderr
+
+
+def test_plan_summary_and_progress_switch(monkeypatch):
+    import io
+
+    from zsl_bench.progress import Plan, PlannedUnit, fmt_duration, progress_enabled
+
+    units = [PlannedUnit(f"m/v/cub/seed {i}", f"r{i}", s) for i, s in enumerate(["done", "done", "resume", "todo"])]
+    plan = Plan("study", units, "1 variant × 1 dataset × 4 seeds", done_walls=[60.0, 120.0])
+    assert plan.summary() == ("study: 4 units: 1 variant × 1 dataset × 4 seeds; 2 already done, "
+                              "1 to resume from a checkpoint, ~3 min left at the rate of the finished units")
+    assert [fmt_duration(s) for s in (42, 600, 3 * 3600 + 300)] == ["42 s", "10 min", "3 h 05 min"]
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("ZSL_BENCH_NO_PROGRESS", raising=False)
+    assert progress_enabled(False, Tty()) and not progress_enabled(True, Tty())
+    assert not progress_enabled(False, io.StringIO())  # a log file or pipe: no bars
+    monkeypatch.setenv("ZSL_BENCH_NO_PROGRESS", "1")
+    assert not progress_enabled(False, Tty())

@@ -59,6 +59,7 @@ class Plan:
     shape: str  # "12 variants × 4 datasets × 3 seeds"
     search: str = ""  # a search study's description (its trials are not known in advance)
     notes: list[str] = field(default_factory=list)
+    done_walls: list[float] = field(default_factory=list)  # wall seconds of the done units (their rows)
 
     @property
     def done(self) -> list[PlannedUnit]:
@@ -77,6 +78,10 @@ class Plan:
         tail = [f"{len(self.done)} already done"]
         if self.to_resume:
             tail.append(f"{len(self.to_resume)} to resume from a checkpoint")
+        left = len(self.units) - len(self.done)
+        if self.done_walls and left:
+            per = sum(self.done_walls) / len(self.done_walls)
+            tail.append(f"~{fmt_duration(per * left)} left at the rate of the finished units")
         return head + "; " + ", ".join(tail)
 
     def listing(self) -> str:
@@ -91,13 +96,14 @@ class Plan:
 class OverallProgress:
     """The study-wide bar (terminal only) and the per-unit log lines with an ETA.
 
-    The ETA is the mean wall time of the units this process finished times the units left, so
-    it appears after the first finished unit; reused units do not count towards the rate.
+    The ETA is the mean wall time of the units this process finished times the units left (before
+    the first one finishes: of the units finished by earlier runs, from their rows).
     """
 
-    def __init__(self, total: int, done: int, *, enabled: bool, log: Any) -> None:
+    def __init__(self, total: int, done: int, *, enabled: bool, log: Any, prior: list[float] | None = None) -> None:
         self.total, self.done, self.log = total, done, log
         self.walls: list[float] = []
+        self.prior = list(prior or [])  # wall seconds of units finished before this run (its first ETA)
         self.bar: Any = None
         if enabled and total:
             from tqdm.auto import tqdm
@@ -106,9 +112,10 @@ class OverallProgress:
                             bar_format="{desc}: {n_fmt}/{total_fmt} units |{bar}| {elapsed}{postfix}")
 
     def eta(self) -> float | None:
-        if not self.walls:
+        walls = self.walls or self.prior
+        if not walls:
             return None
-        return sum(self.walls) / len(self.walls) * max(0, self.total - self.done)
+        return sum(walls) / len(walls) * max(0, self.total - self.done)
 
     def set_done(self, done: int) -> None:
         """Units finished by anyone (other workers included)."""

@@ -240,11 +240,11 @@ class StudyRunner:
             text = (f"search on {len(spec.datasets)} dataset(s): {budget} each (validation only), then the best "
                     f"config × {len(spec.seeds)} seed(s)")
             return Plan(spec.name, [], "", search=text)  # its units depend on the trials
-        done_ids = {r.get("run_id") for r in read_rows(self.results_csv)}
+        walls = {r.get("run_id"): r.get("wall_time_s") for r in read_rows(self.results_csv)}
         units: list[PlannedUnit] = []
         for ds in spec.datasets:
             for u in grid_units(spec, ds):
-                if u.run_id in done_ids:
+                if u.run_id in walls:
                     units.append(PlannedUnit(u.desc, u.run_id, "done"))
                     continue
                 where = checkpoint_state(self.out / "runs" / u.run_id / "ckpt")
@@ -252,7 +252,12 @@ class StudyRunner:
         variants = spec.variants or {"default": {}}
         parts = [(len(spec.methods), "method")] if len(spec.methods) > 1 else []
         parts += [(len(variants), "variant"), (len(spec.datasets), "dataset"), (len(spec.seeds), "seed")]
-        return Plan(spec.name, units, shape_of(parts))
+        done_walls = []
+        for u in units:
+            with contextlib.suppress(TypeError, ValueError):
+                if u.state == "done":
+                    done_walls.append(float(walls[u.run_id]))  # type: ignore[arg-type]
+        return Plan(spec.name, units, shape_of(parts), done_walls=done_walls)
 
     # -- entry point
     def run(self) -> StudyOutcome:
@@ -274,7 +279,7 @@ class StudyRunner:
             u.run_id in self._resume_ids for u in grid_units(self.spec, ds))) if not self.spec.is_search \
             else list(self.spec.datasets)
         self._overall = OverallProgress(0 if self.spec.is_search else len(plan.units), len(plan.done),
-                                        enabled=self.progress, log=log)
+                                        enabled=self.progress, log=log, prior=plan.done_walls)
         done_ids = {u.run_id for u in plan.done}
         self._done_by_study = {self.study_name(ds): sum(u.run_id in done_ids for u in grid_units(self.spec, ds))
                                for ds in self.spec.datasets} if not self.spec.is_search else {}
