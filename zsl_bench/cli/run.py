@@ -100,17 +100,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise C.ConfigError(f"--sim: unknown preset {args.sim!r}; valid: {', '.join(PRESETS)}")
     threads = choose_threads(args)
     file_cfg = C.merge(C.load_yaml(args.config)) if args.config else {}
-    data = {}
-    if not args.dry_run:
-        from ..data.loader import load_dataset
+    from ..data.loader import load_dataset
 
-        data = {ds: load_dataset(ds, args.data_root, sim_preset=args.sim, sim_seed=args.sim_seed) for ds in datasets}
+    def load(ds: str) -> object:
+        return load_dataset(ds, args.data_root, sim_preset=args.sim, sim_seed=args.sim_seed)
+
+    # Real data is checked before the training stack is imported; simulated data (generated if
+    # missing, with log lines) after the method, so that a bad method is the only line printed.
+    data = {ds: load(ds) for ds in datasets} if args.sim is None and not args.dry_run else {}
 
     from ..registry import METHODS  # the training stack (torch) from here on
     from ..runner import RunSpec, resolve_config
     from ..study import StudyRunner, StudySpec
 
     method_cls = METHODS.get(args.method)
+    if args.sim is not None and not args.dry_run:
+        data = {ds: load(ds) for ds in datasets}
     flags: dict[str, Any] = {"train": {}}
     if args.epochs is not None:
         flags["train"]["epochs"] = args.epochs
