@@ -569,7 +569,8 @@ class ProgressHook(Hook):
     def before_train(self, t: Trainer) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=t.epochs, initial=t.start, unit="ep", leave=False,
+        # disable=None: no bar (and no escape codes) when stderr is not a terminal.
+        self.bar = tqdm(total=t.epochs, initial=t.start, unit="ep", leave=False, disable=None,
                         desc=f"{t.engine.method_cls.name} {t.engine.data.name} {t.phase}")
 
     def after_epoch(self, t: Trainer) -> None:

@@ -302,7 +302,7 @@ def select_on_val(engine: Engine, grid: Mapping[str, tuple[Any, ...]], *, seed: 
     history: list[dict[str, Any]] = []
     candidates: list[dict[str, Any]] = []  # each combination's best epoch, in grid order
     bar = tqdm(combos, desc=f"{method.name} {data.name} tune {','.join(keys)}", unit="cand", leave=False,
-               disable=not progress or not grid)
+               disable=(not progress or not grid) or None)  # None: off when stderr is not a terminal
     for i, values in enumerate(bar):
         eng = engine.with_config(with_method_values(engine.cfg, method, values))
         p = eng.train(phase="tune" if grid else "val", train_rows=data.splits["val_train"],

@@ -63,17 +63,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rerun-changed", action="store_true",
                    help="rerun finished seeds whose config the code now resolves differently (a method preset "
                         "or default changed); without it such seeds stop the run with an error")
+    add_speed_flags(p)
     p.set_defaults(func=cmd_run)
+
+
+def add_speed_flags(p: argparse.ArgumentParser) -> None:
+    """--threads, --no-progress, --dry-run: shared by ``run`` and ``ablate``."""
+    from ..progress import NO_PROGRESS_ENV
+    from ..threads import MAX_AUTO_THREADS, THREADS_ENV
+
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help=f"PyTorch intra-op threads (default: ${THREADS_ENV}, else $OMP_NUM_THREADS, else automatic: "
+                        "the CPUs the affinity mask and cgroup quota allow, minus the 1-min load average, "
+                        f"at least 1, at most {MAX_AUTO_THREADS}); results do not depend on it")
+    p.add_argument("--no-progress", action="store_true",
+                   help=f"no progress bars (also ${NO_PROGRESS_ENV}=1; bars are drawn only when stderr is a "
+                        "terminal); the plan and one line per finished unit are still logged")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the planned units (and which are done or will resume) and exit; writes nothing")
+
+
+def choose_threads(args: argparse.Namespace) -> Any:
+    """The thread choice of ``--threads`` / environment / automatic rule (validated, not yet applied)."""
+    from ..threads import choose_threads as choose
+
+    return choose(args.threads)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .. import config as C
     from ..data.datasets import parse_dataset_list
-    from ..registry import METHODS
-    from ..runner import RunSpec, resolve_config
-    from ..study import StudyRunner, StudySpec
+    from ..progress import progress_enabled
 
-    method_cls = METHODS.get(args.method)  # an unknown method is a one-line error before anything else
+    # Arguments and data first, without torch: a typo or missing data fails in a second.
     method = args.method.lower()
     datasets = parse_dataset_list(args.datasets)
     seeds = C.parse_seeds(args.seeds, "--seeds")
@@ -82,7 +104,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         if args.sim not in PRESETS:
             raise C.ConfigError(f"--sim: unknown preset {args.sim!r}; valid: {', '.join(PRESETS)}")
+    threads = choose_threads(args)
     file_cfg = C.merge(C.load_yaml(args.config)) if args.config else {}
+    from ..data.loader import load_dataset
+
+    def load(ds: str) -> object:
+        return load_dataset(ds, args.data_root, sim_preset=args.sim, sim_seed=args.sim_seed)
+
+    # Real data is checked before the training stack is imported; simulated data (generated if
+    # missing, with log lines) after the method, so that a bad method is the only line printed.
+    data = {ds: load(ds) for ds in datasets} if args.sim is None and not args.dry_run else {}
+
+    from ..registry import METHODS  # the training stack (torch) from here on
+    from ..runner import RunSpec, resolve_config
+    from ..study import StudyRunner, StudySpec
+
+    method_cls = METHODS.get(args.method)
+    if args.sim is not None and not args.dry_run:
+        data = {ds: load(ds) for ds in datasets}
     flags: dict[str, Any] = {"train": {}}
     if args.epochs is not None:
         flags["train"]["epochs"] = args.epochs
@@ -99,10 +138,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     configs = {ds: resolve_config(RunSpec(method=method, dataset=ds, overrides=spec.base, protocol=protocol))
                for ds in datasets}
     out = C.check_out_dir(Path(args.out) if args.out else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{method}")
-    runner = StudyRunner(spec, out, progress=True, rerun_changed=args.rerun_changed, keep_checkpoints=False)
-    # Load (or generate) every dataset and check its features before writing anything.
-    for ds in datasets:
-        runner.load_data(ds).require_features(method_cls.input)
+    runner = StudyRunner(spec, out, progress=progress_enabled(args.no_progress), rerun_changed=args.rerun_changed,
+                         keep_checkpoints=False)
+    if args.dry_run:
+        print(runner.plan().listing())
+        print(f"dry run: nothing written; output would go to {out}")
+        return 0
+    # Every dataset's features for this method, before writing anything.
+    for ds, d in data.items():
+        runner.use_data(ds, d).require_features(method_cls.input)
+    from ..threads import apply_threads
+
+    apply_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     if not args.no_mlflow:
         from ..tracking import Tracker

@@ -19,7 +19,9 @@ SLURM_FLAGS = (("partition", "--partition"), ("gpus_per_worker", "--gpus-per-wor
                ("slurm_option", "--slurm-option"), ("slurm_log", "--slurm-log"), ("no_wait", "--no-wait"))
 
 ABLATE_EPILOG = """examples:
-  zsl-bench ablate                                   the MSDN++ ablation (benchmarks/msdnpp_ablation.yaml)
+  zsl-bench ablate --sim                             the MSDN++ ablation on a CPU budget (msdnpp_ablation_cpu.yaml)
+  zsl-bench ablate --sim --full                      the full MSDN++ ablation (msdnpp_ablation.yaml)
+  zsl-bench ablate --sim --dry-run                   list its units (and which are done) and exit
   zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
   zsl-bench ablate --sim --seeds 0                   one seed first; rerun with --seeds 0,1,2 to add seeds
   zsl-bench ablate msdnpp_search.yaml --sim small    an Optuna search on simulated data
@@ -46,12 +48,29 @@ PLOT_EPILOG = """examples:
 """
 
 
+DEFAULT_SPEC, FULL_SPEC = "msdnpp_ablation_cpu.yaml", "msdnpp_ablation.yaml"
+# Budgets on the simulated benchmark (small preset), one worker, one thread. Full: the sum of the
+# unit wall times of results/ablation (11,119 s, 2 CPU cores, 2026-11-27). CPU default: that per-seed
+# time scaled by 10 / official epochs per dataset (385 + 199 + 60 + 286 s); not yet timed end to end.
+DEFAULT_BUDGET = ("48 units = 12 variants x 4 datasets x 1 seed, 10 epochs; about 15 min on an idle 2-core CPU, "
+                  "several times that on a busy one (the plan line gives an ETA as units finish)")
+FULL_BUDGET = ("144 units = 12 variants x 4 datasets x 3 seeds, official epochs (30-70); about 3 h on an idle "
+               "2-core CPU; GPU time not measured")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from .run import add_speed_flags
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("ablate", help="run a study spec: grid ablation or Optuna search (resumable)",
+                       description="Run a study spec. Without SPEC: the MSDN++ ablation on a CPU budget "
+                                   f"({DEFAULT_SPEC}: {DEFAULT_BUDGET}); --full runs the full study "
+                                   f"({FULL_SPEC}: {FULL_BUDGET}).",
                        epilog=ABLATE_EPILOG, formatter_class=fmt)
     p.add_argument("spec", nargs="?", default=None, metavar="SPEC.yaml",
-                   help="study spec (default: msdnpp_ablation.yaml)")
+                   help=f"study spec (default: {DEFAULT_SPEC}, or {FULL_SPEC} with --full)")
+    p.add_argument("--full", action="store_true",
+                   help=f"without SPEC: the full MSDN++ ablation ({FULL_SPEC}: {FULL_BUDGET})")
     p.add_argument("--sim", nargs="?", const="small", default=None, metavar="PRESET",
                    help="use simulated data (default preset: small); overrides the spec's sim")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default runs/<spec name>)")
@@ -71,7 +90,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rerun-changed", action="store_true",
                    help="rerun finished units whose config the code now resolves differently (a method "
                         "preset or default changed); without it such units stop the study with an error")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     s = p.add_argument_group("workers on a Slurm cluster (--launcher slurm; needs pip install 'zsl-bench[slurm]')")
     s.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="local",
                    help="local (default): this process plus N-1 local worker processes; slurm: N workers "
@@ -93,6 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--slurm-log", default=None, metavar="DIR", help="submitit logs (default <out>/slurm)")
     s.add_argument("--no-wait", action="store_true",
                    help="submit and return; rerun the same command later to collect rows and tables")
+    add_speed_flags(p)
     # Children started by --workers only execute units; the parent writes tables and figures.
     p.add_argument("--worker-only", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_ablate)
@@ -152,6 +171,8 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
     argv = [sys.executable, "-m", "zsl_bench", "ablate"]
     if args.spec:
         argv.append(str(args.spec))
+    elif args.full:
+        argv.append("--full")
     if args.sim is not None:
         argv += ["--sim", args.sim]
     argv += ["--out", str(out), "--workers", "1", "--no-progress", "--worker-only"]
@@ -169,9 +190,14 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
     from ..config import check_out_dir
     from ..errors import ConfigError
+    from ..progress import progress_enabled
     from ..study import StudyRunner, is_server_storage, load_spec, storage_url
+    from ..threads import THREADS_ENV, apply_threads, choose_threads
 
     launcher = getattr(args, "launcher", "local")
     if launcher == "local":
@@ -181,17 +207,34 @@ def cmd_ablate(args: argparse.Namespace) -> int:
                               "--launcher local runs the workers on this machine")
     # Every argument is checked before anything is written (databases, output folder, workers).
     _sim_or_spec(args)
+    if args.full and args.spec:
+        raise ConfigError(f"--full picks the full default study ({FULL_SPEC}); give SPEC.yaml or --full, not both")
     if args.workers < 1:
         raise ConfigError(f"bad --workers {args.workers}; valid: an integer >= 1")
-    spec = _spec_with_cli(load_spec(args.spec), args)
+    spec = _spec_with_cli(load_spec(args.spec or (FULL_SPEC if args.full else DEFAULT_SPEC)), args)
     _check_sim_preset(spec.sim, "--sim" if args.sim is not None else f"study key 'sim' in {spec.source}")
     out = check_out_dir(Path(args.out or Path("runs") / (spec.name + (f"-sim-{spec.sim}" if spec.sim else ""))))
     url = storage_url(out, args.storage)
     if args.workers > 1 and not is_server_storage(url):
         raise ConfigError("--workers N>1 needs a server --storage (e.g. postgresql://user:pw@host/db): "
                           "SQLite is safe for one worker process only")
-    runner = StudyRunner(spec, out, storage=args.storage, progress=not args.no_progress,
+    threads = choose_threads(args.threads)
+    if args.workers > 1 and threads.reason.startswith("auto"):  # the CPUs are shared by the workers
+        threads = dataclasses.replace(threads, n=max(1, threads.n // args.workers),
+                                      reason=f"{threads.reason}, / {args.workers} workers")
+    runner = StudyRunner(spec, out, storage=args.storage, progress=progress_enabled(args.no_progress),
                          rerun_changed=args.rerun_changed)
+    if not args.spec and not args.worker_only:
+        log.info("%s", f"{spec.name}: the MSDN++ ablation on a CPU budget ({DEFAULT_BUDGET}); "
+                       f"the full study: --full ({FULL_BUDGET})" if not args.full else
+                 f"{spec.name}: the full MSDN++ ablation ({FULL_BUDGET})")
+    if args.dry_run:
+        from ..study.spec import check_configs
+
+        check_configs(spec)  # a bad value fails here too, not only when the study starts
+        print(runner.plan().listing())
+        print(f"dry run: nothing written; output would go to {out}")
+        return 0
     if launcher == "local":  # a Slurm launch checks configs itself; its data lives where the jobs run
         _preflight(runner)
     tracker = None
@@ -202,8 +245,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if launcher != "local":
         return _launch(args, spec, out, url, tracker)
     runner.tracker = tracker
+    apply_threads(threads)
     # N workers: this process plus N-1 children running the same command on the same storage.
-    children = [subprocess.Popen(_worker_argv(args, out)) for _ in range(args.workers - 1)]
+    child_env = {**os.environ, THREADS_ENV: str(threads.n)}
+    children = [subprocess.Popen(_worker_argv(args, out), env=child_env) for _ in range(args.workers - 1)]
     try:
         outcome = runner.run()
     finally:

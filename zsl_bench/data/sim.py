@@ -659,7 +659,7 @@ def _write_all(tmp: Path, spec: DatasetSpec, st: Structure, img: Images, splits:
                                        "parameters", "real_semantics")}
     with StoreWriter(tmp / STORE_NAME, n, params.feature_dim, params.grid_side ** 2, provenance) as w:
         for ci, start in enumerate(tqdm(starts, desc=f"sim {spec.name}", unit="chunk",
-                                        disable=not progress)):
+                                        disable=(not progress) or None)):  # None: off when not a terminal
             rows = slice(start, min(start + chunk, n))
             # One stream per chunk: memory stays bounded, output does not depend on scheduling.
             crng = np.random.default_rng([seed, spec.sim_stream, 1, ci])

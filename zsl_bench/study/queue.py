@@ -105,11 +105,12 @@ class WorkQueue:
             if u.key not in held:
                 study.enqueue_trial({}, user_attrs={"unit_key": u.key, "unit": u.to_json(), "run_id": u.run_id})
 
-    def claim(self, study: Any, keys: set[str]) -> Any | None:
+    def claim(self, study: Any, keys: set[str], first: set[str] | frozenset[str] = frozenset()) -> Any | None:
         """Atomically move one WAITING trial of a unit in ``keys`` to RUNNING; None when none is waiting.
 
-        Trials of other units (enqueued by a run of the same study with other seeds or variants)
-        stay WAITING for a run that asks for them.
+        Units in ``first`` (interrupted ones with a checkpoint) are claimed before the others, which
+        go in queue order. Trials of other units (enqueued by a run of the same study with other
+        seeds or variants) stay WAITING for a run that asks for them.
 
         The heartbeat is recorded *before* the trial turns RUNNING: Optuna never counts a RUNNING
         trial without any heartbeat as stale, so a worker killed between the claim and its first
@@ -118,7 +119,8 @@ class WorkQueue:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        for t in sorted(waiting, key=lambda t: t.user_attrs.get("unit_key") not in first):  # stable
             if t.user_attrs.get("unit_key") not in keys:
                 continue
             try:

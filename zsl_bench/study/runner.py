@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from typing import Any
 from ..config import merge
 from ..errors import ConfigError, TrainingError, ZSLError
 from ..fileio import crash_point, sweep_temp_files
+from ..progress import OverallProgress, Plan, PlannedUnit, shape_of
 from ..results import (
     RowIndex,
     append_rows,
@@ -140,14 +142,22 @@ class PruningReporter:
             raise optuna.TrialPruned(f"pruned at epoch {epoch} (val H {float(value):.2f})")
 
 
+KILL_AT_ENV = "ZSL_BENCH_TEST_KILL_AT"
+"""Tests only: ``PHASE:EPOCH`` makes the process SIGKILL itself right after that epoch's checkpoint."""
+
+
 class _History:
     """Reporter that keeps per-epoch metrics so MLflow can log them when the unit completes."""
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, Any]] = []
+        self.kill_at = os.environ.get(KILL_AT_ENV, "")
 
     def on_epoch(self, phase: str, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs.append({"phase": phase, "epoch": epoch, **metrics})
+        # Reporters run after the checkpoint hook, so the epoch is on disk: a deterministic kill point.
+        if self.kill_at and self.kill_at == f"{phase}:{epoch}":
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -198,6 +208,9 @@ class StudyRunner:
         self.best: dict[str, dict[str, Any]] = {}
         self._expected: dict[str, set[str]] = {}  # study name -> unit keys this run stands for
         self._data: dict[tuple[Any, ...], Any] = {}  # loaded datasets, shared by this runner's units
+        self._resume_ids: set[str] = set()  # run ids of units with a checkpoint to resume (run them first)
+        self._done_by_study: dict[str, int] = {}  # grid study name -> finished units (the overall bar)
+        self._overall = OverallProgress(0, 0, enabled=False, log=log)
         self._indexes: dict[Path, RowIndex] = {}
 
     def index(self, csv_path: Path) -> RowIndex:
@@ -249,11 +262,47 @@ class StudyRunner:
                                            sim_seed=self.spec.sim_seed)
         return self._data[key]
 
+    def use_data(self, dataset: str, data: Any) -> Any:
+        """Use ``data`` (already loaded as this study reads ``dataset``) for that dataset's units."""
+        self._data[(dataset, self.spec.data_root, self.spec.sim, self.spec.sim_seed)] = data
+        return data
+
     def _run_one(self, unit: Unit, *, out_dir: Path, reporter: Any = None, progress: bool = True) -> Any:
         from ..runner import run_one
 
         return run_one(unit.spec, out_dir=out_dir, reporter=reporter, progress=progress,
                        data=self.load_data(unit.spec.dataset))
+
+    # -- the plan (read from <out>, writes nothing)
+    def plan(self) -> Plan:
+        """The study's units and their state in ``<out>``: done (rows in results.csv), to resume
+        (a checkpoint under ``runs/<run_id>/ckpt``) or to run. Creates nothing, opens no storage."""
+        spec = self.spec
+        if spec.is_search:
+            s = spec.search
+            assert s is not None
+            budget = f"{s.n_trials} trials" if s.n_trials is not None else f"trials for {s.timeout:g} s"
+            text = (f"search on {len(spec.datasets)} dataset(s): {budget} each (validation only), then the best "
+                    f"config × {len(spec.seeds)} seed(s)")
+            return Plan(spec.name, [], "", search=text)  # its units depend on the trials
+        walls = {r.get("run_id"): r.get("wall_time_s") for r in read_rows(self.results_csv)}
+        units: list[PlannedUnit] = []
+        for ds in spec.datasets:
+            for u in grid_units(spec, ds):
+                if u.run_id in walls:
+                    units.append(PlannedUnit(u.desc, u.run_id, "done"))
+                    continue
+                where = checkpoint_state(self.out / "runs" / u.run_id / "ckpt")
+                units.append(PlannedUnit(u.desc, u.run_id, "resume" if where else "todo", where or ""))
+        variants = spec.variants or {"default": {}}
+        parts = [(len(spec.methods), "method")] if len(spec.methods) > 1 else []
+        parts += [(len(variants), "variant"), (len(spec.datasets), "dataset"), (len(spec.seeds), "seed")]
+        done_walls = []
+        for u in units:
+            with contextlib.suppress(TypeError, ValueError):
+                if u.state == "done":
+                    done_walls.append(float(walls[u.run_id]))  # type: ignore[arg-type]
+        return Plan(spec.name, units, shape_of(parts), done_walls=done_walls)
 
     # -- entry point
     def run(self) -> StudyOutcome:
@@ -262,26 +311,45 @@ class StudyRunner:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         check_configs(self.spec)
+        plan = self.plan()
+        log.info("%s", plan.summary())
+        for u in plan.to_resume:
+            log.info("resuming %s from its checkpoint (%s)", u.desc, u.resume)
+        if plan.done:
+            log.info("reusing %d finished unit(s) (their rows are in %s)", len(plan.done), self.results_csv)
+        self._resume_ids = {u.run_id for u in plan.to_resume}
         self.out.mkdir(parents=True, exist_ok=True)
         self.sweep()
+        # Datasets with a unit to resume first: an interrupted unit finishes before new ones start.
+        datasets = sorted(self.spec.datasets, key=lambda ds: not any(
+            u.run_id in self._resume_ids for u in grid_units(self.spec, ds))) if not self.spec.is_search \
+            else list(self.spec.datasets)
+        self._overall = OverallProgress(0 if self.spec.is_search else len(plan.units), len(plan.done),
+                                        enabled=self.progress, log=log, prior=plan.done_walls)
+        done_ids = {u.run_id for u in plan.done}
+        self._done_by_study = {self.study_name(ds): sum(u.run_id in done_ids for u in grid_units(self.spec, ds))
+                               for ds in self.spec.datasets} if not self.spec.is_search else {}
         parent = self.tracker.study_run(self.spec) if self.tracker else contextlib.nullcontext()
-        with parent:
-            # Every dataset's finished units against the code's configs, before any training. Search
-            # finals are checked when their units are known, in _run_units.
-            for ds in self.spec.datasets:
-                if self.spec.is_search:
-                    self._check_search(ds)
-                else:
-                    self._check_changed(self._study(self.study_name(ds)), grid_units(self.spec, ds))
-            for ds in self.spec.datasets:
-                if self.spec.is_search:
-                    self._run_search(ds)
-                else:
-                    self._run_units(self._study(self.study_name(ds)), grid_units(self.spec, ds), "grid")
-            rows = self.collect("results")
-            trial_rows = self.collect("trials") if self.spec.is_search else []
-            if self.tracker:
-                self.tracker.log_study_artifacts(self.out)
+        try:
+            with parent:
+                # Every dataset's finished units against the code's configs, before any training. Search
+                # finals are checked when their units are known, in _run_units.
+                for ds in self.spec.datasets:
+                    if self.spec.is_search:
+                        self._check_search(ds)
+                    else:
+                        self._check_changed(self._study(self.study_name(ds)), grid_units(self.spec, ds))
+                for ds in datasets:
+                    if self.spec.is_search:
+                        self._run_search(ds)
+                    else:
+                        self._run_units(self._study(self.study_name(ds)), grid_units(self.spec, ds), "grid")
+                rows = self.collect("results")
+                trial_rows = self.collect("trials") if self.spec.is_search else []
+                if self.tracker:
+                    self.tracker.log_study_artifacts(self.out)
+        finally:
+            self._overall.close()
         return StudyOutcome(rows, trial_rows, self.failed, self.ran, self.best)
 
     # -- config drift
@@ -358,14 +426,17 @@ class StudyRunner:
 
     # -- grid-like execution over fixed units
     def _run_units(self, study: Any, units: list[Unit], phase: str) -> None:
+        from optuna.trial import TrialState
         from tqdm.auto import tqdm
 
         keys = {u.key for u in units}
         self._expected.setdefault(study.study_name, set()).update(keys)
         if phase == "final":  # grid units were checked up front in run()
             study = self._check_changed(study, units)
-        bar = tqdm(total=len(units), desc=f"{study.study_name} units", unit="unit", disable=not self.progress,
-                   leave=False)
+        bar = tqdm(total=len(units), desc=f"{study.study_name} units", unit="unit", leave=False,
+                   disable=not self.progress or phase != "final")  # grid units count on the overall bar
+        first = {u.key for u in units if u.run_id in self._resume_ids}
+        resume_wait_until = time.monotonic() + 2 * self.queue.timing.grace_s + 2 * self.queue.timing.poll_s
         while True:
             self.queue.fail_stale(study)
             self.queue.ensure_enqueued(study, units)
@@ -373,9 +444,18 @@ class StudyRunner:
             done = {t.user_attrs["unit_key"] for t in trials if t.state.is_finished() and live(t)}
             bar.n = len(done)
             bar.refresh()
+            if phase == "grid":  # units finished by any worker, reused ones included
+                self._done_by_study[study.study_name] = len(done)
+                self._overall.set_done(sum(self._done_by_study.values()))
             if len(done) >= len(keys):
                 break
-            frozen = self.queue.claim(study, keys)
+            if first and time.monotonic() < resume_wait_until and any(
+                    t.state == TrialState.RUNNING and t.user_attrs.get("unit_key") in first for t in trials):
+                # An interrupted unit is still held by its dead worker's trial: wait (one grace period)
+                # for it to go stale, so that it resumes before new units start.
+                time.sleep(self.queue.timing.poll_s)
+                continue
+            frozen = self.queue.claim(study, keys, first=first)
             if frozen is None:
                 # Others hold the remaining units: wait for them to finish or to go stale.
                 time.sleep(self.queue.timing.poll_s)
@@ -416,8 +496,11 @@ class StudyRunner:
             return value
         history = _History()
         reporter: Any = PruningReporter(trial, history) if trial is not None else history
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         run_dir = self.out / "runs" / unit.run_id
+        grid = phase == "grid"
+        if phase != "grid":
+            log.info("%s %s: starting", "trial" if phase == "trial" else "final run", unit.desc)
         try:
             result = self.run_fn(unit, out_dir=run_dir, reporter=reporter, progress=self.progress)
         except optuna.TrialPruned as exc:
@@ -426,6 +509,7 @@ class StudyRunner:
             if self.tracker:
                 self.tracker.log_unit(unit, history=history.epochs, status="KILLED", reason=f"pruned: {exc}")
             self.ran += 1
+            log.info("trial %s: pruned after %.1f s (%s)", unit.desc, time.time() - t0, exc)
             return None
         except TrainingError as exc:
             reason = str(exc) or type(exc).__name__
@@ -436,6 +520,8 @@ class StudyRunner:
             if self.tracker:
                 self.tracker.log_unit(unit, history=history.epochs, status="FAILED", reason=reason)
             self.ran += 1
+            if grid:
+                self._overall.unit_finished(unit.desc, time.time() - t0, "FAILED")
             return None
         rows = [dict(r) for r in result.rows]
         if not rows or any(r.get("run_id") != unit.run_id for r in rows):
@@ -460,6 +546,14 @@ class StudyRunner:
         self.queue.finish(frozen, "COMPLETE", value)
         crash_point("unit-finished")
         self.ran += 1
+        # CPU seconds beside wall seconds: on a busy machine the gap is the time lost to other processes.
+        outcome = (f"H {value:.2f}" if phase != "trial" else f"val H {value:.2f}") + \
+            f" (CPU {time.process_time() - cpu0:.0f} s)"
+        if grid:
+            self._overall.unit_finished(unit.desc, time.time() - t0, outcome)
+        else:
+            log.info("%s %s: %s in %.1f s", "trial" if phase == "trial" else "final run", unit.desc, outcome,
+                     time.time() - t0)
         return value
 
     def _save_curve(self, unit: Unit, result: Any) -> Path | None:
@@ -588,6 +682,23 @@ class StudyRunner:
         for run_id in {str(r.get("run_id")) for r in rows}:
             self._drop_checkpoints(run_id)
         return dedupe_rows(rows)
+
+
+def checkpoint_state(ckpt_dir: Path) -> str | None:
+    """Where a unit's checkpoints stand (``phase final, epoch 3``), None when it has none.
+
+    Reads the newest checkpoint file's epoch and phase; torch is imported only when one exists.
+    """
+    files = sorted(ckpt_dir.glob("*.pt"), key=lambda p: p.stat().st_mtime) if ckpt_dir.is_dir() else []
+    if not files:
+        return None
+    try:
+        import torch
+
+        state = torch.load(files[-1], map_location="cpu", weights_only=False)
+        return f"phase {state['fingerprint']['phase']}, epoch {int(state['epoch'])} done"
+    except Exception:  # unreadable: the engine will say so and start that phase afresh
+        return f"{files[-1].name}, unreadable"
 
 
 def _objective(rows: list[dict[str, Any]], phase: str) -> float:
