@@ -457,7 +457,10 @@ def _unpack_tar(archive: Path, dest: Path) -> None:
     except (tarfile.TarError, OSError) as exc:
         raise DataError(f"{archive}: not a readable tar archive ({exc})") from None
     with tf:
-        members = tf.getmembers()
+        try:
+            members = tf.getmembers()  # reads the whole archive: a truncated one fails here
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"{archive}: truncated or corrupt tar archive ({exc})") from None
         for m in members:
             name = _check_name(archive, m.name)
             if m.issym() or m.islnk():
