@@ -211,7 +211,7 @@ def _get(server: ScriptedServer, tmp_path: Path, name: str, body: bytes, script:
 
 
 # ------------------------------------------------------------------ no Content-Length
-@pytest.mark.parametrize("name,body", [("t.zip", ZIP), ("t.tgz", TGZ), ("t.mat", MAT)])
+@pytest.mark.parametrize("name,body", [("t.zip", ZIP), ("t.tgz", TGZ), ("t.mat", MAT)], ids=["zip", "tgz", "mat"])
 def test_truncated_without_length_is_never_accepted(server: ScriptedServer, tmp_path: Path, name: str,
                                                     body: bytes) -> None:
     with pytest.raises(DataError, match=rf"download of .*/{name} is incomplete or corrupt .*no checksum recorded"):
@@ -226,7 +226,7 @@ def test_truncated_once_without_length_restarts_from_zero(server: ScriptedServer
     assert dest.read_bytes() == ZIP
 
 
-@pytest.mark.parametrize("name,body", [("t.zip", ZIP), ("t.tgz", TGZ), ("t.mat", MAT)])
+@pytest.mark.parametrize("name,body", [("t.zip", ZIP), ("t.tgz", TGZ), ("t.mat", MAT)], ids=["zip", "tgz", "mat"])
 def test_whole_file_without_length_is_accepted_once_its_format_reads(server: ScriptedServer, tmp_path: Path,
                                                                       name: str, body: bytes) -> None:
     dest = _get(server, tmp_path, name, body, ["nolen"], retries=0)
