@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-
 from clicase import Outcome, assert_clean_failure, cli_env, digest_tree, run_cli
+
 from zsl_bench.data.download import (
     CHECKSUMS_NAME,
     DOWNLOAD_DIR,

@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from clicase import REPO, cli_env
+
 from zsl_bench.errors import ConfigError
 from zsl_bench.study import optuna_adapter as oa
 
