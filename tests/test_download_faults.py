@@ -297,6 +297,12 @@ def test_416_with_total_accepts_a_complete_part(server: ScriptedServer, tmp_path
     assert dest.read_bytes() == ZIP and len(server.requests) == 1
 
 
+def test_416_with_a_larger_total_starts_again(server: ScriptedServer, tmp_path: Path) -> None:
+    dest = _resume(server, tmp_path, "t.bin", ZIP, 100, ["416"], retries=0)
+    assert dest.read_bytes() == ZIP
+    assert server.requests == [("/t.bin", "bytes=100-"), ("/t.bin", None)]
+
+
 def test_416_bare_on_a_truncated_part_starts_again(server: ScriptedServer, tmp_path: Path) -> None:
     dest = _resume(server, tmp_path, "t.zip", ZIP, len(ZIP) - 10, ["416_bare"], retries=1)
     assert dest.read_bytes() == ZIP

@@ -252,7 +252,12 @@ def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, progr
     offset = part.stat().st_size if part.exists() else 0
     resp = _open(url, offset, timeout, mirror_hint)
     if isinstance(resp, _RangeEnd):
-        return _agree(url, size, resp.total)
+        total = _agree(url, size, resp.total)
+        if total is not None and total != offset:  # "nothing more", yet the .part is not the whole file
+            log.warning("%s: HTTP 416 at byte %d of %d; starting again from zero", url, offset, total)
+            part.unlink(missing_ok=True)
+            return _fetch_once(url, part, size=size, timeout=timeout, progress=progress, mirror_hint=mirror_hint)
+        return total
     with resp:
         status = getattr(resp, "status", None) or resp.getcode()
         length = resp.headers.get("Content-Length")
