@@ -26,8 +26,10 @@ def require_pg() -> str:
         pytest.skip("ZSL_BENCH_PG_URL is not set (CI sets it after starting PostgreSQL on 127.0.0.1)")
     import sqlalchemy
 
-    try:
-        with sqlalchemy.create_engine(PG_URL).connect() as conn:
+    from zsl_bench.study.optuna_adapter import resolve_url
+
+    try:  # the documented plain postgresql:// form, with the driver the postgres extra installs
+        with sqlalchemy.create_engine(resolve_url(PG_URL)).connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001 - any connection failure is the same failure here
         pytest.fail(f"ZSL_BENCH_PG_URL={PG_URL} is set but unreachable: {str(exc).splitlines()[0]}")
@@ -65,7 +67,9 @@ grid: {{sweep: {{train.lr: [0.03, 0.3]}}}}
 
     spec = load_spec(spec_path)
     want = {u.key for u in grid_units(spec, "cub")}
-    study = optuna.load_study(study_name=f"{name}.cub", storage=pg_url)
+    from zsl_bench.study.optuna_adapter import resolve_url
+
+    study = optuna.load_study(study_name=f"{name}.cub", storage=resolve_url(pg_url))
     done = [t.user_attrs["unit_key"] for t in study.trials if t.state == TrialState.COMPLETE]
     assert sorted(done) == sorted(want), "each grid point completed exactly once"
     ran = sum(int(err.split(" units run here")[0].rsplit(" ", 1)[-1]) for _, err in results
@@ -80,4 +84,4 @@ grid: {{sweep: {{train.lr: [0.03, 0.3]}}}}
 
     counts = Tracker(out).count_units(name)
     assert set(counts) == want and set(counts.values()) == {1}, "MLflow holds each unit once"
-    optuna.delete_study(study_name=f"{name}.cub", storage=pg_url)
+    optuna.delete_study(study_name=f"{name}.cub", storage=resolve_url(pg_url))

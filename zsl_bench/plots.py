@@ -251,9 +251,11 @@ def plot_optuna(storage: str, study_name: str, out: str | os.PathLike[str]) -> l
     import optuna
     from optuna.trial import TrialState
 
+    from .study.optuna_adapter import resolve_url
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=resolve_url(storage))
     except KeyError:
         raise DataError(f"no Optuna study {study_name!r} in {storage}") from None
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]

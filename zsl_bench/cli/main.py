@@ -49,10 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2) if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
+        if getattr(args, "data_root", None):  # every command taking --data-root: refuse a file at once
+            from ..data.root import data_root
+
+            data_root(args.data_root)
         rc = args.func(args)
     except ZSLError as exc:
         print(f"zsl-bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except PermissionError as exc:  # an unreadable data root, dataset directory or file
+        print(f"zsl-bench: error: {exc.filename or exc}: permission denied; make it readable "
+              "(and writable where output goes) by this user", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("zsl-bench: interrupted", file=sys.stderr)
         return 130

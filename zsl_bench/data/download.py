@@ -11,8 +11,13 @@ directory holding the files under the names of the table's ``filename`` column, 
 ``https://mirror.example/zsl/xlsa17.zip``; ``file://`` URLs work too).
 
 Only ``urllib`` is used (no extra dependency). Archives are unpacked into a temporary directory that
-is renamed at the end; members with absolute paths, ``..`` components, or links pointing outside
-the target are refused before anything is written.
+is renamed at the end; members with absolute paths, ``..`` components, links (symbolic or hard:
+dataset archives hold none, and a link safe inside the archive may point outside the data root once
+its member is moved there) and special files are refused before anything is written.
+
+A download counts as complete only when its length is known and matched, or (no length from the
+server) when its sha256 is known, or its format reads to the end (zip, tar, mat); only then is its
+sha256 recorded.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -147,15 +154,28 @@ class _Interrupted(Exception):
     """The connection ended before the announced length; the .part file is kept."""
 
 
-def fetch(url: str, dest: Path, *, sha256: str | None = None, retries: int = 3, timeout: float = 60.0,
-          progress: bool = True, mirror_hint: bool = True) -> str:
-    """Download ``url`` to ``dest`` resumably and verify it.
+class _Incomplete(Exception):
+    """The .part cannot be shown complete (no length and its format does not read to the end)."""
 
-    Bytes go to ``dest.part``; an existing ``.part`` is continued with an HTTP Range request (a
-    server that ignores Range restarts from zero). After an interruption the fetch resumes up to
-    ``retries`` times; if it still fails the ``.part`` is kept for the next run. The finished file is
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+
+
+def fetch(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None, retries: int = 3,
+          timeout: float = 60.0, progress: bool = True, mirror_hint: bool = True) -> str:
+    """Download ``url`` to ``dest`` resumably, check that it is complete, and verify it.
+
+    Bytes go to ``dest.part``; an existing ``.part`` is continued with an HTTP Range request. A
+    ``206`` answer is appended only when its ``Content-Range`` starts at the requested offset (and
+    its total matches what is known); a server that ignores Range, or answers with another range,
+    restarts the file from zero. After an interruption the fetch resumes up to ``retries`` times;
+    if it still fails the ``.part`` is kept for the next run.
+
+    A file is complete only when its length is known (``size``, the server's ``Content-Length`` or
+    ``Content-Range`` total) and matched, or, when the server gives no length, when ``sha256`` is
+    known and matches or its format (zip, tar, mat) reads to the end. Only a complete file is
     hashed; a mismatch with ``sha256`` removes the ``.part`` and raises. Only a verified file is
-    renamed to ``dest``.
+    renamed to ``dest``, so no caller can record the digest of a truncated file.
 
     Returns:
         The sha256 of the downloaded file.
@@ -166,7 +186,8 @@ def fetch(url: str, dest: Path, *, sha256: str | None = None, retries: int = 3, 
     attempt = 0
     while True:
         try:
-            _fetch_once(url, part, timeout=timeout, progress=progress, mirror_hint=mirror_hint)
+            total = _fetch_once(url, part, size=size, timeout=timeout, progress=progress, mirror_hint=mirror_hint)
+            _check_complete(url, part, total, known_digest=sha256 is not None)
             break
         except _Interrupted as exc:
             attempt += 1
@@ -174,6 +195,13 @@ def fetch(url: str, dest: Path, *, sha256: str | None = None, retries: int = 3, 
                 raise DataError(f"download of {url} interrupted ({exc}); {part} is kept: "
                                 "run the same command again to resume") from None
             log.warning("download of %s interrupted (%s); resuming (%d/%d)", url, exc, attempt, retries)
+        except _Incomplete as exc:
+            part.unlink(missing_ok=True)
+            attempt += 1
+            if attempt > retries:
+                raise DataError(f"download of {url} is incomplete or corrupt ({exc}); the partial file was removed "
+                                f"and no checksum recorded: run the same command again") from None
+            log.warning("download of %s incomplete (%s); starting again from zero (%d/%d)", url, exc, attempt, retries)
     digest = sha256_file(part)
     if sha256 is not None and digest != sha256.lower():
         part.unlink(missing_ok=True)
@@ -183,7 +211,8 @@ def fetch(url: str, dest: Path, *, sha256: str | None = None, retries: int = 3, 
     return digest
 
 
-def _open(url: str, offset: int, timeout: float, mirror_hint: bool):  # -> HTTPResponse-like
+def _open(url: str, offset: int, timeout: float, mirror_hint: bool):  # -> HTTPResponse-like or int | None
+    """The response, or (after HTTP 416 to a Range request) the total the server states, or None."""
     req = urllib.request.Request(url, headers={"User-Agent": "zsl-bench"})
     if offset:
         req.add_header("Range", f"bytes={offset}-")
@@ -191,28 +220,76 @@ def _open(url: str, offset: int, timeout: float, mirror_hint: bool):  # -> HTTPR
     try:
         return urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and offset:
-            return None  # the .part already holds everything the server has
+        if exc.code == 416 and offset:  # "bytes */TOTAL": the .part may already hold everything
+            m = re.match(r"^\s*bytes\s+\*/(\d+)\s*$", (exc.headers or {}).get("Content-Range", "") or "")
+            return _RangeEnd(int(m.group(1)) if m else None)
         raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; check the URL{hint}") from None
     except (OSError, http.client.HTTPException) as exc:  # URLError, refused, timeout, bad status line
         reason = getattr(exc, "reason", exc)
         raise DataError(f"cannot reach {url} ({reason}); check the network{hint}") from None
 
 
-def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, mirror_hint: bool) -> None:
+@dataclass(frozen=True)
+class _RangeEnd:
+    """HTTP 416 to a resume request: nothing more to send; ``total`` as the server states it."""
+
+    total: int | None
+
+
+def _agree(url: str, size: int | None, announced: int | None) -> int | None:
+    """The file's full length: the known ``size``, checked against what the server announces."""
+    if size is not None and announced is not None and announced != size:
+        raise DataError(f"cannot download {url}: the server announces {announced} bytes but the file has "
+                        f"{size}; a wrong file or a broken mirror, nothing was recorded")
+    return size if size is not None else announced
+
+
+def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, progress: bool,
+                mirror_hint: bool) -> int | None:
+    """Fetch (the rest of) ``url`` into ``part``; return the file's full length where known."""
     from tqdm import tqdm
 
     offset = part.stat().st_size if part.exists() else 0
     resp = _open(url, offset, timeout, mirror_hint)
-    if resp is None:
-        return
+    if isinstance(resp, _RangeEnd):
+        total = _agree(url, size, resp.total)
+        if total is not None and total != offset:  # "nothing more", yet the .part is not the whole file
+            log.warning("%s: HTTP 416 at byte %d of %d; starting again from zero", url, offset, total)
+            part.unlink(missing_ok=True)
+            return _fetch_once(url, part, size=size, timeout=timeout, progress=progress, mirror_hint=mirror_hint)
+        return total
     with resp:
         status = getattr(resp, "status", None) or resp.getcode()
-        if offset and status != 206:
-            log.info("%s does not support resuming (HTTP %s); starting again from zero", url, status)
-            offset = 0
         length = resp.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else None
+        try:
+            body_len = int(length) if length is not None else None
+        except ValueError:
+            body_len = None
+        if status == 206:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range") or "")
+            if m is None or int(m.group(1)) != offset:
+                got_range = resp.headers.get("Content-Range")
+                if not offset:
+                    raise DataError(f"cannot download {url}: HTTP 206 to a plain request with Content-Range "
+                                    f"{got_range!r}; the server is broken, try --mirror")
+                log.warning("%s answered the resume from byte %d with Content-Range %r; starting again from zero",
+                            url, offset, got_range)
+                resp.close()
+                part.unlink(missing_ok=True)
+                return _fetch_once(url, part, size=size, timeout=timeout, progress=progress,
+                                   mirror_hint=mirror_hint)
+            start, end = int(m.group(1)), int(m.group(2))
+            total = _agree(url, size, None if m.group(3) == "*" else int(m.group(3)))
+            if body_len is not None and body_len != end - start + 1:
+                raise DataError(f"cannot download {url}: Content-Length {body_len} does not match Content-Range "
+                                f"{resp.headers.get('Content-Range')!r}; the server is broken, try --mirror")
+            stop = end + 1  # where this answer's bytes end
+        else:
+            if offset:
+                log.info("%s does not support resuming (HTTP %s); starting again from zero", url, status)
+                offset = 0
+            total = _agree(url, size, body_len)
+            stop = body_len
         got = offset
         with open(part, "ab" if offset else "wb") as out, tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
@@ -227,8 +304,70 @@ def _fetch_once(url: str, part: Path, *, timeout: float, progress: bool, mirror_
                 out.write(block)
                 got += len(block)
                 bar.update(len(block))
-    if total is not None and got < total:
-        raise _Interrupted(f"connection closed after {got} of {total} bytes")
+    if stop is not None and got < stop:
+        raise _Interrupted(f"connection closed after {got} of {stop} bytes")
+    return total
+
+
+def _check_complete(url: str, part: Path, total: int | None, *, known_digest: bool) -> None:
+    """Raise unless ``part`` is shown complete: its known length, a digest to come, or its format."""
+    have = part.stat().st_size if part.exists() else 0
+    if total is not None:
+        if have < total:
+            raise _Interrupted(f"{have} of {total} bytes")
+        if have > total:
+            raise _Incomplete(f"{have} bytes but the file has {total}")
+        return
+    if known_digest:
+        return  # the expected sha256 decides
+    name = part.name[:-len(".part")]
+    if _format_kind(name) is None:
+        part.unlink(missing_ok=True)
+        raise DataError(f"cannot download {url}: the server sent no Content-Length and {name} is not a zip, tar "
+                        "or mat file whose end can be checked; refusing a possibly truncated file (nothing "
+                        "recorded): use a server or --mirror that sends Content-Length")
+    reason = verify_format(part, name=name)
+    if reason is not None:
+        raise _Incomplete(f"the server sent no length and {reason}")
+
+
+def _format_kind(name: str) -> str | None:
+    return archive_kind(name) or ("mat" if name.lower().endswith(".mat") else None)
+
+
+def verify_format(path: Path, *, name: str | None = None) -> str | None:
+    """None when ``path`` (named ``name``) reads to its end as a zip, tar or mat file, else why not."""
+    name = name or path.name
+    kind = _format_kind(name)
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()  # reads every member, checks its CRC
+            return None if bad is None else f"zip member {bad!r} is corrupt"
+        if kind == "tar":
+            with tarfile.open(path, "r:*") as tf:
+                for member in tf:
+                    if member.isfile():
+                        fh = tf.extractfile(member)
+                        while fh is not None and fh.read(_CHUNK):
+                            pass
+            return None
+        if kind == "mat":
+            with open(path, "rb") as fh:
+                hdf5 = fh.read(8) == b"\x89HDF\r\n\x1a\n" or (fh.seek(512) and fh.read(8) == b"\x89HDF\r\n\x1a\n")
+            if hdf5:
+                import h5py
+
+                with h5py.File(path, "r") as f:
+                    f.visititems(lambda _n, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
+            else:
+                import scipy.io
+
+                scipy.io.loadmat(path)
+            return None
+    except Exception as exc:  # noqa: BLE001 (any failure to read it is the answer)
+        return f"{name} does not read to its end as a {kind} file ({type(exc).__name__}: {exc})"
+    return f"{name} is not a zip, tar or mat file whose end can be checked"
 
 
 # ------------------------------------------------------------------ unpacking
@@ -251,17 +390,11 @@ def _check_name(archive: Path, name: str) -> PurePosixPath:
     return p
 
 
-def _check_link(archive: Path, name: PurePosixPath, target: str, hard: bool) -> None:
-    t = PurePosixPath(target.replace("\\", "/"))
-    if t.is_absolute():
-        raise DataError(f"{archive}: refusing link {str(name)!r} -> {target!r} (absolute target)")
-    # Hard-link targets are archive-relative; symlink targets are relative to the link's folder.
-    parts = list(t.parts) if hard else list(name.parent.parts) + list(t.parts)
-    depth = 0
-    for part in parts:
-        depth = depth - 1 if part == ".." else depth + (part not in ("", "."))
-        if depth < 0:
-            raise DataError(f"{archive}: refusing link {str(name)!r} -> {target!r} (points outside the target)")
+def _refuse_link(archive: Path, name: str, target: str, hard: bool) -> None:
+    """Dataset archives hold no links; one would point elsewhere once members are moved into the root."""
+    kind = "hard link" if hard else "symbolic link"
+    raise DataError(f"{archive}: refusing member {name!r}, a {kind} to {target!r}: dataset archives hold "
+                    "no links (a link safe inside the archive can point outside the data root once moved)")
 
 
 def safe_unpack(archive: Path, target: Path) -> Path:
@@ -285,11 +418,21 @@ def safe_unpack(archive: Path, target: Path) -> Path:
             _unpack_zip(archive, tmp)
         else:
             _unpack_tar(archive, tmp)
+        _no_links(archive, tmp)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _no_links(archive: Path, tree: Path) -> None:
+    """Whatever the unpacker did, nothing unpacked may be a link (checked where the files landed)."""
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            if p.is_symlink():
+                _refuse_link(archive, str(p.relative_to(tree)), os.readlink(p), hard=False)
 
 
 def _unpack_zip(archive: Path, dest: Path) -> None:
@@ -303,11 +446,14 @@ def _unpack_zip(archive: Path, dest: Path) -> None:
             name = _check_name(archive, info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
-                _check_link(archive, name, zf.read(info).decode("utf-8", "replace"), hard=False)
+                _refuse_link(archive, str(name), zf.read(info).decode("utf-8", "replace")[:200], hard=False)
         for info in infos:
-            # zipfile never creates links (a link entry becomes a small text file), and the names
-            # were checked above, so a plain extract stays inside ``dest``.
-            zf.extract(info, dest)
+            # zipfile never creates links, and the names were checked above, so a plain extract
+            # stays inside ``dest``.
+            try:
+                zf.extract(info, dest)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise DataError(f"{archive}: cannot unpack member {info.filename!r} ({exc})") from None
 
 
 def _unpack_tar(archive: Path, dest: Path) -> None:
@@ -316,18 +462,21 @@ def _unpack_tar(archive: Path, dest: Path) -> None:
     except (tarfile.TarError, OSError) as exc:
         raise DataError(f"{archive}: not a readable tar archive ({exc})") from None
     with tf:
-        members = tf.getmembers()
+        try:
+            members = tf.getmembers()  # reads the whole archive: a truncated one fails here
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"{archive}: truncated or corrupt tar archive ({exc})") from None
         for m in members:
             name = _check_name(archive, m.name)
             if m.issym() or m.islnk():
-                _check_link(archive, name, m.linkname, hard=m.islnk())
+                _refuse_link(archive, str(name), m.linkname, hard=m.islnk())
             elif not (m.isfile() or m.isdir()):
                 raise DataError(f"{archive}: refusing special member {m.name!r} (device, fifo)")
         try:
             tf.extractall(dest, members=members, filter="data")
         except TypeError:  # Python without extraction filters: our checks above already ran
             tf.extractall(dest, members=members)
-        except tarfile.TarError as exc:
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             raise DataError(f"{archive}: refused while unpacking ({exc})") from None
 
 
@@ -396,7 +545,8 @@ def _needed_later(src: Source, root: Path) -> bool:
 
 def _fetch_verified(src: Source, ddir: Path, *, mirror: str | None, retries: int, progress: bool) -> Path:
     local = ddir / src.filename
-    recorded = read_checksums(ddir).get(src.filename, {}).get("sha256")
+    record = read_checksums(ddir).get(src.filename, {})
+    recorded = record.get("sha256") if isinstance(record, dict) else None
     expected = src.sha256 or recorded
     if local.is_file():
         if expected is None or sha256_file(local) == expected:
@@ -405,7 +555,14 @@ def _fetch_verified(src: Source, ddir: Path, *, mirror: str | None, retries: int
         local.unlink()
     url = source_url(src, mirror)
     log.info("downloading %s", url)
-    digest = fetch(url, local, sha256=expected, retries=retries, progress=progress)
+    try:
+        digest = fetch(url, local, sha256=expected, size=src.size, retries=retries, progress=progress)
+    except DataError as exc:
+        if src.sha256 is None and recorded and "checksum mismatch" in str(exc):
+            raise DataError(f"{exc} (the expected value was recorded by an earlier download in "
+                            f"{_checksums_path(ddir)}; if that download was wrong, delete its "
+                            f"{src.filename!r} entry)") from None
+        raise
     if expected is None:
         _record_checksum(ddir, src.filename, url, digest, local.stat().st_size)
         log.info("%s: sha256 %s recorded in %s (first download; not verified against a published value)",
