@@ -249,9 +249,11 @@ def read_rows(path: str | os.PathLike[str], *, validate: bool = False,
         return []
     live_block = None
     if pending_path(p).exists():
-        if not _writer_died(p):
-            live_block = _pending_offset(p)  # a writer is appending now: read what was there before its block
-        elif partial_tail != "ignore":
+        if not _writer_died(p) or partial_tail == "ignore":
+            # A writer is appending now, or died mid-block (the next append removes that block): read
+            # what was there before its block.
+            live_block = _pending_offset(p)
+        else:
             raise DataError(f"{p}: its last rows are a block cut short by a killed writer ({pending_path(p).name} "
                             "is left); the next zsl-bench run/ablate into this directory removes them and redoes "
                             "the unit")

@@ -285,7 +285,8 @@ class StudyRunner:
             text = (f"search on {len(spec.datasets)} dataset(s): {budget} each (validation only), then the best "
                     f"config × {len(spec.seeds)} seed(s)")
             return Plan(spec.name, [], "", search=text)  # its units depend on the trials
-        walls = {r.get("run_id"): r.get("wall_time_s") for r in read_rows(self.results_csv)}
+        # Rows a killed writer cut short are not done: the next run removes them and redoes the unit.
+        walls = {r.get("run_id"): r.get("wall_time_s") for r in read_rows(self.results_csv, partial_tail="ignore")}
         units: list[PlannedUnit] = []
         for ds in spec.datasets:
             for u in grid_units(spec, ds):
@@ -320,6 +321,8 @@ class StudyRunner:
         self._resume_ids = {u.run_id for u in plan.to_resume}
         self.out.mkdir(parents=True, exist_ok=True)
         self.sweep()
+        for csv_path in (self.results_csv, self.trials_csv):
+            recover(csv_path)  # a block a killed writer cut short goes now, before anything reads the file
         # Datasets with a unit to resume first: an interrupted unit finishes before new ones start.
         datasets = sorted(self.spec.datasets, key=lambda ds: not any(
             u.run_id in self._resume_ids for u in grid_units(self.spec, ds))) if not self.spec.is_search \
