@@ -19,6 +19,8 @@ import pytest
 from clicase import assert_clean_failure, cli_env, run_cli
 from test_study_postgres import require_pg
 
+from zsl_bench.study.optuna_adapter import resolve_url
+
 pytest.importorskip("submitit", reason="submitit is not installed (pip install 'zsl-bench[slurm]')")
 
 
@@ -54,7 +56,7 @@ def test_two_submitit_workers_run_each_unit_once(tmp_path: Path) -> None:
     assert "submitted 2 workers (submitit-local" in res.stderr
 
     want = {u.key for u in grid_units(load_spec(spec_path), "cub")}
-    study = optuna.load_study(study_name=f"{name}.cub", storage=pg_url)
+    study = optuna.load_study(study_name=f"{name}.cub", storage=resolve_url(pg_url))
     done = [t.user_attrs["unit_key"] for t in study.trials if t.state == TrialState.COMPLETE]
     assert sorted(done) == sorted(want), "each unit completed exactly once"
     # Both array tasks ran the study loop; together they ran every unit once.
@@ -69,7 +71,7 @@ def test_two_submitit_workers_run_each_unit_once(tmp_path: Path) -> None:
         per_run[r["run_id"]] = per_run.get(r["run_id"], 0) + 1
     assert len(per_run) == len(want) and len(set(per_run.values())) == 1, per_run
     assert (out / "tables" / "ablation_table.md").is_file() or any((out / "tables").glob("*_table.md"))
-    optuna.delete_study(study_name=f"{name}.cub", storage=pg_url)
+    optuna.delete_study(study_name=f"{name}.cub", storage=resolve_url(pg_url))
 
 
 def _stand_in_slurm(bin_dir: Path, record: Path) -> dict[str, str]:
