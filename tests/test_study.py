@@ -492,8 +492,8 @@ KILL_AFTER_FIRST_UNIT = """
 import os, signal, sys
 import zsl_bench.study.runner as R
 write = R.write_unit_rows
-def write_then_die(csv_path, rows):
-    wrote = write(csv_path, rows)
+def write_then_die(*args, **kwargs):
+    wrote = write(*args, **kwargs)
     if wrote:
         os.kill(os.getpid(), signal.SIGKILL)
     return wrote
