@@ -34,7 +34,11 @@ def data_root(cli_value: str | os.PathLike[str] | None = None) -> Path:
 
 def check_data_root(path: Path, what: str) -> Path:
     """``path`` unless it exists as something other than a directory (``what`` names its source)."""
-    if (path.exists() or path.is_symlink()) and not path.is_dir():
+    try:
+        misplaced = (path.exists() or path.is_symlink()) and not path.is_dir()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise DataError(f"{what} {path}: cannot access ({exc.strerror or exc})") from None
+    if misplaced:
         kind = "a regular file" if path.is_file() else "a broken link" if path.is_symlink() else "not a directory"
         raise DataError(f"{what} {path}: is {kind}, not a directory; pass the directory that holds "
                         "the dataset folders (CUB/, SUN/, AWA2/, FLO/)")
