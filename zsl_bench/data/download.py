@@ -221,7 +221,7 @@ def _open(url: str, offset: int, timeout: float, mirror_hint: bool):  # -> HTTPR
         return urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:  # "bytes */TOTAL": the .part may already hold everything
-            m = re.match(r"^\s*bytes\s+\*/(\d+)\s*$", (exc.headers or {}).get("Content-Range", "") or "")
+            m = re.match(r"^\s*bytes\s+\*/(\d+)\s*$", (exc.headers.get("Content-Range", "") if exc.headers else "") or "")
             return _RangeEnd(int(m.group(1)) if m else None)
         raise DataError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; check the URL{hint}") from None
     except (OSError, http.client.HTTPException) as exc:  # URLError, refused, timeout, bad status line
@@ -289,7 +289,7 @@ def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, progr
                 log.info("%s does not support resuming (HTTP %s); starting again from zero", url, status)
                 offset = 0
             total = _agree(url, size, body_len)
-            stop = body_len
+            stop = body_len  # type: ignore[assignment]  # None: no length sent, read to the end
         got = offset
         with open(part, "ab" if offset else "wb") as out, tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,

@@ -299,10 +299,10 @@ class StudyRunner:
         parts = [(len(spec.methods), "method")] if len(spec.methods) > 1 else []
         parts += [(len(variants), "variant"), (len(spec.datasets), "dataset"), (len(spec.seeds), "seed")]
         done_walls = []
-        for u in units:
+        for pu in units:
             with contextlib.suppress(TypeError, ValueError):
-                if u.state == "done":
-                    done_walls.append(float(walls[u.run_id]))  # type: ignore[arg-type]
+                if pu.state == "done":
+                    done_walls.append(float(walls[pu.run_id]))  # type: ignore[arg-type]
         return Plan(spec.name, units, shape_of(parts), done_walls=done_walls)
 
     # -- entry point
