@@ -37,7 +37,7 @@ Specs without a path are looked up in ./benchmarks, then beside the installed pa
 
 TABLE_EPILOG = """examples:
   zsl-bench table runs/smoke/results.csv
-  zsl-bench table runs/*/results.csv --kind main --published docs/published_results.csv --out tables
+  zsl-bench table runs/*/results.csv --kind main --published published.csv --out tables
   zsl-bench table --tracking-uri sqlite:///runs/smoke/mlflow.db --kind ablation
 """
 
