@@ -14,6 +14,11 @@ The rule (:func:`choose_threads`), first match wins:
    load average rounded down, capped at ``usable`` (load from other processes takes cores away;
    on a 2-core box with load >= 1, that gives one thread).
 
+The load changes while a study runs (the box was idle when ``run`` started, then other jobs came,
+or left). An automatic choice is therefore made again before every unit (:func:`rechoose`), from
+the load *minus this process's own threads* (a training process counts in the load average it
+reads); a change is logged. A choice given by flag or environment is never changed.
+
 Only the number of threads changes; results on CPU are the same for any thread count in the runs
 checked (see tests/test_speed.py: msdnpp, 1 vs 2 threads, identical rows), though floating-point sums in parallel kernels may in
 principle round differently.
@@ -40,6 +45,8 @@ class ThreadChoice:
 
     n: int
     reason: str
+    auto: bool = False  # from the automatic rule: made again before each unit
+    share: int = 1  # automatic threads divided among this many worker processes
 
 
 def affinity_cpus() -> int:
@@ -90,28 +97,49 @@ def parse_threads(value: str | int, where: str) -> int:
     return n
 
 
-def auto_threads(cpus: int, quota: float | None, load: float | None) -> ThreadChoice:
-    """The automatic rule on given measurements (pure, so it can be tested on any numbers)."""
+def auto_threads(cpus: int, quota: float | None, load: float | None, *, own: int = 0,
+                 share: int = 1) -> ThreadChoice:
+    """The automatic rule on given measurements (pure, so it can be tested on any numbers).
+
+    ``own``: threads of this process counted in ``load`` (they are not other processes' load);
+    ``share``: worker processes that divide the result.
+    """
     usable = cpus if quota is None else max(1, min(cpus, math.ceil(quota)))
-    busy = 0 if load is None else min(usable, int(load))
-    n = max(1, min(usable - busy, MAX_AUTO_THREADS))
+    others = None if load is None else max(0.0, load - own)
+    busy = 0 if others is None else min(usable, int(others))
+    n = max(1, min(usable - busy, MAX_AUTO_THREADS) // max(1, share))
     parts = [f"{cpus} CPU(s) in affinity"]
     if quota is not None:
         parts.append(f"cgroup quota {quota:g} CPU(s)")
     if load is not None:
-        parts.append(f"load average {load:.1f}")
-    return ThreadChoice(n, "auto: " + ", ".join(parts))
+        parts.append(f"load average {load:.1f}" + (f" ({own} of it this run's threads)" if own else ""))
+    if share > 1:
+        parts.append(f"/ {share} workers")
+    return ThreadChoice(n, "auto: " + ", ".join(parts), auto=True, share=max(1, share))
 
 
-def choose_threads(flag: int | None = None, environ: dict[str, str] | None = None) -> ThreadChoice:
-    """The thread count by the module's rule (``flag`` is ``--threads``)."""
+def rechoose(choice: ThreadChoice, load: float | None = None) -> ThreadChoice:
+    """An automatic choice made again from the load now (``choice`` itself if it was not automatic).
+
+    ``choice.n`` threads of this process are taken out of the load average before the rule runs.
+    """
+    if not choice.auto:
+        return choice
+    return auto_threads(affinity_cpus(), cgroup_quota(), load_average() if load is None else load,
+                        own=choice.n, share=choice.share)
+
+
+def choose_threads(flag: int | None = None, environ: dict[str, str] | None = None, *,
+                   share: int = 1) -> ThreadChoice:
+    """The thread count by the module's rule (``flag`` is ``--threads``; ``share``: worker processes
+    that divide an automatic choice)."""
     env = os.environ if environ is None else environ
     if flag is not None:
         return ThreadChoice(parse_threads(flag, "--threads"), "--threads")
     for var in (THREADS_ENV, "OMP_NUM_THREADS"):
         if env.get(var, "").strip():
             return ThreadChoice(parse_threads(env[var], f"${var}"), f"${var}")
-    return auto_threads(affinity_cpus(), cgroup_quota(), load_average())
+    return auto_threads(affinity_cpus(), cgroup_quota(), load_average(), share=share)
 
 
 def apply_threads(choice: ThreadChoice) -> None:

@@ -150,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..threads import apply_threads
 
     apply_threads(threads)
+    runner.threads = threads  # an automatic choice is made again before each unit
     out.mkdir(parents=True, exist_ok=True)
     if not args.no_mlflow:
         from ..tracking import Tracker

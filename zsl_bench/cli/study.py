@@ -190,7 +190,6 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    import dataclasses
     import os
 
     from ..config import check_out_dir
@@ -218,10 +217,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if args.workers > 1 and not is_server_storage(url):
         raise ConfigError("--workers N>1 needs a server --storage (e.g. postgresql://user:pw@host/db): "
                           "SQLite is safe for one worker process only")
-    threads = choose_threads(args.threads)
-    if args.workers > 1 and threads.reason.startswith("auto"):  # the CPUs are shared by the workers
-        threads = dataclasses.replace(threads, n=max(1, threads.n // args.workers),
-                                      reason=f"{threads.reason}, / {args.workers} workers")
+    threads = choose_threads(args.threads, share=args.workers)  # auto: the CPUs are shared by the workers
     runner = StudyRunner(spec, out, storage=args.storage, progress=progress_enabled(args.no_progress),
                          rerun_changed=args.rerun_changed)
     if not args.spec and not args.worker_only:
@@ -246,6 +242,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         return _launch(args, spec, out, url, tracker)
     runner.tracker = tracker
     apply_threads(threads)
+    runner.threads = threads  # an automatic choice is made again before each unit
     # N workers: this process plus N-1 children running the same command on the same storage.
     child_env = {**os.environ, THREADS_ENV: str(threads.n)}
     children = [subprocess.Popen(_worker_argv(args, out), env=child_env) for _ in range(args.workers - 1)]

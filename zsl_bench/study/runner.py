@@ -212,6 +212,7 @@ class StudyRunner:
         self._done_by_study: dict[str, int] = {}  # grid study name -> finished units (the overall bar)
         self._overall = OverallProgress(0, 0, enabled=False, log=log)
         self._indexes: dict[Path, RowIndex] = {}
+        self.threads: Any = None  # a threads.ThreadChoice; an automatic one is made again per unit
 
     def index(self, csv_path: Path) -> RowIndex:
         """The runner's incremental index of ``csv_path`` (refresh it before use)."""
@@ -499,6 +500,7 @@ class StudyRunner:
             return value
         history = _History()
         reporter: Any = PruningReporter(trial, history) if trial is not None else history
+        self._adapt_threads()
         t0, cpu0 = time.time(), time.process_time()
         run_dir = self.out / "runs" / unit.run_id
         grid = phase == "grid"
@@ -558,6 +560,17 @@ class StudyRunner:
             log.info("%s %s: %s in %.1f s", "trial" if phase == "trial" else "final run", unit.desc, outcome,
                      time.time() - t0)
         return value
+
+    def _adapt_threads(self) -> None:
+        """Make an automatic thread choice again from the load now (it changes during a study)."""
+        from ..threads import apply_threads, rechoose
+
+        if self.threads is None or not self.threads.auto:
+            return
+        new = rechoose(self.threads)
+        if new.n != self.threads.n:
+            apply_threads(new)
+        self.threads = new
 
     def _save_curve(self, unit: Unit, result: Any) -> Path | None:
         """The unit's test U-S curve as ``<out>/curves/<run_id>.npz`` (plots regenerate from files)."""
