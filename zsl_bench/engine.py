@@ -165,7 +165,7 @@ def epoch_batches(sampler: str, labels: np.ndarray, batch_size: int, rng: np.ran
     if sampler == "class_balanced":
         return class_balanced_batches(labels, batch_size, rng, num_batches)
     n = len(labels)
-    if num_batches is None:
+    if num_batches is None or n == 0:
         return uniform_batches(n, batch_size, rng)
     need = num_batches * batch_size
     perm = rng.permutation(n)
