@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -390,3 +391,212 @@ def test_learns_on_tiny_simulated_data(cls, cfg) -> None:
     tu = d.splits["test_unseen"]
     acc = zsl_accuracy(engine.score(out.model, tu), d.labels[tu], d.unseen_classes)  # %
     assert acc > 50, acc
+
+
+# ------------------------------------------------------------------ official schedule (issue 12)
+
+
+@pytest.mark.parametrize("dataset, n, steps, images", [
+    ("cub", 7057, 141, 50),  # MSDN_cub.py: niters = 7057·30//50 = 4234, report_interval = 4234//30 = 141
+    ("sun", 10320, 206, 50),  # 10320·70//50 = 14448, //70 = 206; balanced: 50 of 645 classes
+    ("awa2", 23527, 470, 40),  # 23527·50//50 = 23527, //50 = 470; balanced: one image of each of 40 classes
+])
+def test_presets_follow_the_official_epoch_length(dataset: str, n: int, steps: int, images: int) -> None:
+    """An epoch is floor(n / 50) steps as in the official scripts, whatever batch the loader gives."""
+    from zsl_bench.engine import trainer_batches
+
+    tc = resolve(MSDN, dataset).train
+    num_seen = {"cub": 150, "sun": 645, "awa2": 40}[dataset]
+    batches = trainer_batches(tc, np.arange(n) % num_seen, np.random.default_rng(0))
+    assert len(batches) == steps and {len(b) for b in batches} == {images}
+    assert tc.epoch_batch_size == 50
+    # the default epoch (other methods, FLO): one pass, ceil(n / batch) steps, last one short
+    plain = trainer_batches(replace(tc, epoch_batch_size=0), np.arange(n) % num_seen, np.random.default_rng(0))
+    assert len(plain) == -(-n // tc.batch_size)
+    assert resolve(MSDN, "flo").train.epoch_batch_size == 0
+
+
+def test_epoch_batch_size_config() -> None:
+    """Validated in one line; omitted from config digests while at its default (other rows unchanged)."""
+    with pytest.raises(ConfigError, match=r"train\.epoch_batch_size.*-1"):
+        build(TrainConfig, {"epoch_batch_size": -1}, "train")
+    plain = ResolvedConfig(method=MSDNConfig(), train=TrainConfig(), eval=EvalConfig())
+    assert "epoch_batch_size" not in plain.as_dict()["train"]
+    from dataclasses import fields
+    assert set(plain.as_dict()["train"]) == {f.name for f in fields(TrainConfig)} - {"epoch_batch_size"}
+    assert resolve(MSDN, "awa2").as_dict()["train"]["epoch_batch_size"] == 50
+    # uniform sampler, epochs longer than one pass: full batches from successive permutations
+    from zsl_bench.engine import epoch_batches
+    got = epoch_batches("uniform", np.zeros(7), 3, np.random.default_rng(0), num_batches=5)
+    assert [len(b) for b in got] == [3] * 5 and sorted(np.concatenate(got)[:7]) == list(range(7))
+
+
+# ------------------------------------------------------------------ MSDN++ defects (issue 12)
+
+
+STOCHASTIC = ("random", "shuffle_batch", "shuffle_region", "shuffle_attribute")
+
+
+def _engine(cfg: MSDNPPConfig, epochs: int = 2):
+    from zsl_bench.engine import Engine, EvalSplit
+
+    task = make_task()
+    g = torch.Generator().manual_seed(3)
+    n = 30
+    y = torch.arange(n) % K
+    x = torch.rand(n, FDIM, R, generator=g)
+    train = TrainConfig(epochs=epochs, batch_size=B, optimizer="rmsprop", lr=1e-2, weight_decay=1e-4,
+                        momentum=0.9, device="cpu")
+    engine = Engine.from_arrays(MSDNPP, ResolvedConfig(method=cfg, train=train, eval=EvalConfig()), x, y,
+                                task.att, task.seen, task.unseen, name=task.dataset, w2v=task.w2v)
+    rows = np.arange(n)
+    seen_rows, unseen_rows = rows[y.numpy() < SEEN], rows[y.numpy() >= SEEN]
+    split = EvalSplit("test", seen_rows, unseen_rows, np.asarray(task.seen), np.asarray(task.unseen))
+    return engine, task, split, x
+
+
+@pytest.mark.parametrize("intervention, eval_logits", [
+    ("random", "factual"), ("random", "effect"), ("shuffle_batch", "effect"), ("shuffle_region", "effect"),
+])
+def test_evaluation_never_changes_training(intervention: str, eval_logits: str) -> None:
+    """Training with extra evaluations between epochs ends with the same parameters, bit for bit."""
+    from zsl_bench.engine import Hook
+
+    cfg = MSDNPPConfig(intervention=intervention, eval_logits=eval_logits)
+    engine, task, split, _ = _engine(cfg)
+
+    class ScoreAgain(Hook):
+        def after_epoch(self, t) -> None:
+            for rows in (split.unseen_rows, split.seen_rows[:1], np.arange(30)):
+                t.engine.score(t.model, rows)
+
+    common = dict(phase="test", train_rows=np.arange(30), seen=task.seen, unseen=task.unseen, epochs=2, seed=0,
+                  progress=False)
+    plain = engine.train(**common).model
+    evaluated = engine.train(**common, evaluation=split, hooks=[ScoreAgain()]).model
+    for (name, a), (_, b) in zip(plain.state_dict().items(), evaluated.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("intervention", INTERVENTIONS[1:])
+@pytest.mark.parametrize("eval_logits", ["factual", "effect"])
+def test_scoring_draws_nothing_and_is_batch_independent(intervention: str, eval_logits: str) -> None:
+    """Scores: no generator touched; equal twice; image by image equal to the whole batch at once."""
+    model = make_model(MSDNPP, MSDNPPConfig(intervention=intervention, eval_logits=eval_logits))
+    x, _ = batch()
+    model(x)  # a training forward (shuffle_batch: moves the running mean off uniform)
+    model.eval()
+    state = torch.get_rng_state()
+    first = model.scores(x)
+    assert torch.equal(torch.get_rng_state(), state)  # nothing drawn
+    assert torch.equal(model.scores(x), first)
+    one_by_one = torch.cat([model.scores(x[i:i + 1]) for i in range(B)])
+    torch.testing.assert_close(one_by_one, first, rtol=1e-5, atol=1e-5)
+    assert torch.equal(one_by_one.argmax(1), first.argmax(1))
+    if eval_logits == "effect":  # the effect, not the factual logits
+        assert not torch.allclose(first, MSDN.forward(model, x)["logits"])
+    else:
+        assert torch.equal(first, MSDN.forward(model, x)["logits"])
+    assert torch.equal(model.forward(x)["logits"], first)  # eval-mode forward: the same expectation
+
+
+@pytest.mark.parametrize("intervention", STOCHASTIC)
+def test_effect_scores_are_the_expected_effect(intervention: str) -> None:
+    """Effect scoring = the mean of the effect logits over many training draws (linear in the map).
+
+    ``shuffle_batch``: the draws' mean is each image's leave-one-out mean map of its batch (the
+    derangement is uniform over the other images); scoring uses the training images' running mean
+    instead, which is checked to be the momentum average of the training batches' maps.
+    """
+    model = make_model(MSDNPP, MSDNPPConfig(intervention=intervention, eval_logits="effect", n_samples=16))
+    x, _ = batch()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        draws = torch.stack([model(x)["logits"] for _ in range(100)]).mean(0)
+        net = model._subnets(x)
+    if intervention == "shuffle_batch":
+        z = model.att.t()
+        others = [(net[m].sum(0, keepdim=True) - net[m]) / (B - 1) for m in ("alpha", "beta")]
+        e1 = net["s1"] - (others[0] * net["S"]).sum(1) @ z
+        e2 = net["s2"] - (others[1] * net["T"]).sum(1) @ z
+        expected = model.cfg.w1 * e1 + model.cfg.w2 * e2
+        # 100 training forwards of the same batch: the running means have converged to its mean maps
+        torch.testing.assert_close(model.alpha_mean, net["alpha"].mean(0))
+        torch.testing.assert_close(model.beta_mean, net["beta"].mean(0))
+    else:
+        model.eval()
+        expected = model.scores(x)
+    assert (draws - expected).abs().max() / expected.abs().max() < 0.01
+
+
+def test_shuffle_batch_is_a_derangement() -> None:
+    """No image keeps its own attention; every other image is reachable."""
+    seen_pairs = set()
+    for n in (2, 3, 8, 50):
+        for s in range(40):
+            torch.manual_seed(s)
+            src = MSDNPP._derangement(n, torch.device("cpu"))
+            assert sorted(src.tolist()) == list(range(n))  # a permutation
+            assert (src != torch.arange(n)).all()  # no fixed point
+            if n == 3:
+                seen_pairs.update(zip(range(n), src.tolist()))
+    assert seen_pairs == {(i, j) for i in range(3) for j in range(3) if i != j}
+    model = make_model(MSDNPP, MSDNPPConfig(intervention="shuffle_batch"))
+    x, _ = batch()
+    net = model._subnets(x)
+    m = model._counterfactual_map(net["alpha"], net["a_logit"], 1)
+    for i in range(B):
+        assert not torch.equal(m[i], net["alpha"][i])
+    one = model._counterfactual_map(net["alpha"][:1], net["a_logit"][:1], 1)  # a batch of one: training mean
+    torch.testing.assert_close(one[0], model.alpha_mean)
+
+
+def _attribute_loss_cases(att: np.ndarray, batch_size: int = 50, seed: int = 0) -> dict[str, float]:
+    """The attribute-effect loss at the target, a random effect, and a spiky one (one image per attribute)."""
+    rng = np.random.default_rng(seed)
+    z = F.normalize(torch.as_tensor(att, dtype=torch.float32), dim=1)
+    y = torch.as_tensor(rng.choice(len(att), batch_size, replace=False))
+    target = z[y]
+    spiky = torch.zeros_like(target)
+    spiky[torch.as_tensor(rng.integers(0, batch_size, target.shape[1])), torch.arange(target.shape[1])] = 1.0
+    cases = {"target": target, "scaled target": 3.0 * target - 0.2,
+             "random": torch.as_tensor(rng.random(target.shape), dtype=torch.float32), "spiky": spiky,
+             "noisy target": target + 0.3 * target.std(0) * torch.as_tensor(rng.standard_normal(target.shape),
+                                                                             dtype=torch.float32)}
+    return {k: MSDNPP.attribute_effect_loss(v, target).item() for k, v in cases.items()}
+
+
+def _check_minimum_at_target(vals: dict[str, float]) -> None:
+    # 0 at the target and at a positive affine image of it (the same map for every attribute)
+    assert vals["target"] == 0.0 and vals["scaled target"] < 1e-5, vals
+    for k in ("random", "spiky", "noisy target"):
+        assert vals[k] > 0.1, (k, vals)
+    assert vals["spiky"] > vals["noisy target"], vals
+
+
+def test_attribute_effect_loss_minimum_at_target_synthetic() -> None:
+    rng = np.random.default_rng(1)
+    att = rng.random((200, 312)) * (rng.random((200, 312)) < 0.3)  # sparse, CUB-shaped
+    _check_minimum_at_target(_attribute_loss_cases(att))
+
+
+def test_attribute_effect_loss_minimum_at_target_real_cub(shared_root: Path) -> None:
+    """On the real CUB class semantics (skips, naming the path, without $ZSL_BENCH_SHARED_DATA)."""
+    from scipy.io import loadmat
+
+    att = loadmat(shared_root / "CUB" / "att_splits.mat")["att"].T  # [200 classes, 312 attributes]
+    _check_minimum_at_target(_attribute_loss_cases(att))
+
+
+def test_search_does_not_sample_inert_loss_weights() -> None:
+    """msdnpp_search.yaml: λ_sem only under an attribute effect loss, λ_eff only under a class one."""
+    from zsl_bench.study.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "benchmarks" / "msdnpp_search.yaml")
+    space = {p.key: p for p in spec.search.space}
+    for loss in ("class", "attribute", "both"):
+        picked = spec.search.sample(lambda p, loss=loss: loss if p.key == "method.effect_loss" else
+                                    (p.choices[0] if p.type == "categorical" else p.low))
+        assert ("method.lambda_sem" in picked) == (loss != "class"), picked
+        assert ("method.lambda_eff" in picked) == (loss != "attribute"), picked
+    assert space["method.lambda_sem"].when == {"method.effect_loss": ("attribute", "both")}

@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 
@@ -43,6 +43,15 @@ class TrainConfig:
     grad_clip: float = 0.0  # 0 = off
     eval_every: int = 1
     eval_batch_size: int = 1024
+    # Steps per epoch: 0 (default) = ceil(n / batch_size), one pass over the n training images;
+    # N > 0 = floor(n / N) steps of batch_size images, i.e. an epoch counted in N-image units as
+    # the official MSDN scripts do (niters = n·epochs // 50, evaluated every niters // epochs steps,
+    # while AWA2's balanced loader delivers 40-image batches).
+    epoch_batch_size: int = 0
+
+    # Fields added after results were recorded: omitted from ``ResolvedConfig.as_dict`` (and so
+    # from every config digest and result row) while at their default, so existing rows keep theirs.
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("epoch_batch_size",)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "train.epochs", self.epochs, "an integer >= 0")
@@ -59,6 +68,9 @@ class TrainConfig:
         check(self.momentum >= 0, "train.momentum", self.momentum, "a float >= 0")
         check(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
         check(self.eval_batch_size >= 1, "train.eval_batch_size", self.eval_batch_size, "an integer >= 1")
+        check(isinstance(self.epoch_batch_size, int) and not isinstance(self.epoch_batch_size, bool)
+              and self.epoch_batch_size >= 0, "train.epoch_batch_size", self.epoch_batch_size,
+              "an integer >= 0 (0: ceil(n / batch_size) steps per epoch; N: floor(n / N) steps)")
 
 
 @dataclass(frozen=True)
@@ -288,7 +300,11 @@ class ResolvedConfig:
     eval: EvalConfig
 
     def as_dict(self) -> dict[str, Any]:
-        return {"method": to_dict(self.method), "train": to_dict(self.train), "eval": to_dict(self.eval)}
+        train = to_dict(self.train)
+        for key in TrainConfig.OMIT_AT_DEFAULT:
+            if train[key] == getattr(TrainConfig, key):
+                del train[key]
+        return {"method": to_dict(self.method), "train": train, "eval": to_dict(self.eval)}
 
     def digest(self) -> str:
         blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()

@@ -142,10 +142,42 @@ def class_balanced_batches(labels: np.ndarray, batch_size: int, rng: np.random.G
     return out
 
 
-def epoch_batches(sampler: str, labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def steps_per_epoch(n: int, batch_size: int, epoch_batch_size: int = 0) -> int | None:
+    """Steps of an epoch over ``n`` training images (``train.epoch_batch_size``).
+
+    None for the default (0): one pass, ``ceil(n / batch_size)`` steps, the last one possibly
+    short. ``epoch_batch_size = N > 0``: ``max(1, floor(n / N))`` full batches, the epoch length of
+    the official MSDN scripts (``niters = n·epochs // 50``, an evaluation every ``niters // epochs``
+    steps, which is ``floor(n / 50)``), whatever batch the loader delivers.
+    """
+    if epoch_batch_size <= 0:
+        return None
+    return max(1, n // epoch_batch_size)
+
+
+def epoch_batches(sampler: str, labels: np.ndarray, batch_size: int, rng: np.random.Generator,
+                  num_batches: int | None = None) -> list[np.ndarray]:
+    """One epoch's batches; ``num_batches`` (from :func:`steps_per_epoch`) fixes their number.
+
+    With ``num_batches`` the uniform sampler cuts full batches from a permutation (more
+    permutations follow when one is not enough); without it, one permutation, last batch short.
+    """
     if sampler == "class_balanced":
-        return class_balanced_batches(labels, batch_size, rng)
-    return uniform_batches(len(labels), batch_size, rng)
+        return class_balanced_batches(labels, batch_size, rng, num_batches)
+    n = len(labels)
+    if num_batches is None or n == 0:
+        return uniform_batches(n, batch_size, rng)
+    need = num_batches * batch_size
+    perm = rng.permutation(n)
+    while len(perm) < need:
+        perm = np.concatenate([perm, rng.permutation(n)])
+    return [perm[s:s + batch_size] for s in range(0, need, batch_size)]
+
+
+def trainer_batches(tc: TrainConfig, labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """The batches of one epoch as the trainer draws them under ``tc`` (sampler, epoch length)."""
+    return epoch_batches(tc.sampler, labels, tc.batch_size, rng,
+                         steps_per_epoch(len(labels), tc.batch_size, tc.epoch_batch_size))
 
 
 # ---------------------------------------------------------------- optimizers
@@ -397,7 +429,7 @@ class Trainer:
         y_all = torch.as_tensor(self.labels, dtype=torch.long)
         model.train()
         sums: dict[str, float] = {}
-        batches = epoch_batches(tc.sampler, self.labels, tc.batch_size, self.rng)
+        batches = trainer_batches(tc, self.labels, self.rng)
         for step, pos in enumerate(batches, 1):
             x = feats.get(pos)
             y = y_all[torch.as_tensor(pos, dtype=torch.long)].to(eng.device)
@@ -433,7 +465,7 @@ class Trainer:
         if self._y_dev is None:
             self._y_dev = torch.as_tensor(self.labels, dtype=torch.long).to(dev)
         model.train()
-        batches = epoch_batches(tc.sampler, self.labels, tc.batch_size, self.rng)
+        batches = trainer_batches(tc, self.labels, self.rng)
         if not batches:
             return {}
         flat = torch.from_numpy(np.concatenate(batches).astype(np.int64, copy=False))

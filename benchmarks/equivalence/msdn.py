@@ -15,8 +15,13 @@ preset, theirs as the script builds it) and the evaluation scores (the fusion we
 from the official ``core/helper_MSDN_*.py``). The official scripts' hyper-parameters are read
 from their files and printed next to our presets.
 
-What cannot be made equal here is printed as a note: batch sampling (the official loaders draw
-with numpy's global stream) and the schedule (epochs counted in 50-image units).
+The schedule is compared too, at each dataset's real number of training images: the steps of an
+epoch (the official ``niters`` and ``report_interval`` lines evaluated, against the harness's
+``steps_per_epoch`` under our preset) and the images per batch (the official loader's
+``next_batch`` run on a stand-in object with the real class counts, against our sampler's
+batches). What cannot be made equal is printed as a note: the batches themselves (the official
+loaders draw with numpy's global stream) and the evaluation points (after step k·E + 1 there,
+after step k·E here).
 """
 
 from __future__ import annotations
@@ -76,6 +81,75 @@ def official_settings(root: Path, ds: str) -> dict[str, tuple[object, str]]:
     for coef, which in re.findall(r"(?:([0-9.]+)\s*\*\s*)?out_package([12])\['S_pp'\]", expr):
         w[which] = float(coef) if coef else 1.0
     out["w1"], out["w2"] = (w["1"], f"{helper}:{no}"), (w["2"], f"{helper}:{no}")
+    return out
+
+
+# Training images of the xlsa17 trainval split (what the official scripts train on), per dataset.
+NTRAIN = {"cub": 7057, "sun": 10320, "awa2": 23527}
+LOADER = {"cub": "CUBDataLoader", "sun": "SUNDataLoader", "awa2": "AWA2DataLoader"}
+
+
+def _import_loader(root: Path, ds: str):
+    """The official loader module; the file-reading libraries it imports at the top (never used
+    by ``next_batch``) are stubbed when not installed, and the stubs removed afterwards."""
+    import importlib
+    import types
+
+    needed = {"h5py": (), "pandas": (), "sklearn": ("preprocessing",), "scipy": ("io",)}
+    stubbed = []
+    for name, subs in needed.items():
+        try:
+            importlib.import_module(name)
+            for sub in subs:
+                importlib.import_module(f"{name}.{sub}")
+        except ImportError:
+            mod = types.ModuleType(name)
+            sys.modules[name] = mod
+            stubbed.append(name)
+            for sub in subs:
+                child = types.ModuleType(f"{name}.{sub}")
+                setattr(mod, sub, child)
+                sys.modules[f"{name}.{sub}"] = child
+                stubbed.append(f"{name}.{sub}")
+    try:
+        return common.import_official(root, f"core.{LOADER[ds]}")
+    finally:
+        for name in stubbed:
+            sys.modules.pop(name, None)
+
+
+def official_schedule(root: Path, ds: str, settings: dict, n: int, num_seen: int) -> dict[str, tuple[int, str]]:
+    """Steps per epoch, total steps and delivered batch size of the official script on ``n`` images.
+
+    ``niters`` and ``report_interval`` are the script's own lines, evaluated; the batch size is
+    what its loader's ``next_batch(batch_size)`` returns, run on a stand-in loader object that has
+    ``num_seen`` classes over ``n`` images (numpy's and torch's global streams are saved and restored).
+    """
+    import types
+
+    script = SCRIPT[ds]
+    text = (root / script).read_text()
+    batch_size, nepoches = int(settings["batch_size"][0]), int(settings["nepoches"][0])
+    scope = {"dataloader": types.SimpleNamespace(ntrain=n), "batch_size": batch_size, "nepoches": nepoches}
+    out: dict[str, tuple[int, str]] = {}
+    for key in ("niters", "report_interval"):
+        expr, no = _line(text, rf"^{key}\s*=\s*([^#\n]+)")
+        scope[key] = int(eval(expr, {"__builtins__": {}}, scope))  # arithmetic on the names above only
+        out[key] = (scope[key], f"{script}:{no}")
+    module = _import_loader(root, ds)
+    labels = np.arange(n) % num_seen
+    fake = types.SimpleNamespace(
+        is_balance=bool(settings["is_balance"][0]), ntrain=n, ntrain_class=num_seen, device="cpu",
+        idxs_list=[np.flatnonzero(labels == c) for c in range(num_seen)],
+        data={"train_seen": {"resnet_features": torch.zeros(n, 1), "labels": torch.from_numpy(labels)}},
+        att=torch.zeros(num_seen, 1))
+    state, torch_state = np.random.get_state(), torch.get_rng_state()
+    try:
+        got = getattr(module, LOADER[ds]).next_batch(fake, batch_size)
+    finally:  # CUB's loader draws torch.randperm: both streams are left as they were
+        np.random.set_state(state)
+        torch.set_rng_state(torch_state)
+    out["batch"] = (int(got[0].shape[0]), f"core/{LOADER[ds]}.py next_batch")
     return out
 
 
@@ -161,6 +235,31 @@ def check(ds: str, variant: str, module, root: Path, args) -> common.Report:
         report.note(f"preset {ours_key}: ours {ours_val}, official {off_val} ({where})"
                     + ("" if same else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
 
+    # Schedule at the real training-set size: steps per epoch and images per step.
+    from zsl_bench.engine import steps_per_epoch, trainer_batches
+
+    n = NTRAIN[ds]
+    sched = official_schedule(root, ds, off, n, len(task.seen))
+    tcfg = TrainConfig(**tr)
+    ours_steps = steps_per_epoch(n, tcfg.batch_size, tcfg.epoch_batch_size) or -(-n // tcfg.batch_size)
+    ours_batches = trainer_batches(tcfg, np.arange(n) % len(task.seen), np.random.default_rng(args.seed))
+    sizes = sorted({len(b) for b in ours_batches})
+    report.compare(f"steps per epoch, n={n} (ours {ours_steps}, official report_interval "
+                   f"{sched['report_interval'][0]}, {sched['report_interval'][1]})",
+                   torch.tensor(float(ours_steps)), torch.tensor(float(sched["report_interval"][0])), tol=0.0)
+    report.compare(f"sampler batches per epoch = steps per epoch ({len(ours_batches)})",
+                   torch.tensor(float(len(ours_batches))), torch.tensor(float(ours_steps)), tol=0.0)
+    report.compare(f"images per step (ours {sizes}, official {sched['batch'][0]} from {sched['batch'][1]})",
+                   torch.tensor([float(v) for v in sizes]), torch.tensor([float(sched["batch"][0])] * len(sizes)),
+                   tol=0.0)
+    epochs = int(tr["epochs"])
+    report.note(f"schedule: official {sched['niters'][0]} steps ({sched['niters'][1]}), evaluated after steps "
+                f"k*{sched['report_interval'][0]}+1 for k = 0..{(sched['niters'][0] - 1) // sched['report_interval'][0]}; "
+                f"ours {epochs} epochs of {ours_steps} steps ({epochs * ours_steps}), evaluated after steps "
+                f"k*{ours_steps} for k = 1..{epochs} (one step earlier; the official's step-1 evaluation and its "
+                f"{sched['niters'][0] - epochs * sched['report_interval'][0]} steps after the last full epoch are "
+                "not run)")
+
     ours, official = build(module, cls, cfg, task, off, args)
     # Class semantics: ours normalises in float32 (the buffer's dtype), the official in the input's.
     report.compare("att buffer (float32 normalisation)", ours.att, official.att, tol=1e-6)
@@ -201,9 +300,9 @@ def check(ds: str, variant: str, module, root: Path, args) -> common.Report:
         p1, p2 = official(xe.view(xe.shape[0], xe.shape[1], 14, 14))
         s_off = float(off["w1"][0]) * p1["S_pp"] + float(off["w2"][0]) * p2["S_pp"]
         report.compare("eval scores (fusion weights from the helper)", ours.scores(xe), s_off, tol=1e-9)
-    report.note("not compared: batch sampling (the official loaders draw indices from numpy's global "
-                "stream) and the schedule (epochs of ntrain/50 steps; AWA2's balanced loader gives "
-                "batches of 40); the same batches are fed to both here")
+    report.note("not compared: the batches themselves (the official loaders draw indices from numpy's "
+                "global stream; CUB's takes an independent randperm(n)[:50] each step, ours cuts an epoch's "
+                "permutation); the same batches are fed to both here")
     return report
 
 

@@ -15,7 +15,11 @@ A study spec is YAML data (see ``benchmarks/*.yaml``)::
       variants: {full: {}, no_causal: {method.intervention: none}}
       sweep: {method.lambda_eff: [0.1, 1.0]}
     search:                       # ... or search
-      space: {method.lambda_eff: {type: log_float, low: 0.01, high: 10}}
+      space:
+        method.effect_loss: {type: categorical, choices: [class, attribute, both]}
+        method.lambda_eff: {type: log_float, low: 0.01, high: 10}
+        method.lambda_sem: {type: log_float, low: 0.01, high: 0.3,
+                            when: {method.effect_loss: [attribute, both]}}   # sampled only then
       n_trials: 20
       sampler: tpe                # tpe | grid | random
       pruner: median              # none | median | successive_halving

@@ -23,6 +23,7 @@ and tested once (phase ``final``, ``results.csv``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -630,7 +631,7 @@ class StudyRunner:
             if isinstance(study.sampler, optuna.samplers.GridSampler) and study.sampler.is_exhausted(study):
                 break
             trial = self.queue.ask(study)  # beating as soon as it is RUNNING; see WorkQueue.fail_stale
-            params = {p.key: _suggest(trial, p) for p in s.space}
+            params = s.sample(functools.partial(_suggest, trial))  # inactive conditional dimensions: not sampled
             unit = make_unit(self.spec, method, dataset, seed, f"trial-{trial.number}",
                              merge(self.spec.base_for(method), nest(params, "search.space")), phase="trial")
             self.queue.set_attr(trial, "unit", unit.to_json())

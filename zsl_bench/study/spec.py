@@ -106,6 +106,10 @@ class SearchParam:
     high: float | None = None
     step: float | None = None
     choices: tuple[Any, ...] = ()
+    # Conditional dimension: sampled only when each named categorical dimension of the same space
+    # took one of the listed values ({"method.effect_loss": ["attribute", "both"]}); otherwise the
+    # trial does not set it (the config's value stands) and the sampler spends nothing on it.
+    when: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         at = f"search.space.{self.key}"
@@ -113,6 +117,17 @@ class SearchParam:
         if "." not in self.key:
             raise ConfigError(f"bad search key {self.key!r} at {at}; expected a dotted SECTION.KEY")
         check(self.type in PARAM_TYPES, f"{at}.type", self.type, ", ".join(PARAM_TYPES))
+        if self.when is not None:
+            if not isinstance(self.when, dict) or not self.when:
+                raise ConfigError(f"{at}.when must be a non-empty mapping of SECTION.KEY (another categorical "
+                                  f"dimension of search.space) to a value or a list of its choices")
+            cond = {}
+            for k, v in self.when.items():
+                values = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+                if not isinstance(k, str) or not values:
+                    raise ConfigError(f"{at}.when.{k}: expected SECTION.KEY: a value or a non-empty list of values")
+                cond[k] = values
+            object.__setattr__(self, "when", cond)
         if self.type == "categorical":
             if not self.choices:
                 raise ConfigError(f"{at}.choices must be a non-empty list")
@@ -126,6 +141,10 @@ class SearchParam:
         if self.type == "log_float" and self.low <= 0:
             raise ConfigError(f"{at}.low must be > 0 for a log_float, got {self.low}")
         check(self.step is None or self.step > 0, f"{at}.step", self.step, "a number > 0")
+
+    def is_active(self, values: dict[str, Any]) -> bool:
+        """Whether this dimension is sampled, given the values sampled so far (``values``, by key)."""
+        return all(k in values and values[k] in allowed for k, allowed in (self.when or {}).items())
 
 
 @dataclass(frozen=True)
@@ -150,6 +169,47 @@ class SearchSpec:
         if self.sampler == "grid" and any(p.type != "categorical" and p.step is None for p in self.space):
             raise ConfigError("search.sampler grid needs categorical parameters or a step on every numeric one")
         check(self.pruner in PRUNERS, "search.pruner", self.pruner, ", ".join(PRUNERS))
+        self._check_conditions()
+
+    def _check_conditions(self) -> None:
+        """Each ``when`` names another categorical dimension and some of its choices; no cycles."""
+        by_key = {p.key: p for p in self.space}
+        for p in self.space:
+            for k, values in (p.when or {}).items():
+                at = f"search.space.{p.key}.when.{k}"
+                parent = by_key.get(k)
+                if k == p.key or parent is None or parent.type != "categorical":
+                    others = [q.key for q in self.space if q.type == "categorical" and q.key != p.key]
+                    raise ConfigError(f"bad condition {at}: a dimension can depend only on another categorical "
+                                      f"dimension of search.space; valid: {', '.join(others) or 'none in this space'}")
+                bad = [v for v in values if v not in parent.choices]
+                if bad:
+                    raise ConfigError(f"bad value for {at}: {bad[0]!r}; valid: "
+                                      f"{', '.join(str(c) for c in parent.choices)}")
+        if any(p.when for p in self.space) and self.sampler == "grid":
+            raise ConfigError("search.sampler grid cannot use conditional dimensions (when:); use tpe or random")
+        self.ordered()  # raises on a cycle
+
+    def ordered(self) -> tuple[SearchParam, ...]:
+        """The space with every conditional dimension after the dimensions it depends on (else spec order)."""
+        done: list[SearchParam] = []
+        left = list(self.space)
+        while left:
+            ready = [p for p in left if all(k in {q.key for q in done} for k in (p.when or {}))]
+            if not ready:
+                raise ConfigError(f"search.space: the conditions (when:) of {', '.join(p.key for p in left)} "
+                                  "depend on each other in a cycle")
+            done.append(ready[0])
+            left.remove(ready[0])
+        return tuple(done)
+
+    def sample(self, suggest: Any) -> dict[str, Any]:
+        """One point: ``suggest(param)`` for each active dimension in dependency order; inactive ones are left out."""
+        values: dict[str, Any] = {}
+        for p in self.ordered():
+            if p.is_active(values):
+                values[p.key] = suggest(p)
+        return values
 
     @staticmethod
     def parse(raw: Any) -> SearchSpec:
@@ -360,8 +420,8 @@ def check_configs(spec: StudySpec) -> None:
 
     points = dict(spec.variants) or {"default": {}}
     if spec.search is not None:
-        first = {p.key: (p.choices[0] if p.type == "categorical" else
-                         (int(p.low) if p.type == "int" else p.low)) for p in spec.search.space}  # type: ignore[arg-type]
+        first = spec.search.sample(lambda p: p.choices[0] if p.type == "categorical" else
+                                   (int(p.low) if p.type == "int" else p.low))
         points = {"search space": nest(first, "search.space")}
     for m in spec.methods:
         cls = METHODS.get(m)
