@@ -87,7 +87,8 @@ def resolve_config(spec: RunSpec, cli_overrides: dict[str, Any] | None = None) -
 
 
 def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | None = None,
-            reporter: Reporter | None = None, progress: bool = True, data: ZSLData | None = None) -> RunResult:
+            reporter: Reporter | None = None, progress: bool = True, data: ZSLData | None = None,
+            requested: ResolvedConfig | None = None) -> RunResult:
     """Train and evaluate one run; checkpoints go under ``out_dir/ckpt/`` (resumed when present).
 
     Args:
@@ -97,6 +98,8 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
         reporter: per-epoch hook.
         progress: show progress bars.
         data: an already loaded dataset (else loaded from ``spec``).
+        requested: ``resolve_config(spec, cli_overrides)`` when the caller has it already (a study
+            runner resolves each unit's config once); else resolved here.
 
     Returns:
         The run's metrics, selection, history and result rows (not yet written).
@@ -104,7 +107,8 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
     from .registry import METHODS
 
     t0 = time.perf_counter()
-    requested = resolve_config(spec, cli_overrides)
+    if requested is None:
+        requested = resolve_config(spec, cli_overrides)
     method_cls = METHODS.get(spec.method)
     if data is None:
         from .data.loader import load_dataset
