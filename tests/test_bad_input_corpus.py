@@ -8,6 +8,10 @@ The fixtures are built once per module: one ``zsl-bench run eszsl --sim tiny`` g
 dataset and a finished results directory; every case works on its own copy. Cases that start
 ``run`` / ``ablate`` import torch and the method registry (seconds each): all but the ones named in
 issue 11 are marked ``slow``.
+
+The cases call the CLI's ``main()`` in this process (``clicase.run_main``): the same code path as
+the console script without a fresh interpreter and its imports, which cost seconds per case on a
+loaded machine. ``test_in_process_outcome_equals_the_subprocess_one`` runs a sample both ways.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-from clicase import assert_clean_failure, cli_env, digest_tree, run_cli
+from clicase import assert_clean_failure, cli_env, digest_tree, run_cli, run_main
 
 CORPUS = "corpus"  # the --sim preset name under which a corrupted copy is loaded (not a generator preset)
 
@@ -557,13 +561,13 @@ def test_bad_dataset(case: str, base: Base) -> None:
     cache, ddir = _copy_dataset(base, case)
     spec.corrupt(ddir)
     before = digest_tree([cache, base.results])
-    res = run_cli(["data", spec.command, "cub", "--sim", CORPUS], env=cli_env(ZSL_BENCH_CACHE=str(cache)))
+    res = run_main(["data", spec.command, "cub", "--sim", CORPUS], env={"ZSL_BENCH_CACHE": str(cache)})
     assert_clean_failure(res, names=spec.names)
     assert digest_tree([cache, base.results]) == before
     assert not Path("/tmp/zsl-corpus-pwned").exists()
 
 
-@pytest.mark.parametrize("dataset", ["CUB", "SUN"])
+@pytest.mark.parametrize("dataset", ["CUB", pytest.param("SUN", marks=pytest.mark.slow)])
 def test_relabelled_real_image_names_the_labels_file(dataset: str, shared_root: Path, tmp_path: Path) -> None:
     """One image of the real metadata relabelled in image_index.npz: blamed on image_index.npz only."""
     dst = tmp_path / dataset
@@ -575,7 +579,7 @@ def test_relabelled_real_image_names_the_labels_file(dataset: str, shared_root: 
     index["labels"][1234] = (index["labels"][1234] + 1) % (index["labels"].max() + 1)
     np.savez(dst / "image_index.npz", **index)
     before = digest_tree([tmp_path])
-    res = run_cli(["data", "info", dataset.lower(), "--data-root", tmp_path])
+    res = run_main(["data", "info", dataset.lower(), "--data-root", tmp_path])
     line = assert_clean_failure(res, names=["image_index.npz", "'labels'", "image 1234", "1 image(s) disagree"])
     assert "att_splits.mat" not in line
     assert digest_tree([tmp_path]) == before
@@ -583,7 +587,7 @@ def test_relabelled_real_image_names_the_labels_file(dataset: str, shared_root: 
 
 def test_unreadable_data_root_name(base: Base, tmp_path: Path) -> None:
     """A data root the OS refuses to look into (here: a name over NAME_MAX)."""
-    res = run_cli(["data", "info", "cub", "--data-root", tmp_path / ("x" * 300)])
+    res = run_main(["data", "info", "cub", "--data-root", tmp_path / ("x" * 300)])
     assert_clean_failure(res, names=["xxxxxxxx", "cannot access"])
 
 
@@ -592,7 +596,7 @@ def test_unreadable_dataset_directory(base: Base) -> None:
     cache, ddir = _copy_dataset(base, "unreadable_dir")
     ddir.chmod(0)
     try:
-        res = run_cli(["data", "verify", "cub", "--sim", CORPUS], env=cli_env(ZSL_BENCH_CACHE=str(cache)))
+        res = run_main(["data", "verify", "cub", "--sim", CORPUS], env={"ZSL_BENCH_CACHE": str(cache)})
     finally:
         ddir.chmod(0o755)
     assert_clean_failure(res, names=["CUB"])
@@ -654,7 +658,7 @@ def test_bad_score_file(case: str, base: Base, tmp_path: Path) -> None:
     path = tmp_path / "scores.npz"
     np.savez(path, **arrays)
     before = digest_tree([path, base.results])
-    res = run_cli(["evaluate", path, *extra])
+    res = run_main(["evaluate", path, *extra])
     line = assert_clean_failure(res, names=names)
     if change is not None:
         assert "scores.npz" in line
@@ -665,11 +669,11 @@ def test_bad_score_file(case: str, base: Base, tmp_path: Path) -> None:
 def test_unreadable_score_file(content: bytes, tmp_path: Path) -> None:
     path = tmp_path / "scores.npz"
     path.write_bytes(content)
-    assert_clean_failure(run_cli(["evaluate", path]), names=["scores.npz"])
+    assert_clean_failure(run_main(["evaluate", path]), names=["scores.npz"])
 
 
 def test_missing_score_file(tmp_path: Path) -> None:
-    assert_clean_failure(run_cli(["evaluate", tmp_path / "none.npz"]), names=["none.npz", "no such file"])
+    assert_clean_failure(run_main(["evaluate", tmp_path / "none.npz"]), names=["none.npz", "no such file"])
 
 
 # ------------------------------------------------------------------------------------ run: config values
@@ -781,7 +785,7 @@ def test_bad_run_input(case: str, base: Base, tmp_path: Path) -> None:
     if case == "unknown_method":
         args[1] = "esszl"
     before = digest_tree([out, base.cache])
-    res = run_cli(args, env=cli_env(ZSL_BENCH_CACHE=str(base.cache)))
+    res = run_main(args, env={"ZSL_BENCH_CACHE": str(base.cache)})
     assert_clean_failure(res, names=spec.names)
     assert digest_tree([out, base.cache]) == before
 
@@ -829,8 +833,8 @@ def test_bad_study_spec(case: str, base: Base, tmp_path: Path) -> None:
     out = tmp_path / "out"
     shutil.copytree(base.results, out)
     before = digest_tree([out, path])
-    res = run_cli(["ablate", path, "--out", out, "--no-mlflow", "--no-progress"],
-                  env=cli_env(ZSL_BENCH_CACHE=str(base.cache)))
+    res = run_main(["ablate", path, "--out", out, "--no-mlflow", "--no-progress"],
+                   env={"ZSL_BENCH_CACHE": str(base.cache)})
     assert_clean_failure(res, names=names)
     assert digest_tree([out, path]) == before
 
@@ -922,6 +926,49 @@ def test_bad_import(case: str, base: Base, tmp_path: Path) -> None:
     prepare, names = IMPORT_CASES[case]
     args = prepare(tmp_path, base)
     before = digest_tree([tmp_path])
-    res = run_cli(["data", "import", *args])
+    res = run_main(["data", "import", *args])
     assert_clean_failure(res, names=names)
     assert digest_tree([tmp_path]) == before  # no store, no temporary file left behind
+
+
+# ------------------------------------------------------------------------------------ in-process = subprocess
+def _prepare(kind: str, case: str, base: Base, d: Path) -> tuple[list[str], dict[str, str], list[Path]]:
+    """(args, env, paths that must stay unchanged) of one corpus case, as its test builds them."""
+    if kind == "data":
+        spec = DATA_CASES[case]
+        cache, ddir = _copy_dataset(base, f"both-ways-{case}")
+        spec.corrupt(ddir)
+        return ["data", spec.command, "cub", "--sim", CORPUS], {"ZSL_BENCH_CACHE": str(cache)}, [cache]
+    if kind == "evaluate":
+        change, extra, _ = EVAL_CASES[case]
+        arrays = _scores_arrays()
+        if change is not None:
+            change(arrays)
+        np.savez(d / "scores.npz", **arrays)
+        return ["evaluate", str(d / "scores.npz"), *extra], {}, [d / "scores.npz"]
+    if kind == "import":
+        return ["data", "import", *IMPORT_CASES[case][0](d, base)], {}, [d]
+    assert kind == "run"
+    out = d / "out"
+    shutil.copytree(base.results, out)
+    rc = RUN_CASES[case]
+    extra = rc.prepare(d, out) if rc.prepare else []
+    return [*RUN, "--out", str(out), *rc.args, *extra], {"ZSL_BENCH_CACHE": str(base.cache)}, [out, base.cache]
+
+
+@pytest.mark.parametrize("kind, case", [
+    ("data", "nan_att"), ("evaluate", "missing_key"), ("run", "lr_inf"),
+    pytest.param("data", "zero_att_class_info", marks=pytest.mark.slow),
+    pytest.param("import", "src_nan", marks=pytest.mark.slow),
+    pytest.param("run", "results_csv_is_dir", marks=pytest.mark.slow),
+])
+def test_in_process_outcome_equals_the_subprocess_one(kind: str, case: str, base: Base, tmp_path: Path) -> None:
+    """The corpus runs ``main()`` in-process (``clicase.run_main``): a sample also runs as a real
+    ``python -m zsl_bench`` subprocess, with the same exit code and the same error line."""
+    args, env, watched = _prepare(kind, case, base, tmp_path)
+    before = digest_tree(watched)
+    here = run_main(args, env=env)
+    there = run_cli(args, env=cli_env(**env))
+    assert_clean_failure(there)
+    assert (here.returncode, here.error_lines) == (there.returncode, there.error_lines)
+    assert digest_tree(watched) == before

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from archives import tgz_bytes
 
 from zsl_bench.cli.main import main
 from zsl_bench.data.datasets import dataset_names
@@ -179,18 +180,8 @@ def test_table_is_consistent() -> None:
     assert source_url(table[0], "https://m.example/zsl/") == "https://m.example/zsl/xlsa17.zip"
 
 
-def _targz(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def test_download_dataset_unpacks_records_and_skips(server: FileServer, tmp_path: Path) -> None:
-    archive = _targz({"CUB_200_2011/images/001.A/a.jpg": b"img-a", "CUB_200_2011/images/002.B/b.jpg": b"img-b",
+    archive = tgz_bytes({"CUB_200_2011/images/001.A/a.jpg": b"img-a", "CUB_200_2011/images/002.B/b.jpg": b"img-b",
                       "attributes.txt": b"1 has_bill_shape::dagger\n", "CUB_200_2011/README": b"r"})
     server.files["/mirror/imgs.tgz"] = archive
     server.files["/mirror/labels.mat"] = b"labels"

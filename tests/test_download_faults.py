@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from archives import tgz_bytes, zip_bytes
 from clicase import Outcome, assert_clean_failure, cli_env, digest_tree, run_cli
 
 from zsl_bench.data.download import (
@@ -167,38 +167,14 @@ def _noise(n: int, seed: int = 0) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def _tgz(entries: dict[str, bytes], links: dict[str, tuple[str, bytes]] | None = None) -> bytes:
-    """A tar.gz of files, plus ``links[name] = (target, tar type)``."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for name, (target, kind) in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            info.linkname = target
-            tf.addfile(info)
-    return buf.getvalue()
-
-
 def _mat(seed: int = 0) -> bytes:
     buf = io.BytesIO()
     scipy.io.savemat(buf, {"labels": np.random.default_rng(seed).integers(1, 103, (1, 40_000)).astype(np.float64)})
     return buf.getvalue()
 
 
-ZIP = _zip({"pack/a.bin": _noise(200_000, 1), "pack/b.bin": _noise(100_000, 2)})
-TGZ = _tgz({"pack/a.bin": _noise(200_000, 3)})
+ZIP = zip_bytes({"pack/a.bin": _noise(200_000, 1), "pack/b.bin": _noise(100_000, 2)})
+TGZ = tgz_bytes({"pack/a.bin": _noise(200_000, 3)})
 MAT = _mat()
 
 
@@ -325,7 +301,7 @@ def test_verify_format_reads_to_the_end(tmp_path: Path) -> None:
 def test_good_file_fetched_after_a_truncated_attempt(server: ScriptedServer, tmp_path: Path) -> None:
     table = [Source("imgs.tgz", "http://unused.invalid/imgs.tgz", None, None, "test",
                     (Member("cub", "images", "CUB/images"),))]
-    body = _tgz({"x/images/001/a.jpg": _noise(150_000, 5)})
+    body = tgz_bytes({"x/images/001/a.jpg": _noise(150_000, 5)})
     server.files["/imgs.tgz"] = body
     server.script["/imgs.tgz"] = [f"nolen_cut:{len(body) // 2}"] * 2
     root = tmp_path / "root"
@@ -354,7 +330,7 @@ def test_link_safe_in_the_archive_but_outside_once_placed_is_refused(server: Scr
     """``deep/1/.../8/attributes.txt -> ../../../../../../../etc/hostname`` stays inside the archive, but
     moved to ``<root>/CUB/attributes.txt`` it would read ``/etc/hostname``."""
     up = "../" * 7 + "etc/hostname"
-    body = _tgz({"CUB_200_2011/images/001/a.jpg": b"img"},
+    body = tgz_bytes({"CUB_200_2011/images/001/a.jpg": b"img"},
                 {"d1/d2/d3/d4/d5/d6/d7/d8/attributes.txt": (up, tarfile.SYMTYPE)})
     table = [Source("c.tgz", "http://unused.invalid/c.tgz", None, None, "test",
                     (Member("cub", "CUB_200_2011/images", "CUB/images"), Member("cub", "attributes.txt",
@@ -369,7 +345,7 @@ def test_link_safe_in_the_archive_but_outside_once_placed_is_refused(server: Scr
 
 def test_hard_link_in_archive_refused(tmp_path: Path) -> None:
     path = tmp_path / "h.tgz"
-    path.write_bytes(_tgz({"a/data.txt": b"d"}, {"a/attributes.txt": ("a/data.txt", tarfile.LNKTYPE)}))
+    path.write_bytes(tgz_bytes({"a/data.txt": b"d"}, {"a/attributes.txt": ("a/data.txt", tarfile.LNKTYPE)}))
     with pytest.raises(DataError, match=r"h\.tgz: refusing member 'a/attributes\.txt', a hard link to 'a/data\.txt'"):
         safe_unpack(path, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
@@ -406,8 +382,8 @@ def test_truncated_archive_on_disk_is_one_error(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ through the CLI
 def _flo_files(labels: bytes) -> dict[str, bytes]:
-    return {"/cvpr18xian.zip": _zip({"data/FLO/att_splits.mat": b"a", "data/FLO/res101.mat": b"r"}),
-            "/102flowers.tgz": _tgz({"jpg/image_00001.jpg": b"j"}),
+    return {"/cvpr18xian.zip": zip_bytes({"data/FLO/att_splits.mat": b"a", "data/FLO/res101.mat": b"r"}),
+            "/102flowers.tgz": tgz_bytes({"jpg/image_00001.jpg": b"j"}),
             "/imagelabels.mat": labels, "/setid.mat": _mat(9)}
 
 
@@ -426,8 +402,8 @@ def test_cli_truncated_download_then_good_one(server: ScriptedServer, tmp_path: 
 
 
 def test_cli_relocated_link_refused(server: ScriptedServer, tmp_path: Path) -> None:
-    server.files["/xlsa17.zip"] = _zip({"xlsa17/data/CUB/att_splits.mat": b"a", "xlsa17/data/CUB/res101.mat": b"r"})
-    server.files["/CUB_200_2011.tgz"] = _tgz(
+    server.files["/xlsa17.zip"] = zip_bytes({"xlsa17/data/CUB/att_splits.mat": b"a", "xlsa17/data/CUB/res101.mat": b"r"})
+    server.files["/CUB_200_2011.tgz"] = tgz_bytes(
         {"CUB_200_2011/images/001/a.jpg": b"img"},
         {"CUB_200_2011/x/y/z/w/attributes.txt": ("../../../../../../etc/hostname", tarfile.SYMTYPE)})
     root = tmp_path / "root"

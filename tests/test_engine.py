@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from toys import NaNMethod  # noqa: F401  (registers nan_test: NaN at step 2 = epoch 2 here)
 
 from zsl_bench import engine as E
 from zsl_bench.config import TrainConfig, resolve
-from zsl_bench.contract import TaskInfo, ZSLMethod
+from zsl_bench.contract import TaskInfo
 from zsl_bench.data.store import FeatureStore, StoreWriter
 from zsl_bench.data.zsldata import ZSLData
 from zsl_bench.errors import TrainingError
@@ -212,34 +212,6 @@ def test_rows_take_the_spec_run_id(data: ZSLData, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- NaN guard
-
-
-@dataclass(frozen=True)
-class NaNConfig:
-    nan_epoch: int = 2
-
-
-@METHODS.register("nan_test")
-class NaNMethod(ZSLMethod):
-    """Test-only: a linear scorer whose 'bad' loss term turns NaN at ``nan_epoch``, step 1."""
-
-    name = "nan_test"
-    config_cls = NaNConfig
-
-    def __init__(self, cfg: NaNConfig, task: TaskInfo) -> None:
-        super().__init__(cfg, task)
-        self.lin = torch.nn.Linear(task.feature_dim, task.num_classes)
-        self.steps = 0
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"logits": self.lin(x)}
-
-    def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.steps += 1
-        ce = torch.nn.functional.cross_entropy(out["logits"], y)
-        # The test trains with one batch per epoch, so step n is epoch n.
-        bad = ce * float("nan") if self.steps == self.cfg.nan_epoch else ce * 0
-        return {"loss": ce + bad, "ce": ce, "bad": bad}
 
 
 def test_nan_loss_stops_with_epoch_step_and_term(data: ZSLData, tmp_path: Path) -> None:

@@ -7,16 +7,15 @@ GPU runs (minus the device), so it is covered where CI has no GPU; ``tests/test_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from toys import NaNMethod  # noqa: F401  (registers nan_test)
 
 from zsl_bench import engine as E
 from zsl_bench.config import resolve
-from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.errors import DataError, TrainingError
 from zsl_bench.registry import METHODS
 
@@ -67,38 +66,10 @@ def test_deferred_path_trains_the_same_model(method: str) -> None:
     assert out.best is not None and ref.best is not None and out.best["h"] == ref.best["h"]
 
 
-@dataclass(frozen=True)
-class LateNaNConfig:
-    nan_step: int = 3  # the global step (1-based) whose 'bad' term is NaN
-
-
-@METHODS.register("late_nan_test")
-class LateNaNMethod(ZSLMethod):
-    """Test-only: a linear scorer whose 'bad' loss term is NaN at one step."""
-
-    name = "late_nan_test"
-    config_cls = LateNaNConfig
-    input = "pooled"
-
-    def __init__(self, cfg: LateNaNConfig, task: TaskInfo) -> None:
-        super().__init__(cfg, task)
-        self.lin = torch.nn.Linear(task.feature_dim, task.num_classes)
-        self.steps = 0
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"logits": self.lin(x)}
-
-    def loss(self, out: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.steps += 1
-        ce = torch.nn.functional.cross_entropy(out["logits"], y)
-        bad = ce * float("nan") if self.steps == self.cfg.nan_step else ce * 0
-        return {"loss": ce + bad, "ce": ce, "bad": bad}
-
-
 def test_deferred_nan_check_names_epoch_step_and_term() -> None:
     # 135 training rows in batches of 16 = 9 steps per epoch: global step 12 is epoch 2, step 3.
-    eng = engine_for("late_nan_test", epochs=3)
-    eng.cfg = resolve(METHODS.get("late_nan_test"), "cub", {"method": {"nan_step": 12}},
+    eng = engine_for("nan_test", epochs=3)
+    eng.cfg = resolve(METHODS.get("nan_test"), "cub", {"method": {"nan_step": 12}},
                       {"train": {"epochs": 3, "device": "cpu", "batch_size": 16}})
     eng.deferred_checks = True
     with pytest.raises(TrainingError, match=r"phase oracle, epoch 2, step 3: term 'bad' .*end of the epoch"):

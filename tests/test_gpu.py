@@ -106,8 +106,8 @@ def test_deferred_nan_check_on_cuda_names_the_epoch() -> None:
     from zsl_bench.errors import TrainingError
     from zsl_bench.registry import METHODS
 
-    eng = on(engine_for("late_nan_test", epochs=3), "cuda", amp=False)
-    eng.cfg = resolve(METHODS.get("late_nan_test"), "cub", {"method": {"nan_step": 12}},
+    eng = on(engine_for("nan_test", epochs=3), "cuda", amp=False)
+    eng.cfg = resolve(METHODS.get("nan_test"), "cub", {"method": {"nan_step": 12}},
                       {"train": {"epochs": 3, "device": "cuda", "batch_size": 16, "amp": False}})
     with pytest.raises(TrainingError, match=r"epoch 2, step 3: term 'bad' .*end of the epoch on cuda"):
         train(eng, epochs=3)

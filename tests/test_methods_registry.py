@@ -25,7 +25,7 @@ from zsl_bench.errors import ConfigError
 from zsl_bench.registry import METHODS
 
 # Every registered method except test-only ones that other test modules register on import.
-ALL = [n for n, c in METHODS.items() if not c.__module__.split(".")[-1].startswith("test_")]
+ALL = [n for n, c in METHODS.items() if not c.__module__.split(".")[-1].startswith(("test_", "toys"))]  # no test toys
 ZOO = ["devise", "sje", "sae", "latem", "fclswgan", "tfvaegan", "dazle", "transzero"]
 DATASETS = set(dataset_names())
 

@@ -5,7 +5,8 @@
 - ``kill -9`` at every write point of a unit (``ZSL_BENCH_CRASH_AT``): a rerun gives the rows of an
   uninterrupted run and leaves no temporary files or checkpoints.
 - ``table`` / ``plot`` refuse corrupt CSVs and curve files with one line naming file and line,
-  leaving every file as it was.
+  leaving every file as it was (the corpus calls ``main()`` in-process, ``clicase.run_main``; the
+  good-file, directory and missing-curve cases run the real CLI in a subprocess).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clicase import REPO, assert_clean_failure, cli_env, digest_tree, run_cli
+from clicase import REPO, assert_clean_failure, cli_env, digest_tree, run_cli, run_main
 
 from zsl_bench.errors import DataError
 from zsl_bench.fileio import atomic_path, file_lock, sweep_temp_files
@@ -276,7 +277,7 @@ def _results_dir(tmp_path: Path, content: str | bytes) -> Path:
 def test_table_refuses_a_corrupt_results_csv(tmp_path, name, content, names):
     p = _results_dir(tmp_path, content)
     before = digest_tree([p.parent])
-    line = assert_clean_failure(run_cli(["table", p, "--out", tmp_path / "t"]), names=[str(p), *names])
+    line = assert_clean_failure(run_main(["table", p, "--out", tmp_path / "t"]), names=[str(p), *names])
     assert line.count("\n") == 0
     assert digest_tree([p.parent]) == before and not (tmp_path / "t").exists()
 
@@ -286,7 +287,7 @@ def test_plot_refuses_a_corrupt_results_csv(tmp_path, name):
     content, names = next((c, n) for k, c, n in CSV_CASES if k == name)
     p = _results_dir(tmp_path, content)
     before = digest_tree([p.parent])
-    assert_clean_failure(run_cli(["plot", p, "--out", tmp_path / "figs"]), names=[str(p), *names])
+    assert_clean_failure(run_main(["plot", p, "--out", tmp_path / "figs"]), names=[str(p), *names])
     assert digest_tree([p.parent]) == before
     assert not (tmp_path / "figs").exists() or not list((tmp_path / "figs").iterdir())
 
@@ -334,7 +335,7 @@ def test_plot_refuses_a_corrupt_curve_file(tmp_path, name, make, names):
     _curve(curves / "ok.npz")
     make(curves / "bad.npz")
     before = digest_tree([curves])
-    assert_clean_failure(run_cli(["plot", "--curves", curves, "--kind", "curves", "--out", tmp_path / "f"]),
+    assert_clean_failure(run_main(["plot", "--curves", curves, "--kind", "curves", "--out", tmp_path / "f"]),
                          names=[str(curves / "bad.npz"), *names])
     assert digest_tree([curves]) == before and not (tmp_path / "f").exists()
 
@@ -370,8 +371,11 @@ def reference(tmp_path_factory):
     return read_rows(out / "results.csv", validate=True), out
 
 
-@pytest.mark.parametrize("point", ["unit-trained", "curve-mid", "curve-written", "rows-mid", "rows-written",
-                                   "unit-finished"])
+# Two points by default (a cut temporary curve file; a cut block of rows), every point with -m slow.
+@pytest.mark.parametrize("point", [pytest.param("unit-trained", marks=pytest.mark.slow), "curve-mid",
+                                   pytest.param("curve-written", marks=pytest.mark.slow), "rows-mid",
+                                   pytest.param("rows-written", marks=pytest.mark.slow),
+                                   pytest.param("unit-finished", marks=pytest.mark.slow)])
 def test_kill_9_at_each_write_point_then_rerun_matches_uninterrupted(tmp_path, reference, point):
     ref_rows, ref_out = reference
     out = tmp_path / "out"
@@ -413,8 +417,8 @@ def test_failing_rerun_keeps_config_yaml(tmp_path, reference):
     assert run_cli([*RUN, "--seeds", "0", "--out", out]).returncode == 0
     before = digest_tree([out / "config.yaml", out / "results.csv"])
     # Resolves and starts, then fails at the drift check / data: nothing of it may replace config.yaml.
-    bad = run_cli(["run", "ale", "--datasets", "cub", "--sim", "tiny", "--seeds", "0", "--no-mlflow", "--out", out,
-                   "--set", "train.lr=abc"])
+    bad = run_main(["run", "ale", "--datasets", "cub", "--sim", "tiny", "--seeds", "0", "--no-mlflow", "--out", out,
+                    "--set", "train.lr=abc"])
     assert bad.returncode != 0
     # Another config, killed after training its unit (before rows): config.yaml still the old one.
     killed = run_cli([*RUN, "--seeds", "0", "--out", out, "--set", "train.lr=0.05"],

@@ -97,9 +97,10 @@ print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", rc, file=sys.s
 
 
 @pytest.mark.parametrize("args", [
-    ["--help"], ["ls", "datasets"], ["ls", "metrics"], ["run", "--help"], ["ablate", "--help"],
+    ["--help"], ["ls", "methods"], ["ls", "datasets"], ["ls", "metrics"], ["run", "--help"], ["ablate", "--help"],
     ["data", "info", "cub", "--sim", "tiny"],
     ["run", "ale", "--datasets", "cub", "--data-root", "{missing}"],  # the no-data error
+    ["table", "{missing}"], ["plot", "{missing}", "--out", "{missing}"], ["evaluate", "{missing}"],
 ])
 def test_commands_that_need_no_torch_do_not_import_it(args, tmp_path):
     args = [a.format(missing=tmp_path / "missing") for a in args]
@@ -108,6 +109,56 @@ def test_commands_that_need_no_torch_do_not_import_it(args, tmp_path):
     assert "NO_TORCH" in proc.stderr, proc.stderr[-2000:]
     if args[0] == "run" and "--help" not in args:
         assert "att_splits.mat" in proc.stderr and not (tmp_path / "runs").exists()
+    if args[:2] == ["ls", "methods"]:
+        listed = {line.split()[0]: line.split()[1:3] for line in proc.stdout.splitlines()[1:]}
+        assert listed["msdnpp"] == ["attention", "regions"] and listed["eszsl"] == ["embedding", "pooled"]
+
+
+def test_ls_methods_without_torch_lists_what_the_classes_declare(monkeypatch, capsys):
+    """The listing read from source (no import) equals the imported classes' attributes, and the
+    import fallback prints the same table: the class attributes are the one source of both."""
+    from zsl_bench import methodinfo
+    from zsl_bench.cli.ls import method_rows
+    from zsl_bench.registry import METHODS
+
+    static = {i.key: (i.name, i.family, i.input, i.paper, i.description, i.module)
+              for i in methodinfo.builtin_methods()}
+    imported = {k: (c.name, c.family, c.input, c.paper, c.description, c.__module__)
+                for k, c in METHODS.items() if c.__module__.startswith("methods.")}
+    assert static == imported and len(static) >= 12
+    rows = method_rows()
+    assert [r[0] for r in rows] == sorted(static) and rows[0][3]
+
+    def unreadable() -> list:
+        raise methodinfo.StaticReadError("test")
+
+    monkeypatch.setattr(methodinfo, "builtin_methods", unreadable)
+    assert [r for r in method_rows() if r[0] in static] == rows  # other tests register toy methods
+
+
+def test_static_method_reader_follows_bases_and_refuses_what_it_cannot_read(tmp_path, monkeypatch):
+    from zsl_bench import methodinfo
+
+    pkg = tmp_path / "methods"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from . import a, b\n")
+    (pkg / "a.py").write_text(
+        "from zsl_bench.contract import ZSLMethod\nfrom zsl_bench.registry import METHODS\n"
+        "class Base(ZSLMethod):\n    family = 'embedding'\n    paper = 'P'\n"
+        "@METHODS.register('aa')\nclass A(Base):\n    name = 'aa'\n")
+    (pkg / "b.py").write_text(
+        "from .a import Base\nfrom zsl_bench.registry import METHODS\n"
+        "class B(Base):\n    name = 'bb'\n    input = 'regions'\n    description = 'D'\n"
+        "METHODS.register('bb')(B)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "methods", raising=False)  # else find_spec answers the zoo's spec
+    monkeypatch.setattr(methodinfo, "_parse", methodinfo._parse.__wrapped__)  # no cache across trees
+    got = {i.key: (i.family, i.input, i.summary, i.module) for i in methodinfo.builtin_methods()}
+    assert got == {"aa": ("embedding", "pooled", "P", "methods.a"), "bb": ("embedding", "regions", "P", "methods.b")}
+    (pkg / "b.py").write_text("from .a import Base\nfrom zsl_bench.registry import METHODS\n"
+                              "class B(Base):\n    name = 'b' + 'b'\nMETHODS.register('bb')(B)\n")
+    with pytest.raises(methodinfo.StaticReadError, match="B.name is not a literal"):
+        methodinfo.builtin_methods()
 
 
 # ---------------------------------------------------------------- plan, dry run, progress off a terminal

@@ -242,6 +242,21 @@ def test_fewer_seeds_run_only_their_units_and_adding_seeds_reuses_finished_ones(
     assert len({r["run_id"] for r in out.rows}) == 4
 
 
+def test_a_config_is_resolved_once_per_runner_not_per_check(tmp_path, monkeypatch):
+    """Drift check, claim and run share one resolution per distinct config (not one per use and seed)."""
+    import zsl_bench.runner as R
+
+    calls = []
+    real = R.resolve_config
+    monkeypatch.setattr(R, "resolve_config", lambda spec, *a: calls.append(spec.variant) or real(spec, *a))
+    spec = _spec()  # 2 variants x 2 seeds
+    StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    assert sorted(calls) == ["a", "b"]
+    calls.clear()
+    assert StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run().ran == 0  # drift-checks 4 units
+    assert sorted(calls) == ["a", "b"]
+
+
 def test_check_configs_rejects_unknown_method_field():
     spec = parse_spec({"name": "x", "methods": ["msdnpp"], "datasets": ["cub"], "seeds": [0],
                        "grid": {"variants": {"bad": {"method.w_distil": 0}}}})

@@ -16,14 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .data.datasets import dataset_names
+from .data.datasets import in_table_order
 from .errors import DataError
 from .fileio import atomic_path
 from .metrics import axis_label
 
 log = logging.getLogger(__name__)
-
-DATASET_ORDER = tuple(dataset_names())  # registration order of the dataset specs
 
 
 def _pyplot() -> Any:
@@ -58,7 +56,7 @@ def _label_suffix(rows: list[dict[str, Any]]) -> str:
 
 def _datasets(rows: list[dict[str, Any]]) -> list[str]:
     present = {str(r.get("dataset", "")).lower() for r in rows}
-    return [d for d in DATASET_ORDER if d in present] + sorted(present - set(DATASET_ORDER))
+    return in_table_order(present)
 
 
 def _metric_values(rows: Iterable[dict[str, Any]], metric: str) -> dict[tuple[str, str], list[float]]:
@@ -164,7 +162,7 @@ def plot_sensitivity(rows: list[dict[str, Any]], out: str | os.PathLike[str], me
     fig, axes = plt.subplots(1, len(keys), figsize=(3.4 * len(keys), 3.0), squeeze=False)
     for ax, k in zip(axes[0], keys):
         xs_all: list[float] = []
-        for d in [d for d in DATASET_ORDER if d in by_key[k]] + sorted(set(by_key[k]) - set(DATASET_ORDER)):
+        for d in in_table_order(by_key[k]):
             pts = sorted(by_key[k][d].items())
             xs = [x for x, _ in pts]
             xs_all += xs
@@ -229,7 +227,7 @@ def plot_us_curves(curves: list[dict[str, Any]], out: str | os.PathLike[str]) ->
         label = f"{c.get('method')}: {c.get('variant')}"
         by_ds[str(c.get("dataset"))][label].append(c)
     plt = _pyplot()
-    datasets = [d for d in DATASET_ORDER if d in by_ds] + sorted(set(by_ds) - set(DATASET_ORDER))
+    datasets = in_table_order(by_ds)
     fig, axes = plt.subplots(1, len(datasets), figsize=(3.6 * len(datasets), 3.4), squeeze=False)
     sim = any(str(c.get("source")) == "simulated" for c in curves)
     for ax, d in zip(axes[0], datasets):

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,14 +23,26 @@ from . import metrics as metric_specs
 from . import protocol
 from .config import ResolvedConfig, merge, resolve
 from .data.zsldata import ZSLData
-from .engine import Engine, Reporter
 from .errors import ConfigError
 from .protocol import PROTOCOLS
 from .results import git_commit, package_versions
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from .engine import Reporter
+
 __all__ = ["Reporter", "RunResult", "RunSpec", "make_rows", "resolve_config", "run_one"]
+
+
+def __getattr__(name: str) -> Any:
+    # The training stack (torch) is imported by run_one, not by importing this module: study specs,
+    # plans and result tables use RunSpec and make_rows without it.
+    if name == "Reporter":
+        from .engine import Reporter
+
+        return Reporter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,8 @@ def resolve_config(spec: RunSpec, cli_overrides: dict[str, Any] | None = None) -
 
 
 def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | None = None,
-            reporter: Reporter | None = None, progress: bool = True, data: ZSLData | None = None) -> RunResult:
+            reporter: Reporter | None = None, progress: bool = True, data: ZSLData | None = None,
+            requested: ResolvedConfig | None = None) -> RunResult:
     """Train and evaluate one run; checkpoints go under ``out_dir/ckpt/`` (resumed when present).
 
     Args:
@@ -97,14 +110,18 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
         reporter: per-epoch hook.
         progress: show progress bars.
         data: an already loaded dataset (else loaded from ``spec``).
+        requested: ``resolve_config(spec, cli_overrides)`` when the caller has it already (a study
+            runner resolves each unit's config once); else resolved here.
 
     Returns:
         The run's metrics, selection, history and result rows (not yet written).
     """
+    from .engine import Engine
     from .registry import METHODS
 
     t0 = time.perf_counter()
-    requested = resolve_config(spec, cli_overrides)
+    if requested is None:
+        requested = resolve_config(spec, cli_overrides)
     method_cls = METHODS.get(spec.method)
     if data is None:
         from .data.loader import load_dataset

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
-from .data.datasets import dataset_names
+from .data.datasets import in_table_order
 from .errors import DataError
 from .fileio import write_text_atomic
 
-DATASET_ORDER = tuple(dataset_names())  # registration order of the dataset specs
 KINDS = ("main", "ablation")
 PUBLISHED_CAVEAT = ("Published numbers are as reported by their authors, who selected epochs (and often "
                     "the calibration) on the test set (test-oracle); they are not comparable to "
@@ -95,7 +94,7 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
     multi = {"method": len({r.get("method") for r in rows}) > 1,
              "protocol": len({r.get("protocol") for r in rows}) > 1}
     present = {str(r.get("dataset", "")).lower() for r in rows}
-    datasets = [d for d in DATASET_ORDER if d in present] + sorted(present - set(DATASET_ORDER))
+    datasets = in_table_order(present)
 
     values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     labels: list[str] = []

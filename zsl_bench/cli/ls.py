@@ -15,14 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ..registry import DATASETS, METHODS, METRICS
+    from ..registry import DATASETS, METRICS
 
     rows: list[tuple[Any, ...]]
     if args.what == "methods":
-        rows = [(n, c.family, c.input, c.paper or c.description) for n, c in METHODS.items()]
-        # A plug-in whose import failed is listed (with why) rather than silently missing.
-        rows += [(n, "BROKEN", "-", reason) for n, reason in METHODS.broken().items()]
-        _table(["method", "family", "input", "paper"], rows)
+        _table(["method", "family", "input", "paper"], method_rows())
     elif args.what == "datasets":
         rows = [(n, s.dirname, f"{s.seen}/{s.unseen}", str(s.semantic_dim), s.description)
                 for n, s in DATASETS.items()]
@@ -34,6 +31,32 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 for n, s in METRICS.items()]
         _table(["metric", "label", "best", "shown", "description"], rows)
     return 0
+
+
+def method_rows() -> list[tuple[str, str, str, str]]:
+    """One row per method: (key, family, input, paper or description), plug-ins included.
+
+    Without installed plug-ins the rows are read from the zoo's source (no torch import, see
+    ``zsl_bench.methodinfo``). Plug-ins must be imported to be listed (and a broken one is only
+    known by importing it); their modules import torch through the contract anyway, so then the whole
+    registry is loaded and read.
+    """
+    from importlib.metadata import entry_points
+
+    from ..methodinfo import StaticReadError, builtin_methods
+    from ..registry import ENTRY_POINT_GROUP, METHODS
+
+    if not list(entry_points(group=ENTRY_POINT_GROUP)):
+        try:
+            return [(i.key, i.family, i.input, i.summary) for i in builtin_methods()]
+        except StaticReadError as exc:
+            import logging
+
+            logging.getLogger(__name__).debug("reading the zoo statically failed (%s); importing it", exc)
+    rows = [(n, c.family, c.input, c.paper or c.description) for n, c in METHODS.items()]
+    # A plug-in whose import failed is listed (with why) rather than silently missing.
+    rows += [(n, "BROKEN", "-", reason) for n, reason in METHODS.broken().items()]
+    return rows
 
 
 def _table(header: list[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -11,6 +11,7 @@ files are in a format the loader does not read yet).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,6 +211,14 @@ def get_spec(name: str) -> DatasetSpec:
 def dataset_names() -> list[str]:
     """Every registered dataset, in registration order (the order of tables and ``all``)."""
     return DATASETS.names()
+
+
+def in_table_order(present: Iterable[str]) -> list[str]:
+    """``present`` dataset names in table order: registered ones in registration order (read now,
+    so a dataset registered after import is placed too), then any others sorted."""
+    present = set(present)
+    order = dataset_names()
+    return [d for d in order if d in present] + sorted(present - set(order))
 
 
 def parse_dataset_list(value: str) -> list[str]:

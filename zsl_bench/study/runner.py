@@ -214,6 +214,18 @@ class StudyRunner:
         self._overall = OverallProgress(0, 0, enabled=False, log=log)
         self._indexes: dict[Path, RowIndex] = {}
         self.threads: Any = None  # a threads.ThreadChoice; an automatic one is made again per unit
+        self._configs: dict[str, Any] = {}  # what resolve_config reads (JSON) -> its ResolvedConfig
+
+    def requested(self, unit: Unit) -> Any:
+        """The config the code resolves for ``unit`` now (presets < overrides), resolved once per
+        runner for all units that share it (seeds): the drift checks, the claim and the run use it."""
+        from ..runner import resolve_config
+
+        s = unit.spec
+        key = json.dumps([s.method, s.dataset, s.overrides, s.protocol], sort_keys=True, default=str)
+        if key not in self._configs:
+            self._configs[key] = resolve_config(s)
+        return self._configs[key]
 
     def index(self, csv_path: Path) -> RowIndex:
         """The runner's incremental index of ``csv_path`` (refresh it before use)."""
@@ -273,7 +285,7 @@ class StudyRunner:
         from ..runner import run_one
 
         return run_one(unit.spec, out_dir=out_dir, reporter=reporter, progress=progress,
-                       data=self.load_data(unit.spec.dataset))
+                       data=self.load_data(unit.spec.dataset), requested=self.requested(unit))
 
     # -- the plan (read from <out>, writes nothing)
     def plan(self) -> Plan:
@@ -391,7 +403,7 @@ class StudyRunner:
             if unit is None or "superseded" in t.user_attrs:
                 continue
             recorded = self._recorded_digests(t)
-            if recorded and recorded != {now := unit.requested_digest()}:
+            if recorded and recorded != {now := self.requested(unit).digest()}:
                 changed.append((t, unit, ",".join(sorted(recorded)), now))
         if not changed:
             return study
@@ -423,7 +435,7 @@ class StudyRunner:
             return
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             recorded, unit_json = self._recorded_digests(t), t.user_attrs.get("unit")
-            if recorded and unit_json and recorded != {now := Unit.from_json(unit_json).requested_digest()}:
+            if recorded and unit_json and recorded != {now := self.requested(Unit.from_json(unit_json)).digest()}:
                 raise ConfigError(f"{self.out}: search trial {t.number} of {study.study_name} was trained from another "
                                   f"config than the code resolves now (config {','.join(sorted(recorded))} -> {now}; "
                                   "a preset or default changed). A search's history cannot be partly redone: "
@@ -473,7 +485,7 @@ class StudyRunner:
                     continue
                 unit = Unit.from_json(frozen.user_attrs["unit"])
                 # Lets _check_changed judge a unit that fails (it leaves no rows with a digest).
-                self.queue.set_attr(frozen, "config_hash", unit.requested_digest())
+                self.queue.set_attr(frozen, "config_hash", self.requested(unit).digest())
                 self._execute(frozen, unit, phase)
         bar.close()
 
@@ -487,7 +499,7 @@ class StudyRunner:
             recover(csv_path)
             existing = index.refresh().rows_of(unit.run_id)
         if existing:
-            want = unit.requested_digest()
+            want = self.requested(unit).digest()
             if index.config_hashes(unit.run_id) - {"", want}:
                 # Rows of another config under this run id (a --rerun-changed cleanup cut short): never reuse.
                 remove_runs(csv_path, {unit.run_id}, keep_hashes={want})
