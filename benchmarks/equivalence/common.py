@@ -274,3 +274,36 @@ def compare_grads(report: Report, key: str, ours_loss: torch.Tensor, official_lo
         b = b if b is not None else torch.zeros_like(tp[mapping[n]])
         report.compare(f"grad d{key}/d{n}", a if a is not None else torch.zeros_like(op[n]),
                        transform[n](b) if n in transform else b)
+
+
+def official_batch(batch: int, num_seen: int, balanced: bool) -> str:
+    """What the official loaders' ``next_batch(batch)`` yields per step, in words.
+
+    The balanced loaders (DAZLE, MSDN, TransZero ``dataset.py``/``core/*DataLoader.py``) draw
+    min(#seen, batch) distinct classes without replacement and max(batch // #seen, 1) images of
+    each; the others ``randperm(n)[:batch]``.
+    """
+    if not balanced:
+        return f"{batch} images, uniform"
+    classes, per_class = min(num_seen, batch), max(batch // num_seen, 1)
+    return f"{classes * per_class} images, {classes} distinct classes"
+
+
+def our_batch(batch: int, num_seen: int, sampler: str) -> str:
+    """What the harness's sampler yields per step, in the words of :func:`official_batch`."""
+    if sampler != "class_balanced":
+        return f"{batch} images, uniform"
+    if batch <= num_seen:
+        return f"{batch} images, {batch} distinct classes"
+    return f"{batch} images, classes drawn with replacement"
+
+
+def val_phase(task: SyntheticTask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A validation-shaped phase of ``task``: (phase seen, phase unseen, phase classes), global ids.
+
+    The last fifth of the seen classes act as the validation (unseen) classes and the first four
+    fifths are trained on; the task's unseen classes (the test classes) are outside the phase.
+    """
+    n_val = max(1, len(task.seen) // 5)
+    seen, unseen = task.seen[:-n_val], task.seen[-n_val:]
+    return seen, unseen, np.sort(np.concatenate([seen, unseen]))

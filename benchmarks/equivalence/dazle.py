@@ -14,9 +14,13 @@ from the harness's ``build_optimizer`` with our preset, theirs as the notebook b
 evaluation scores (``S_pp``, core/helper_func.py). The notebooks' hyper-parameters are read from
 the files and printed next to our presets.
 
-Known difference, measured and not judged: on AWA2 the notebook sets negative class semantics to 0
-(``att[att<0] = 0``) and ours does not; the equality rows then use the official semantics in both.
-Not compared: batch sampling (numpy's global stream in the official loaders) and the schedule.
+On AWA2 both clip negative class semantics at 0 (the notebook's ``att[att<0] = 0``; ours
+``clip_negative_att``). Protocol ``val``: ours restricts CE and self-calibration to the phase's
+classes; the check builds ours on a validation-shaped phase (a fifth of the seen classes held out,
+the test classes outside the phase) and the official model on the phase's classes only, and
+compares logits, loss terms and gradients.
+Not compared: batch sampling (numpy's global stream in the official loaders) and the schedule;
+the batch each loader yields per step is compared in words (images, distinct classes).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import io
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +110,10 @@ def check(ds: str, module, root: Path, args) -> common.Report:
     report = common.Report(f"dazle {ds} (float64, B={args.batch}, F={args.feature_dim}, R={REGIONS}, "
                            f"{args.steps} steps)")
     pairs = [("lambda_sc", cfg.lambda_sc, "lambda_"), ("attribute_gate", cfg.attribute_gate, "uniform_att_2"),
-             ("normalize_v", cfg.normalize_v, "normalize_V"), ("clip negative att", False, "clip_att"),
+             ("normalize_v", cfg.normalize_v, "normalize_V"), ("clip_negative_att", cfg.clip_negative_att, "clip_att"),
              ("lr", tr["lr"], "lr"), ("weight_decay", tr["weight_decay"], "weight_decay"),
              ("momentum", tr["momentum"], "momentum"), ("epochs", tr["epochs"], "nepoches"),
-             ("batch_size", tr["batch_size"], "batch_size"), ("sampler", tr.get("sampler", "uniform"), "is_balance")]
+             ("sampler", tr.get("sampler", "uniform"), "is_balance")]
     for ours_key, ours_val, off_key in pairs:
         off_val, where = off[off_key]
         if off_key == "is_balance":
@@ -118,17 +123,30 @@ def check(ds: str, module, root: Path, args) -> common.Report:
         same = ours_val == off_val if isinstance(ours_val, (bool, str)) else float(ours_val) == float(off_val)
         report.note(f"preset {ours_key}: ours {ours_val}, official {off_val} ({where})"
                     + ("" if same else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
+    num_seen = len(task.seen)
+    ours_batch = common.our_batch(tr["batch_size"], num_seen, tr.get("sampler", "uniform"))
+    off_batch = common.official_batch(int(off["batch_size"][0]), num_seen, bool(off["is_balance"][0]))
+    report.note(f"preset batch: ours batch_size {tr['batch_size']} -> {ours_batch}; official batch_size "
+                f"{off['batch_size'][0]} ({off['batch_size'][1]}) -> {off_batch} per step"
+                + ("" if ours_batch == off_batch else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
+    if ours_batch == off_batch and tr["batch_size"] != off["batch_size"][0]:
+        report.note(f"schedule: the official counts an epoch as ntrain // {off['batch_size'][0]} steps of "
+                    f"{tr['batch_size']} images, ours ceil(ntrain / {tr['batch_size']}) steps: "
+                    f"{off['batch_size'][0] / tr['batch_size']:.2f}x as many per epoch (documented)")
 
     att_off = task.att.copy()
     if off["clip_att"][0]:
         att_off[att_off < 0] = 0
-    with contextlib.redirect_stdout(io.StringIO()):  # the official constructor prints its configuration
-        official = module.DAZLE(args.feature_dim, task.w2v.shape[1], task.w2v, att_off, None,
-                                torch.from_numpy(task.seen), torch.from_numpy(task.unseen),
+    def official_model(att, seen, unseen):
+        with contextlib.redirect_stdout(io.StringIO()):  # the official constructor prints its configuration
+            return module.DAZLE(args.feature_dim, task.w2v.shape[1], task.w2v, att, None,
+                                torch.from_numpy(seen), torch.from_numpy(unseen),
                                 float(off["lambda_"][0]), True, normalize_V=bool(off["normalize_V"][0]),
                                 normalize_F=True, is_conservative=True, uniform_att_1=False,
                                 uniform_att_2=bool(off["uniform_att_2"][0]), prob_prune=0, desired_mass=1,
                                 is_conv=False, is_bias=True).double()
+
+    official = official_model(att_off, task.seen, task.unseen)
     info = TaskInfo(dataset=ds, att=task.att.astype(np.float32), seen=task.seen, unseen=task.unseen,
                     feature_dim=args.feature_dim, regions=REGIONS, w2v=task.w2v.astype(np.float32))
     ours = DAZLE(cfg, info).double()
@@ -140,14 +158,9 @@ def check(ds: str, module, root: Path, args) -> common.Report:
     data = common.batches(args.steps, args.batch, task, args.feature_dim, REGIONS, rng)
     x, y = data[0]
     if off["clip_att"][0]:
-        with torch.no_grad():
-            before = ours(x)["logits"]
-            ref = official(x.view(x.shape[0], x.shape[1], 7, 7))["S_pp"]
-        report.measure("logits, our unclipped att vs the notebook's att[att<0]=0", before, ref)
         report.note(f"{int((task.att < 0).sum())} of {task.att.size} synthetic semantics are negative; "
-                    "below, ours uses the official (clipped) semantics")
-    else:
-        report.compare("att buffer (float32 normalisation)", ours.att, official.att, tol=1e-6)
+                    "both clip them (the att buffer row)")
+    report.compare("att buffer (float32 normalisation)", ours.att, official.att, tol=1e-6)
     with torch.no_grad():
         ours.att.copy_(official.att)
     report.compare("margin (+1 unseen, -1 seen)", ours.vec_bias, (official.mask_bias * official.bias)[0])
@@ -157,6 +170,28 @@ def check(ds: str, module, root: Path, args) -> common.Report:
         report.compare(f"forward {key}", ot[key], tt[key])
     for key in ("ce", "self_cal", "loss"):
         common.compare_grads(report, key, ot[key], tt[key], ours, official, PARAMS)
+
+    # Protocol val: ours on a validation-shaped phase (losses over its classes) vs the official
+    # model built on the phase's classes only, with the same weights.
+    seen_p, unseen_p, phase = common.val_phase(task)
+    local = {int(c): i for i, c in enumerate(phase)}
+    official_p = official_model(att_off[phase], np.array([local[c] for c in seen_p]),
+                                np.array([local[c] for c in unseen_p]))
+    ours_p = DAZLE(cfg, replace(info, seen=seen_p, unseen=unseen_p)).double()
+    common.copy_params(official_p, official, {v: v for v in PARAMS.values()})
+    common.copy_params(ours_p, ours, {k: k for k in PARAMS})
+    with torch.no_grad():
+        ours_p.att.copy_(ours.att)
+    yp = torch.from_numpy(rng.choice(seen_p, size=args.batch))
+    yp_local = torch.tensor([local[int(c)] for c in yp])
+    op, tp = our_terms(ours_p, x, yp), official_terms(official_p, x, yp_local, len(phase))
+    report.compare(f"val phase ({len(seen_p)} seen + {len(unseen_p)} val classes of {task.num_classes}): "
+                   "logits on the phase's classes", op["logits"][:, torch.from_numpy(phase)], tp["logits"])
+    for key in ("ce", "self_cal", "loss"):
+        report.compare(f"val phase {key} (official on the phase's classes)", op[key], tp[key])
+    common.compare_grads(report, "loss (val phase)", op["loss"], tp["loss"], ours_p, official_p, PARAMS)
+    ce_all = torch.nn.functional.cross_entropy(op["logits"] - ours_p.vec_bias, yp)
+    report.measure("val phase: CE over the phase's classes vs over all K (the former code)", op["ce"], ce_all)
 
     opt_ours = build_optimizer([p for p in ours.parameters() if p.requires_grad], TrainConfig(**tr))
     opt_off = torch.optim.RMSprop([p for p in official.parameters() if p.requires_grad],

@@ -16,14 +16,15 @@ script's optimizer and the evaluation scores.
 
 The official code's hard-coded ``.cuda()`` calls are redirected to the CPU at runtime, and its
 decoder layer is called without the ``*_is_causal`` flags newer torch passes (runtime wrapper).
-Two differences are by construction and are measured, not judged:
+The official model runs as published otherwise (both LayerNorms of its encoder layer included).
 
-- the official encoder layer applies LayerNorm twice around its attention residual
-  (``MultiHeadGeometryAttention`` then ``EncoderLayer.lnorm``), ours once: the "as published"
-  rows measure that; the equality rows run the official layer with the outer LayerNorm bypassed
-  (a runtime patch of ``EncoderLayer.forward``, never an edit of the file);
-- dropout: the streams differ, so the equality rows run with dropout 0 in both (the official
-  encoder attention's dropout is a hard-coded 0.1, set to 0 at runtime as well).
+- Dropout: the streams differ, so the equality rows run with dropout 0 in both (the official
+  encoder attention's dropout, a hard-coded 0.1, is set to 0 at runtime as well). The rates are
+  compared instead: each dropout of an official layer built from the yaml against ours.
+- Protocol ``val``: ours restricts CE and self-calibration to the phase's classes. The check
+  builds ours on a validation-shaped phase of the same task (a fifth of the seen classes held
+  out, the test classes outside the phase) and the official model on the phase's classes only,
+  and compares logits, loss terms and gradients.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import re
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,7 @@ def param_map(enc_layers: int, dec_layers: int, self_attention: bool) -> dict[st
             for a in "qkvo":
                 m[f"{e}{a}.{p}"] = f"{o}mhatt.attention.fc_{a}.{p}"
             m[f"{e}norm1.{p}"] = f"{o}mhatt.layer_norm.{p}"
+            m[f"{e}norm1_outer.{p}"] = f"{o}lnorm.{p}"
             m[f"{e}norm2.{p}"] = f"{o}pwff.layer_norm.{p}"
             m[f"{e}ff.0.{p}"] = f"{o}pwff.fc1.{p}"
             m[f"{e}ff.3.{p}"] = f"{o}pwff.fc2.{p}"
@@ -122,13 +125,6 @@ def param_map(enc_layers: int, dec_layers: int, self_attention: bool) -> dict[st
                 m[f"{d}{ours}.in_proj_{p}"] = f"{o}{theirs}.in_proj_{p}"
                 m[f"{d}{ours}.out_proj.{p}"] = f"{o}{theirs}.out_proj.{p}"
     return m
-
-
-def one_layer_norm(self, queries, keys, values, relative_geometry_weights, attention_mask=None,
-                   attention_weights=None, pos=None):
-    """The official EncoderLayer.forward without its outer ``lnorm`` (ours: one residual + LN)."""
-    q, k = (queries + pos, keys + pos) if pos is not None else (queries, keys)
-    return self.pwff(self.mhatt(q, k, values, relative_geometry_weights, attention_mask, attention_weights))
 
 
 def our_terms(ours, x, y):
@@ -167,8 +163,8 @@ def check(ds: str, module, root: Path, args) -> common.Report:
              ("attribute_self_attention", cfg_full.attribute_self_attention, "tf_SAtt"),
              ("heads", cfg_full.heads, "tf_heads"), ("enc_layers", cfg_full.enc_layers, "tf_ec_layer"),
              ("dec_layers", cfg_full.dec_layers, "tf_dc_layer"), ("normalize_v", cfg_full.normalize_v, "normalize_V"),
-             ("clip negative att", False, "clip_att"), ("epochs", tr["epochs"], "epochs"),
-             ("batch_size", tr["batch_size"], "batch_size"), ("optimizer", tr["optimizer"], "optimizer"),
+             ("clip_negative_att", cfg_full.clip_negative_att, "clip_att"), ("epochs", tr["epochs"], "epochs"),
+             ("optimizer", tr["optimizer"], "optimizer"),
              ("lr", tr["lr"], "lr"), ("weight_decay", tr["weight_decay"], "weight_decay"),
              *([("momentum", tr.get("momentum", 0.9), "momentum")] if off["optimizer"][0] != "adam" else []),
              ("sampler", tr.get("sampler", "uniform"), "is_balance")]
@@ -182,22 +178,58 @@ def check(ds: str, module, root: Path, args) -> common.Report:
             same = float(ours_val) == float(off_val)
         report.note(f"preset {ours_key}: ours {ours_val}, official {off_val} ({where})"
                     + ("" if same else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
-    report.note("official encoder attention dropout: 0.1 whatever tf_dropout is (model.py "
-                "MultiHeadGeometryAttention builds ScaledDotProductGeometryAttention without passing dropout); "
-                f"ours uses method.dropout ({cfg_full.dropout}) there")
+    num_seen = len(task.seen)
+    ours_batch = common.our_batch(tr["batch_size"], num_seen, tr.get("sampler", "uniform"))
+    off_batch = common.official_batch(int(off["batch_size"][0]), num_seen, bool(off["is_balance"][0]))
+    report.note(f"preset batch: ours batch_size {tr['batch_size']} -> {ours_batch}; official batch_size "
+                f"{off['batch_size'][0]} ({off['batch_size'][1]}) -> {off_batch} per step"
+                + ("" if ours_batch == off_batch else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
+    if ours_batch == off_batch and tr["batch_size"] != off["batch_size"][0]:
+        report.note(f"schedule: the official counts an epoch as ntrain // {off['batch_size'][0]} steps of "
+                    f"{tr['batch_size']} images, ours ceil(ntrain / {tr['batch_size']}) steps: "
+                    f"{off['batch_size'][0] / tr['batch_size']:.2f}x as many per epoch (documented)")
 
-    # Equality runs: dropout 0 everywhere (streams differ), official optimizer for both.
-    cfg = TransZeroConfig(**{**preset["method"], "dropout": 0.0})
+    # Dropout rates: an official encoder layer and decoder built from the yaml vs ours from the preset.
+    d = int(off["tf_common_dim"][0])
+    enc = module.EncoderLayer(d, d, d, 1, int(off["tf_dim_feedforward"][0]), float(off["tf_dropout"][0]))
+    dec = module.TransformerDecoderLayer(d, int(off["tf_heads"][0]), int(off["tf_dim_feedforward"][0]),
+                                         float(off["tf_dropout"][0]), SAtt=bool(off["tf_SAtt"][0]))
+    tiny = TaskInfo(dataset=ds, att=task.att.astype(np.float32), seen=task.seen, unseen=task.unseen,
+                    feature_dim=8, regions=4, w2v=task.w2v.astype(np.float32))
+    built = TransZero(cfg_full, tiny)
+    e, dl = built.encoder[0], built.decoder[0]
+    report.compare("dropout rate, encoder attention weights (official model.py ScaledDotProductGeometryAttention)",
+                   torch.tensor(e.p_att), torch.tensor(enc.mhatt.attention.dropout.p), tol=0.0)
+    report.compare("dropout rates, encoder residuals and feed-forward (4 official modules)",
+                   torch.tensor([e.p] * 4), torch.tensor([enc.mhatt.dropout.p, enc.dropout.p, enc.pwff.dropout.p,
+                                                          enc.pwff.dropout_2.p]), tol=0.0)
+    off_dec = [dec.dropout.p, dec.dropout2.p, dec.dropout3.p, dec.multihead_attn.dropout]
+    ours_dec = [dl.p] * 3 + [dl.cross_attn.dropout]
+    if cfg_full.attribute_self_attention:
+        off_dec += [dec.dropout1.p, dec.self_attn.dropout]
+        ours_dec += [dl.p, dl.self_attn.dropout]
+    report.compare(f"dropout rates, decoder ({len(off_dec)} official modules)", torch.tensor(ours_dec),
+                   torch.tensor(off_dec), tol=0.0)
+
+    # Equality runs: dropout 0 everywhere (streams differ), each side's own optimizer.
+    cfg = TransZeroConfig(**{**preset["method"], "dropout": 0.0, "attention_dropout": 0.0})
     conf = types.SimpleNamespace(**{k: v for k, (v, _) in off.items()})
     conf.tf_dropout, conf.dim_f, conf.num_class = 0.0, FEATURE_DIM, task.num_classes
     att_off = task.att.copy()
     if off["clip_att"][0]:
         att_off[att_off < 0] = 0
-    torch.manual_seed(args.seed)
-    official = module.TransZero(conf, torch.from_numpy(att_off), torch.from_numpy(task.w2v),
-                                torch.from_numpy(task.seen), torch.from_numpy(task.unseen)).double()
-    for layer in official.transformer.transformer_encoder.layers:
-        layer.mhatt.attention.dropout.p = 0.0  # hard-coded 0.1 in the official module
+        report.note(f"{int((task.att < 0).sum())} of {task.att.size} synthetic semantics are negative; "
+                    "both clip them (the att buffer row below)")
+
+    def official_model(c, att, seen, unseen):
+        torch.manual_seed(args.seed)
+        m = module.TransZero(c, torch.from_numpy(att), torch.from_numpy(task.w2v), torch.from_numpy(seen),
+                             torch.from_numpy(unseen)).double()
+        for layer in m.transformer.transformer_encoder.layers:
+            layer.mhatt.attention.dropout.p = 0.0  # hard-coded 0.1 in the official module
+        return m
+
+    official = official_model(conf, att_off, task.seen, task.unseen)
     info = TaskInfo(dataset=ds, att=task.att.astype(np.float32), seen=task.seen, unseen=task.unseen,
                     feature_dim=FEATURE_DIM, regions=REGIONS, w2v=task.w2v.astype(np.float32))
     ours = TransZero(cfg, info).double()
@@ -211,31 +243,18 @@ def check(ds: str, module, root: Path, args) -> common.Report:
     emb = module.BoxRelationalEmbedding(torch.zeros(1, REGIONS, 4), grid_size=(14, 14))[0]  # [R, R, 64]
     # float32 sin/cos of arguments up to 100·|log 1e-3| ≈ 691: rounding up to ~691·6e-8 ≈ 4e-5
     report.compare("geometry embedding (ours float32 buffer)", ours.geometry, emb[..., perm], tol=1e-4)
-    if off["clip_att"][0]:
-        report.note(f"{int((task.att < 0).sum())} of {task.att.size} synthetic semantics are negative; the "
-                    "official script clips them, ours does not (measured below); equality rows use the clipped ones")
-    else:
-        report.compare("att buffer (float32 normalisation)", ours.att, official.att, tol=1e-6)
+    report.compare("att buffer (float32 normalisation)", ours.att, official.att, tol=1e-6)
     with torch.no_grad():
         ours.geometry.copy_(emb[..., perm])
-        att_ours = ours.att.clone()
         ours.att.copy_(official.att)
     report.compare("margin (+1 unseen, -1 seen)", ours.vec_bias, (official.mask_bias * official.bias)[0])
 
     data = common.batches(args.steps, args.batch, task, FEATURE_DIM, REGIONS, rng)
     x, y = data[0]
-    # As published (double LayerNorm in the encoder): measured.
     official.eval()
     ours.eval()
     with torch.no_grad():
-        published = official(x)["S_pp"]
-        report.measure("logits as published (official encoder LayerNorm twice)", ours(x)["logits"], published)
-        if off["clip_att"][0]:
-            ours.att.copy_(att_ours)
-            report.measure("logits, our unclipped att vs the script's att[att<0]=0", ours(x)["logits"],
-                           official(x)["S_pp"])
-            ours.att.copy_(official.att)
-    module.EncoderLayer.forward = one_layer_norm  # runtime patch, for the equality rows below
+        report.compare("logits in eval mode (official as published)", ours(x)["logits"], official(x)["S_pp"])
     ours.train()
     official.train()
     ot, tt = our_terms(ours, x, y), official_terms(official, x, y, task.num_classes)
@@ -245,9 +264,36 @@ def check(ds: str, module, root: Path, args) -> common.Report:
         common.compare_grads(report, key, ot[key], tt[key], ours, official, mapping,
                              transform={"geo.weight": lambda w: w[:, perm]})
 
-    opt_cfg = TrainConfig(**{**tr, "optimizer": off["optimizer"][0], "lr": off["lr"][0],
-                             "weight_decay": off["weight_decay"][0], "momentum": off["momentum"][0]})
-    opt_ours = build_optimizer([p for p in ours.parameters() if p.requires_grad], opt_cfg)
+    # Protocol val: ours on a validation-shaped phase (losses over its classes) vs the official
+    # model built on the phase's classes only, with the same weights.
+    seen_p, unseen_p, phase = common.val_phase(task)
+    local = {int(c): i for i, c in enumerate(phase)}
+    conf_p = types.SimpleNamespace(**vars(conf))
+    conf_p.num_class = len(phase)
+    official_p = official_model(conf_p, att_off[phase], np.array([local[c] for c in seen_p]),
+                                np.array([local[c] for c in unseen_p]))
+    ours_p = TransZero(cfg, replace(info, seen=seen_p, unseen=unseen_p)).double()
+    with torch.no_grad():
+        for n, q in ours_p.named_parameters():
+            q.copy_(dict(ours.named_parameters())[n])
+        for n, q in official_p.named_parameters():
+            if q.requires_grad:
+                q.copy_(dict(official.named_parameters())[n])
+        ours_p.geometry.copy_(ours.geometry)
+        ours_p.att.copy_(ours.att)
+    yp = torch.from_numpy(rng.choice(seen_p, size=args.batch))
+    yp_local = torch.tensor([local[int(c)] for c in yp])
+    op, tp = our_terms(ours_p, x, yp), official_terms(official_p, x, yp_local, len(phase))
+    report.compare(f"val phase ({len(seen_p)} seen + {len(unseen_p)} val classes of {task.num_classes}): "
+                   "logits on the phase's classes", op["logits"][:, torch.from_numpy(phase)], tp["logits"])
+    for key in ("ce", "self_cal", "attr_reg", "loss"):
+        report.compare(f"val phase {key} (official on the phase's classes)", op[key], tp[key])
+    common.compare_grads(report, "loss (val phase)", op["loss"], tp["loss"], ours_p, official_p, mapping,
+                         transform={"geo.weight": lambda w: w[:, perm]})
+    ce_all = torch.nn.functional.cross_entropy(op["logits"] - ours_p.vec_bias, yp)
+    report.measure("val phase: CE over the phase's classes vs over all K (the former code)", op["ce"], ce_all)
+
+    opt_ours = build_optimizer([p for p in ours.parameters() if p.requires_grad], TrainConfig(**tr))
     trainable = dict(official.named_parameters())
     opt_off = build_official_optimizer(off, [trainable[mapping[n]] for n, p in ours.named_parameters()
                                              if p.requires_grad]
@@ -256,7 +302,9 @@ def check(ds: str, module, root: Path, args) -> common.Report:
     l_ours, l_off = common.trajectory(
         [(ours, opt_ours, lambda xb, yb: our_terms(ours, xb, yb)["loss"]),
          (official, opt_off, lambda xb, yb: official_terms(official, xb, yb, task.num_classes)["loss"])], data)
-    report.compare(f"trajectory loss, {args.steps} steps ({off['optimizer'][0]})", l_ours, l_off)
+    report.compare(f"trajectory loss, {args.steps} steps (ours {type(opt_ours).__name__} from the preset, "
+                   f"official {type(opt_off).__name__} as train_{ds}.py)", l_ours, l_off)
+
     def theirs(n):
         return trainable[mapping[n]][:, perm] if n == "geo.weight" else trainable[mapping[n]]
 
@@ -287,7 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     root = common.check_official_dir(args.official, "model.py")
     torch.set_default_dtype(torch.float64)
     module = common.import_official(root, "model")
-    original = module.EncoderLayer.forward
     decoder_forward = module.TransformerDecoderLayer.forward
 
     def decoder_layer(self, tgt, memory, *rest, tgt_is_causal=None, memory_is_causal=False, **kw):
@@ -298,7 +345,6 @@ def main(argv: list[str] | None = None) -> int:
     reports = []
     with common.cuda_calls_stay_on_cpu():
         for ds in datasets:
-            module.EncoderLayer.forward = original
             rep = check(ds, module, root, args)
             rep.print()
             reports.append(rep)
