@@ -135,14 +135,17 @@ class DAZLE(ZSLMethod):
     # SUN 100 epochs, momentum 0.9, balanced sampling, uniform_att_2=True (no attribute gate);
     # AWA2 20 epochs, momentum 0, balanced sampling, normalize_V True, att[att<0]=0. The balanced
     # loader draws one image from each of min(batch, #seen) distinct classes: batches of 40 on
-    # AWA2's 40 seen classes, hence batch 40 here. FLO (no notebook) is ours.
+    # AWA2's 40 seen classes, hence batch 40 here. The notebooks count an epoch as
+    # niters // nepoches = floor(ntrain / 50) steps whatever batch the loader delivers
+    # (``niters = dataloader.ntrain * nepoches//batch_size``, batch_size 50): ``epoch_batch_size: 50``.
+    # FLO (no notebook) is ours, with our default epoch (one pass over the data).
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
-        "cub": {"method": {"lambda_sc": 0.1}, "train": {**_OPT, "epochs": 20}},
+        "cub": {"method": {"lambda_sc": 0.1}, "train": {**_OPT, "epochs": 20, "epoch_batch_size": 50}},
         "sun": {"method": {"lambda_sc": 0.1, "attribute_gate": False},
-                "train": {**_OPT, "epochs": 100, "sampler": "class_balanced"}},
+                "train": {**_OPT, "epochs": 100, "sampler": "class_balanced", "epoch_batch_size": 50}},
         "awa2": {"method": {"lambda_sc": 0.1, "normalize_v": True, "clip_negative_att": True},
                  "train": {**_OPT, "epochs": 20, "momentum": 0.0, "sampler": "class_balanced",
-                           "batch_size": 40}},
+                           "batch_size": 40, "epoch_batch_size": 50}},
         "flo": {"method": {"lambda_sc": 0.1}, "train": {**_OPT, "epochs": 20}},
     }
     tiny: ClassVar[dict[str, Any]] = {"dim_v": 8}

@@ -215,18 +215,21 @@ class TransZero(ZSLMethod):
     config_cls = TransZeroConfig
     # Model values from the official wandb_config/<ds>_gzsl.yaml (the file train_<ds>.py loads);
     # optimizer, sampler and the AWA2 clip from train_<ds>.py and dataset.py (see _OPT).
-    # FLO was not in TransZero: CUB values, ours.
+    # An epoch is niters // epochs = floor(ntrain / 50) steps (train_<ds>.py: ``niters =
+    # dataloader.ntrain * config.epochs//config.batch_size``, yaml batch_size 50), whatever batch the
+    # loader delivers (40 on AWA2): ``epoch_batch_size: 50``. FLO was not in TransZero: CUB values,
+    # ours, with our default epoch (one pass over the data).
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
         "cub": {"method": {"lambda_sc": 0.3, "lambda_ar": 0.005, "dim_com": 300, "dim_ff": 512,
                            "dropout": 0.4, "attribute_self_attention": True},
-                "train": {**_OPT, "epochs": 200}},
+                "train": {**_OPT, "epochs": 200, "epoch_batch_size": 50}},
         "sun": {"method": {"lambda_sc": 0.25, "lambda_ar": 0.001, "dim_com": 128, "dim_ff": 2048,
                            "dropout": 0.3, "attribute_self_attention": False},
-                "train": {**_SGD, "momentum": 0.9, "epochs": 400}},
+                "train": {**_SGD, "momentum": 0.9, "epochs": 400, "epoch_batch_size": 50}},
         "awa2": {"method": {"lambda_sc": 2.0, "lambda_ar": 0.0005, "dim_com": 300, "dim_ff": 512,
                             "dropout": 0.5, "attribute_self_attention": True, "normalize_v": True,
                             "clip_negative_att": True},
-                 "train": {**_SGD, "momentum": 0.0, "batch_size": 40, "epochs": 200}},
+                 "train": {**_SGD, "momentum": 0.0, "batch_size": 40, "epochs": 200, "epoch_batch_size": 50}},
         "flo": {"method": {"lambda_sc": 0.3, "lambda_ar": 0.005, "dim_com": 300, "dim_ff": 512,
                            "dropout": 0.4}, "train": {**_OPT, "epochs": 200}},
     }
