@@ -244,8 +244,9 @@ class GenerativeZSL(ZSLMethod):
                              y_seen: torch.Tensor, grads: GradLog, *, n_synth_zsl: int, zsl_clf_lr: float) -> None:
         """GAN epochs with the final classifiers after them (see the module docstring, step 4).
 
-        With ``fit_monitor`` (an evaluated phase): ``gan_epochs`` GAN epochs, after each a fresh
-        GZSL and a fresh ZSL classifier, reported after every classifier epoch. Without: GAN epochs
+        With ``fit_monitor`` (an evaluated phase): ``gan_epochs`` GAN epochs, after each (every
+        ``select_every``-th and the last; the official: each) a fresh GZSL and a fresh ZSL
+        classifier, reported after every classifier epoch. Without: GAN epochs
         up to the later of ``gan_epochs`` and ``zsl_gan_epochs``, the GZSL classifier trained for
         ``clf_epochs`` after GAN epoch ``gan_epochs``, the ZSL one for ``zsl_clf_epochs`` after
         ``zsl_gan_epochs`` (0: the GZSL value).
@@ -261,7 +262,8 @@ class GenerativeZSL(ZSLMethod):
         for epoch in range(last + 1):
             if epoch > 0:
                 gan_epoch(epoch)
-            evaluated = mon is not None and (epoch > 0 or last == 0)
+            evaluated = mon is not None and (last == 0 or (epoch > 0 and (epoch % cfg.select_every == 0
+                                                                          or epoch == last)))
             if evaluated or (mon is None and epoch == g_gzsl):
                 report = None if mon is None else (
                     lambda c, e=epoch: mon.gzsl({"gan_epochs": e, "clf_epochs": c}))
@@ -313,6 +315,7 @@ class FCLSWGANConfig:
     n_synth: int = 300  # synthetic features per unseen class for the GZSL classifier (GZSL run)
     n_synth_zsl: int = 0  # ... for the ZSL classifier (the ZSL run's syn_num); 0 = n_synth
     pretrain_batch_size: int = 100  # official: CLASSIFIER(..., 0.001, 0.5, 50, 100)
+    select_every: int = 1  # evaluated phases: classifiers after every k-th GAN epoch and the last (official 1)
     clf_epochs: int = 25  # GZSL classifier epochs (official 25 with the best on test)
     zsl_clf_epochs: int = 0  # ZSL classifier epochs; 0 = clf_epochs
     clf_lr: float = 1e-3
@@ -321,7 +324,7 @@ class FCLSWGANConfig:
 
     def __post_init__(self) -> None:
         for key in ("hidden_g", "hidden_d", "batch_size", "critic_iters", "n_synth",
-                    "pretrain_batch_size"):
+                    "pretrain_batch_size", "select_every"):
             check(getattr(self, key) >= 1, f"method.{key}", getattr(self, key), "an integer >= 1")
         for key in ("gan_epochs", "zsl_gan_epochs", "pretrain_epochs", "clf_epochs", "zsl_clf_epochs", "n_z",
                     "clf_batch_size", "n_synth_zsl"):

@@ -140,13 +140,14 @@ class TFVAEGANConfig:
     a2: float = 1.0  # feedback strength while synthesising
     transform_features: bool = True  # classify [x, â, Dec_hidden(x)]
     n_synth: int = 300
+    select_every: int = 1  # evaluated phases: classifiers after every k-th GAN epoch and the last (official 1)
     clf_epochs: int = 25  # GZSL classifier epochs (official 25 with the best on test)
     zsl_clf_epochs: int = 0  # ZSL classifier epochs; 0 = clf_epochs
     clf_lr: float = 1e-3
     clf_batch_size: int = 0  # 0 = n_synth (official: the final CLASSIFIER's batch size is syn_num)
 
     def __post_init__(self) -> None:
-        for key in ("hidden", "batch_size", "critic_iters", "n_synth", "feedback_loop"):
+        for key in ("hidden", "batch_size", "critic_iters", "n_synth", "feedback_loop", "select_every"):
             check(getattr(self, key) >= 1, f"method.{key}", getattr(self, key), "an integer >= 1")
         for key in ("gan_epochs", "zsl_gan_epochs", "clf_epochs", "zsl_clf_epochs", "n_z", "clf_batch_size"):
             check(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "an integer >= 0")

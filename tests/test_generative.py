@@ -68,6 +68,18 @@ def test_fit_reports_every_classifier_epoch_of_every_gan_epoch(cls: Any, cfg_cls
     assert rec.zsl == [{"zsl_gan_epochs": e, "zsl_clf_epochs": c} for e in (1, 2) for c in (1, 2, 3)]
 
 
+def test_select_every_evaluates_every_kth_gan_epoch_and_the_last() -> None:
+    task = _task()
+    x, y = _data(task)
+    torch.manual_seed(0)
+    m = TFVAEGAN(TFVAEGANConfig(**{**TINY_T, "gan_epochs": 5, "select_every": 2, "clf_epochs": 1}), task)
+    rec = _Recorder()
+    m.fit_monitor = _Monitor(rec)
+    m.fit(x, y)
+    assert [r["gan_epochs"] for r in rec.gzsl] == [2, 4, 5]
+    assert [r["zsl_gan_epochs"] for r in rec.zsl] == [2, 4, 5]
+
+
 @pytest.mark.parametrize("cls,cfg_cls,kw", [(FCLSWGAN, FCLSWGANConfig, TINY_F), (TFVAEGAN, TFVAEGANConfig, TINY_T)])
 def test_gan_trajectory_does_not_depend_on_classifier_training(cls: Any, cfg_cls: Any, kw: dict) -> None:
     """Phase 2 retrains to the selected counts: the generator it reaches is the one phase 1 had
