@@ -28,6 +28,8 @@ the ZSL classifier's; the harness evaluates them.
 
 Where this implementation differs:
 - Classes outside the phase get a fixed very low (finite) score.
+- ``select_every: k`` (default 1, the official) trains and evaluates the classifiers only after
+  every k-th GAN epoch and the last, to save CPU (benchmarks/main_table_cpu.yaml uses 5).
 - Per-dataset schedule values follow the official GZSL command lines as copied into derivative
   repositories (lijin118/LisGAN README.md:39-49; its ZSL lines :24-34 give ``n_synth_zsl`` and
   SUN's ZSL classifier lr): the original MPI-INF page was not available to check. Those lines are

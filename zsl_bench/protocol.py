@@ -204,6 +204,11 @@ def evaluate_scores(scores: object, labels: object, seen_classes: object, unseen
 # best epoch (γ = ``eval.gamma`` when set, else the best γ on test). How MSDN and most papers
 # report; every row says ``test-oracle``.
 #
+# Methods that declare ``selects_in_fit`` (generative baselines) report candidate states from
+# inside ``fit`` instead of epochs (engine.FitSelectHook); the same rule picks the best GZSL state
+# (H) and the best ZSL state (ZSL acc), and under ``val`` phase 2 retrains with the config values
+# that reach them (``fit_values``, recorded as ``selected.<key>``).
+#
 # Hyperparameters a method declares in ``tuned_on_val`` (method-config field -> candidate values)
 # are tuned under ``val``: phase 1 runs once per combination of the grid (the product, in
 # declaration order) and the combination whose best epoch has the highest validation H wins (ties
