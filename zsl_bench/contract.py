@@ -14,6 +14,11 @@ A method is an ``nn.Module`` subclass of :class:`ZSLMethod`:
 - ``scores(x)`` -> ``[B, K]`` scores used for evaluation (default: ``forward(x)["logits"]``).
 - ``fit(x, y)`` (only when ``fits_closed_form``): train on all of ``x`` [N, F(, R)] / ``y`` [N].
 - ``attention_maps(x)`` -> named ``[B, A, R]`` maps for figures and hit rates (default: none).
+- ``zsl_scores(x)`` -> ``[B, K]`` scores for conventional ZSL (only when ``separate_zsl_scores``: a
+  method with its own unseen-only classifier, as the generative baselines' official code has).
+- ``fit_monitor`` (only when ``selects_in_fit``): set by the engine before ``fit`` when the phase is
+  evaluated; ``fit`` calls ``fit_monitor.gzsl(values)`` / ``fit_monitor.zsl(values)`` at each candidate
+  state (e.g. after every classifier epoch of every GAN epoch) and the harness evaluates and selects.
 
 Every class attribute the harness reads is declared on :class:`ZSLMethod` with its default and a
 comment, so harness code reads ``method_cls.<attr>`` directly. The registry key is the name the
@@ -23,7 +28,7 @@ method is registered under (``@METHODS.register("name")``), normally equal to ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -58,6 +63,19 @@ class TaskInfo:
         return m
 
 
+class FitMonitor(Protocol):
+    """What a ``selects_in_fit`` method's ``fit`` reports candidate states to (the engine's
+    ``FitSelectHook``). ``values`` are method-config values that, trained from scratch, reach the
+    state being reported (e.g. ``{"gan_epochs": 7, "clf_epochs": 12}``): under ``val`` the chosen
+    candidate's values are what phase 2 retrains with on ``trainval``."""
+
+    def gzsl(self, values: dict[str, Any]) -> None:
+        """Evaluate ``scores()`` now (GZSL, and ZSL acc unless ``separate_zsl_scores``)."""
+
+    def zsl(self, values: dict[str, Any]) -> None:
+        """Evaluate ``zsl_scores()`` now (ZSL accuracy on the phase's unseen rows)."""
+
+
 class ZSLMethod(nn.Module):
     """Base class of every method; the attributes below are everything the harness reads."""
 
@@ -81,6 +99,14 @@ class ZSLMethod(nn.Module):
     # Method-config field -> candidate values the runner tunes on the honest validation split
     # (every key the user did not fix); empty: nothing is tuned.
     tuned_on_val: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    # True: ``fit`` reports candidate states to ``self.fit_monitor`` (set by the engine when the phase
+    # is evaluated, None otherwise) and the harness selects among them: the GZSL candidate with the
+    # highest H and the ZSL candidate with the highest ZSL accuracy (generative methods: the GAN
+    # epoch and the classifier epoch). False: one state per fit, evaluated after it.
+    selects_in_fit: ClassVar[bool] = False
+    # True: ``zsl_scores(x)`` (a separate unseen-only classifier) gives the ZSL accuracy; U, S, H and
+    # AUSUC still come from ``scores(x)``. False: everything from ``scores(x)``.
+    separate_zsl_scores: ClassVar[bool] = False
 
     # Set by fit() of methods that train parameters by gradient inside fit (generative ones):
     # {parameter name: summed |grad|} over the fit, so tests can check every trainable parameter
@@ -92,6 +118,7 @@ class ZSLMethod(nn.Module):
         self.cfg = cfg
         self.task = task
         self.fit_grad_norms = {}
+        self.fit_monitor: FitMonitor | None = None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -102,6 +129,11 @@ class ZSLMethod(nn.Module):
     @torch.no_grad()
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)["logits"]
+
+    @torch.no_grad()
+    def zsl_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, K] scores for conventional ZSL; read only when ``separate_zsl_scores`` is True."""
+        return self.scores(x)
 
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
         raise NotImplementedError(f"{self.name} is trained by the engine's epochs, not fit()")

@@ -549,6 +549,69 @@ class BestHook(Hook):
                 t.best_state = _cpu_state(t.model)
 
 
+class FitSelectHook(Hook):
+    """Evaluation and selection inside ``fit`` for methods that declare ``selects_in_fit``.
+
+    Before the fit it gives the model a monitor (``model.fit_monitor``, the
+    :class:`zsl_bench.contract.FitMonitor` protocol); every ``gzsl(values)`` call evaluates the
+    model's scores on ``split`` now (one ``evaluate_scores`` call), every ``zsl(values)`` call its
+    ZSL accuracy (``zsl_scores`` when ``separate_zsl_scores``). After the fit, the phase's best is
+    the GZSL candidate with the highest H (:func:`zsl_bench.protocol.select_best`, ties -> earliest)
+    with ``zsl_acc`` of the best ZSL candidate (none reported: the GZSL candidate's own), ``epoch``
+    from its values (``gan_epochs``, else 0), and ``fit_values``: both candidates' values, which
+    phase 2 of ``val`` retrains with. The record also lands in the epoch's history entry, as
+    ``EvalHook`` would write it, with ``candidates`` (how many GZSL states were evaluated).
+    """
+
+    def __init__(self, split: EvalSplit, gamma: float | None) -> None:
+        self.split, self.gamma = split, gamma
+        self.best_gzsl: dict[str, Any] | None = None
+        self.best_zsl: dict[str, Any] | None = None
+        self.count = 0
+        self._trainer: Trainer | None = None
+
+    def before_train(self, t: Trainer) -> None:
+        self._trainer = t
+        self.best_gzsl = self.best_zsl = None
+        self.count = 0
+        t.model.fit_monitor = self
+
+    def gzsl(self, values: dict[str, Any]) -> None:
+        assert self._trainer is not None
+        t = self._trainer
+        res = {**t.engine.evaluate(t.model, self.split, self.gamma), "fit_values": dict(values)}
+        self.count += 1
+        if self.best_gzsl is None or select_best([self.best_gzsl, res]) is res:
+            self.best_gzsl = res
+
+    def zsl(self, values: dict[str, Any]) -> None:
+        assert self._trainer is not None
+        t = self._trainer
+        acc = (t.engine.evaluate_zsl(t.model, self.split) if t.engine.method_cls.separate_zsl_scores
+               else t.engine.evaluate(t.model, self.split, self.gamma)["zsl_acc"])
+        res = {"zsl_acc": acc, "fit_values": dict(values)}
+        if self.best_zsl is None or select_best([self.best_zsl, res], "zsl_acc") is res:
+            self.best_zsl = res
+
+    def after_epoch(self, t: Trainer) -> None:
+        if self.best_gzsl is None:
+            return  # nothing reported: no best (the protocol says no epoch was evaluated)
+        best = dict(self.best_gzsl)
+        values = dict(best["fit_values"])
+        if self.best_zsl is not None:
+            best["zsl_acc"] = self.best_zsl["zsl_acc"]
+            values.update(self.best_zsl["fit_values"])
+        best["fit_values"] = values
+        t.last_eval = best
+        t.entry.update(_eval_entry(best, self.split.name))
+        t.entry["candidates"] = float(self.count)
+        t.best = {**best, "epoch": int(values.get("gan_epochs", 0))}
+
+    def after_train(self, t: Trainer) -> None:
+        t.model.fit_monitor = None
+        self._trainer = None
+
+
 class CheckpointHook(Hook):
     """Resumes from ``path`` when it belongs to this phase, and saves every epoch (atomically).
 
@@ -769,17 +832,19 @@ class Engine:
         return model
 
     @torch.no_grad()
-    def score(self, model: ZSLMethod, rows: np.ndarray) -> np.ndarray:
-        """Scores ``[N, K]`` (float32, numpy) of dataset ``rows``, in batches of ``eval_batch_size``."""
+    def score(self, model: ZSLMethod, rows: np.ndarray, zsl: bool = False) -> np.ndarray:
+        """Scores ``[N, K]`` (float32, numpy) of dataset ``rows``, in batches of ``eval_batch_size``;
+        ``zsl``: the method's ``zsl_scores`` instead of ``scores``."""
         feats = self.rows(rows)
         if isinstance(model, torch.nn.Module):
             model.eval()
+        score_fn = model.zsl_scores if zsl else model.scores
         out = []
         if feats.on_device:  # CUDA: chunks gathered on the device, scores copied back once
             per_row = 4 * self.store.feature_dim * ((self.store.num_regions or 1) if self.kind == "regions" else 1)
             chunk = max(1, min(self.cfg.train.eval_batch_size, EVAL_CHUNK_BYTES_CUDA // per_row))
             with autocast(self.device, self.cfg.train.amp):
-                out = [model.scores(x).float() for x in feats.iter_chunks(chunk)]
+                out = [score_fn(x).float() for x in feats.iter_chunks(chunk)]
             if not out:
                 return np.zeros((0, self.data.num_classes), dtype=np.float32)
             return torch.cat(out).cpu().numpy()
@@ -787,7 +852,7 @@ class Engine:
             per_row = max(1, feats.nbytes // max(1, len(feats)))
             chunk = max(1, min(self.cfg.train.eval_batch_size, EVAL_CHUNK_BYTES // per_row))
             for x in feats.iter_chunks(chunk):
-                out.append(model.scores(x).float().cpu())
+                out.append(score_fn(x).float().cpu())
         if not out:
             return np.zeros((0, self.data.num_classes), dtype=np.float32)
         return torch.cat(out).numpy()
@@ -798,7 +863,20 @@ class Engine:
         scores = self.score(model, rows)
         if not np.isfinite(scores).all():
             raise TrainingError(f"{self.method_cls.name}: non-finite scores on the {split.name} split")
-        return evaluate_split(scores, self.data.labels[rows], split, len(split.seen_rows), gamma)
+        res = evaluate_split(scores, self.data.labels[rows], split, len(split.seen_rows), gamma)
+        if self.method_cls.separate_zsl_scores:
+            res["zsl_acc"] = self.evaluate_zsl(model, split)
+        return res
+
+    def evaluate_zsl(self, model: ZSLMethod, split: EvalSplit) -> float:
+        """ZSL accuracy (%) of the method's ``zsl_scores`` on ``split``'s unseen rows (argmax over
+        its unseen classes), for methods with a separate unseen-only classifier."""
+        from .metrics import zsl_accuracy
+
+        scores = self.score(model, split.unseen_rows, zsl=True)
+        if not np.isfinite(scores[:, split.unseen_classes]).all():
+            raise TrainingError(f"{self.method_cls.name}: non-finite ZSL scores on the {split.name} split")
+        return zsl_accuracy(scores, self.data.labels[split.unseen_rows], split.unseen_classes)
 
     # ------------------------------------------------------------ training
     def train(self, *, phase: str, train_rows: np.ndarray, seen: np.ndarray, unseen: np.ndarray,
@@ -833,7 +911,9 @@ class Engine:
                               "valid: an integer >= 1")
         # Order matters: a checkpoint saves the epoch's evaluation and best, so it follows them.
         built: list[Hook] = []
-        if evaluation is not None:
+        if evaluation is not None and self.method_cls.selects_in_fit:
+            built.append(FitSelectHook(evaluation, gamma))
+        elif evaluation is not None:
             built += [EvalHook(evaluation, gamma), BestHook()]
         if not closed_form:  # a closed-form fit is one call: nothing to resume or watch
             if ckpt_path is not None:

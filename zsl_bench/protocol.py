@@ -204,6 +204,11 @@ def evaluate_scores(scores: object, labels: object, seen_classes: object, unseen
 # best epoch (γ = ``eval.gamma`` when set, else the best γ on test). How MSDN and most papers
 # report; every row says ``test-oracle``.
 #
+# Methods that declare ``selects_in_fit`` (generative baselines) report candidate states from
+# inside ``fit`` instead of epochs (engine.FitSelectHook); the same rule picks the best GZSL state
+# (H) and the best ZSL state (ZSL acc), and under ``val`` phase 2 retrains with the config values
+# that reach them (``fit_values``, recorded as ``selected.<key>``).
+#
 # Hyperparameters a method declares in ``tuned_on_val`` (method-config field -> candidate values)
 # are tuned under ``val``: phase 1 runs once per combination of the grid (the product, in
 # declaration order) and the combination whose best epoch has the highest validation H wins (ties
@@ -320,11 +325,14 @@ def select_on_val(engine: Engine, grid: Mapping[str, tuple[Any, ...]], *, seed: 
         candidates.append({**best, "values": values})
     chosen = dict(select_best(candidates))  # ties -> the first combination
     values = chosen.pop("values")
+    # ``selects_in_fit`` methods: the config values that reach the chosen state (e.g. GAN and
+    # classifier epochs); phase 2 retrains with them, as other methods retrain for the best epoch.
+    fit_values = chosen.pop("fit_values", None) or {}
     if grid:
         log.info("%s %s: tuned on validation over %d combinations: %s (val H %.2f)", method.name, data.name,
                  len(combos), ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in values.items()), float(chosen["h"]))
-    cfg = with_method_values(engine.cfg, method, values)
+    cfg = with_method_values(engine.cfg, method, {**values, **fit_values})
     gamma = float(cfg.eval.gamma) if cfg.eval.gamma is not None else float(chosen["gamma"])
     epoch = int(chosen["epoch"])
     selection: dict[str, Any] = {"best_epoch": epoch, "gamma": gamma, **{
@@ -334,6 +342,7 @@ def select_on_val(engine: Engine, grid: Mapping[str, tuple[Any, ...]], *, seed: 
         selection.update({f"tuned.{k}": float(v) if isinstance(v, (int, float)) else v
                           for k, v in values.items()})
         selection["tuned.candidates"] = float(math.prod(len(v) for v in grid.values()))
+    selection.update(_selected(fit_values))
     return Outcome(config=cfg, model=None, history=history, best_epoch=epoch, gamma=gamma, selection=selection)
 
 
@@ -365,8 +374,14 @@ def select_on_test(engine: Engine, *, seed: int, ckpt_dir: Path, reporter: Repor
     if p.extra.get("best_state") is not None:
         model.load_state_dict(p.extra["best_state"])  # extras describe the reported epoch
     epoch, gamma = int(test["epoch"]), float(test["gamma"])
+    selection = {"best_epoch": epoch, "gamma": gamma, "oracle": 1.0, **_selected(test.get("fit_values") or {})}
     return Outcome(config=cfg, model=model, history=p.history, best_epoch=epoch, gamma=gamma,
-                   selection={"best_epoch": epoch, "gamma": gamma, "oracle": 1.0}, test=test)
+                   selection=selection, test=test)
+
+
+def _selected(fit_values: Mapping[str, Any]) -> dict[str, float]:
+    """``selected.<key>``: what a ``selects_in_fit`` method's chosen state took (numbers as floats)."""
+    return {f"selected.{k}": float(v) for k, v in fit_values.items() if isinstance(v, (int, float))}
 
 
 def _test_split(engine: Engine) -> EvalSplit:

@@ -12,9 +12,11 @@ Imports ``model.MLP_G``, ``model.MLP_CRITIC``, ``classifier.LINEAR_LOGSOFTMAX`` 
 ``generate_syn_feature``. With weights copied, in float64: generator and critic outputs, the
 gradient penalty and critic loss (same ε), the generator loss (adversarial + β·NLL of the frozen
 pretrained classifier), critic and generator gradients, and a 3-iteration GAN trajectory (5 critic
-steps + 1 generator step each, Adam(lr, β1 = 0.5), the same batches and noise fed to both).
-Cannot be equal: the batch sampler (official ``randperm(n)[:B]``, ours ``randint``, with
-replacement) and so the random streams of a full run.
+steps + 1 generator step each, Adam(lr, β1 = 0.5), the same batches and noise fed to both), and
+**one whole GAN epoch**: the release's inner loop (clswgan.py:187-243, with its ``sample()``) run
+unchanged from the same torch seed as ours (``_GANLoop.epoch``), which draws the same random numbers
+in the same order (``randperm(n)[:B]`` batches as util.py:193-194, noise, GP ε): every weight after
+the epoch and the optimiser step counts.
 
     python benchmarks/equivalence/fclswgan.py --official /path/to/f-clswgan-release-files
 """
@@ -190,8 +192,101 @@ def main(argv: list[str] | None = None) -> int:
     rep.check_true("synthetic labels: same classes and order", bool(torch.equal(l_ours, l_off)))
     rep.measure("synthetic features, same seed (official: noise per class, float32 buffers)",
                 f_ours, f_off.double())
+    # One whole GAN epoch of the release, run unchanged, vs ours from the same weights and seed.
+    epoch_trajectory(rep, root, off_model, fns, opt, task, seen, args.seed + 20, n=4 * B + 3)
     torch.set_default_dtype(torch.float32)  # restore for callers that import main()
     return rep.finish()
+
+
+class _Data:
+    """Stands in for ``util.DATA_LOADER``: what clswgan.py's GAN loop reads (util.py:193-197)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, att: torch.Tensor, seen: torch.Tensor) -> None:
+        self.train_feature, self.train_label, self.attribute, self.seenclasses = x, y, att, seen
+        self.ntrain = x.shape[0]
+
+    def next_batch(self, batch: int):
+        idx = torch.randperm(self.ntrain)[0:batch]
+        label = self.train_label[idx]
+        return self.train_feature[idx], label, self.attribute[label]
+
+
+class _Util:
+    @staticmethod
+    def map_label(label: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return torch.searchsorted(classes, label)
+
+
+def epoch_trajectory(rep: Report, root: str, off_model, fns: dict, opt: argparse.Namespace, task, seen, seed: int,
+                     n: int) -> None:
+    from methods.fclswgan import FCLSWGAN, FCLSWGANConfig, GradLog, _GANLoop
+
+    Fd, A, H, B = opt.resSize, opt.attSize, opt.ngh, opt.batch_size
+    torch.manual_seed(seed)
+    netG, netD = off_model.MLP_G(opt), off_model.MLP_CRITIC(opt)
+    pre = torch.nn.Linear(Fd, len(seen))
+    g = torch.Generator().manual_seed(seed + 1)
+    xs = torch.rand(n, Fd, generator=g)
+    ys = seen[torch.randint(0, len(seen), (n,), generator=g)]
+    att_all = torch.as_tensor(task.att, dtype=torch.float64)
+    cfg = FCLSWGANConfig(hidden_g=H, hidden_d=H, batch_size=B, gp_weight=opt.lambda1, cls_weight=opt.cls_weight,
+                         lr=1e-4)
+    ours = FCLSWGAN(cfg, task).double()
+    copy_linear(ours.generator[0][0], netG.fc1)
+    copy_linear(ours.generator[0][2], netG.fc2)
+    with torch.no_grad():
+        netD.fc2.bias.zero_()
+        pre.weight.normal_(0, 0.1, generator=g)
+        ours.pre_classifier.weight.zero_()
+        ours.pre_classifier.bias.zero_()
+        ours.pre_classifier.weight[seen] = pre.weight
+        ours.pre_classifier.bias[seen] = pre.bias
+    copy_linear(ours.critic[0], netD.fc1)
+    copy_linear(ours.critic[2], netD.fc2)
+    pre.requires_grad_(False)
+    ours.pre_classifier.requires_grad_(False)
+    pretrain = argparse.Namespace(model=torch.nn.Sequential(pre, torch.nn.LogSoftmax(dim=1)))
+    optimD = torch.optim.Adam(netD.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    optimG = torch.optim.Adam(netG.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    o = argparse.Namespace(**{**vars(opt), "critic_iter": 5})
+    fns["calc_gradient_penalty"].__globals__["opt"] = o
+    ns = {**fns, "opt": o, "data": _Data(xs, ys, att_all, seen), "util": _Util, "netG": netG, "netD": netD,
+          "optimizerD": optimD, "optimizerG": optimG, "pretrain_cls": pretrain, "cls_criterion": torch.nn.NLLLoss(),
+          "input_res": torch.zeros(B, Fd), "input_att": torch.zeros(B, A), "noise": torch.zeros(B, A),
+          "input_label": torch.zeros(B, dtype=torch.long), "one": torch.tensor(1.0), "mone": torch.tensor(-1.0),
+          "Variable": _variable, "torch": torch}
+    path = os.path.join(root, "clswgan.py")
+    tree = ast.parse(open(path).read())
+    sample = [x for x in tree.body if isinstance(x, ast.FunctionDef) and x.name == "sample"]
+    epoch_loop = next(x for x in tree.body if isinstance(x, ast.For) and getattr(x.target, "id", "") == "epoch")
+    inner = next(x for x in epoch_loop.body if isinstance(x, ast.For))  # for i in range(0, data.ntrain, B)
+    code = compile(ast.Module(body=sample + [inner], type_ignores=[]), path, "exec")
+    counts = {"critic": 0, "generator": 0}
+
+    def counted(o_, name):
+        step = o_.step
+
+        def wrapped(*a, **k):
+            counts[name] += 1
+            return step(*a, **k)
+        o_.step = wrapped
+
+    counted(optimD, "critic")
+    counted(optimG, "generator")
+    torch.manual_seed(seed + 3)
+    exec(code, ns)
+    off_counts = dict(counts)
+    loop = _GANLoop(ours, xs, ys, GradLog())
+    counts.update(critic=0, generator=0)
+    counted(loop.opt_d, "critic")
+    counted(loop.opt_g, "generator")
+    torch.manual_seed(seed + 3)
+    loop.epoch(1)
+    rep.check(f"one GAN epoch (n={n}, B={B}): critic layer 1", ours.critic[0].weight, netD.fc1.weight, 1e-9)
+    rep.check(f"one GAN epoch (n={n}, B={B}): critic layer 2", ours.critic[2].weight, netD.fc2.weight, 1e-9)
+    rep.check(f"one GAN epoch (n={n}, B={B}): generator layer 1", ours.generator[0][0].weight, netG.fc1.weight, 1e-9)
+    rep.check(f"one GAN epoch (n={n}, B={B}): generator layer 2 bias", ours.generator[0][2].bias, netG.fc2.bias, 1e-9)
+    rep.check_true(f"one GAN epoch: optimiser steps equal (official {off_counts}, ours {counts})", off_counts == counts)
 
 
 if __name__ == "__main__":
