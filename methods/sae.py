@@ -50,7 +50,6 @@ from zsl_bench.config import check
 from zsl_bench.contract import TaskInfo, ZSLMethod
 from zsl_bench.registry import METHODS
 
-
 # λ candidates tuned on validation (see the module docstring).
 LAMBDAS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.16, 0.2, 0.32, 0.6, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0,
            200.0, 500.0, 1000.0, 5000.0)

@@ -29,8 +29,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _e2_common import (Mvp18Stub, Report, load_file, official_dir, parser, random_features,  # noqa: E402
-                        random_task, read_arg_default, read_validated)
+from _e2_common import (  # noqa: E402
+    Mvp18Stub,
+    Report,
+    load_file,
+    official_dir,
+    parser,
+    random_features,
+    random_task,
+    read_arg_default,
+    read_validated,
+)
 
 DATASETS = {"cub": "CUB", "sun": "SUN", "awa2": "AWA2"}
 

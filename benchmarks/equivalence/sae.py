@@ -20,8 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _e2_common import (Report, load_file, official_dir, parser, random_features, random_task,  # noqa: E402
-                        read_validated)
+from _e2_common import Report, load_file, official_dir, parser, random_features, random_task, read_validated  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

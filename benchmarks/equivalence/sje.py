@@ -29,8 +29,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _e2_common import (Mvp18Stub, Report, load_file, official_dir, parser, random_features,  # noqa: E402
-                        random_task, read_arg_default, read_validated)
+from _e2_common import (  # noqa: E402
+    Mvp18Stub,
+    Report,
+    load_file,
+    official_dir,
+    parser,
+    random_features,
+    random_task,
+    read_arg_default,
+    read_validated,
+)
 
 DATASETS = {"cub": "CUB", "sun": "SUN", "awa2": "AWA2"}
 
@@ -102,29 +111,24 @@ def main(argv: list[str] | None = None) -> int:
                 return stub.update_W(Wc, idx)
             return stub.update_W(Wc, idx, train_classes)
 
-        m = cls(cfg, task)
+        m = cls(cfg, task).double()
         with torch.no_grad():
             m.W.copy_(torch.as_tensor(W))
-        m = m.double()
-        n_viol, n_step, worst = 0, 0, 0.0
+        n_viol, n_step = 0, 0
         for j in range(args.images):
             xj = torch.as_tensor(x[j:j + 1])
             ours = our_step(m, xj, torch.as_tensor(y[j:j + 1]), lr)
             upd = official(W.copy(), [j]) - W
-            ok = rep.check(f"{name} image {j}: −lr·∇(our loss) vs official update", ours, upd,
-                           1e-10 * max(1.0, np.abs(upd).max()))
-            if not ok:
-                worst = max(worst, float(np.abs(ours - upd).max()))
+            rep.check(f"{name} image {j}: −lr·∇(our loss) vs official update", ours, upd, 1e-10 * max(1.0, np.abs(upd).max()))
             n_step += int(np.abs(upd).max() > 0)
             if name == "SJE":  # the standardisation switched off on both sides
                 off.preprocessing = types.SimpleNamespace(scale=lambda v: v)
                 upd_id = official(W.copy(), [j]) - W
                 off.preprocessing = skp
-                mi = cls(SJEConfig(margin=margin, standardize=False), task)
+                mi = cls(SJEConfig(margin=margin, standardize=False), task).double()
                 with torch.no_grad():
                     mi.W.copy_(torch.as_tensor(W))
-                mi = mi.double()
-                rep.check(f"SJE image {j}, no standardisation on either side: −lr·∇ vs official", 
+                rep.check(f"SJE image {j}, no standardisation on either side: −lr·∇ vs official",
                           our_step(mi, xj, torch.as_tensor(y[j:j + 1]), lr), upd_id, 1e-10 * max(1.0, np.abs(upd_id).max()))
                 mi = None
                 s = xn[j] @ W @ sig
@@ -141,10 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         W_off = W.copy()
         for idx in order:
             W_off = official(W_off, list(idx))
-        m = cls(cfg, task)
+        m = cls(cfg, task).double()
         with torch.no_grad():
             m.W.copy_(torch.as_tensor(W))
-        m = m.double()
         opt = torch.optim.SGD([m.W], lr=lr, momentum=0.0)
         for idx in order:
             for j in idx:
