@@ -21,7 +21,9 @@ Where this implementation differs:
   on the training split, which an epoch-trained method of this harness cannot fit before
   training, and a margin of 150 only means something on that scale, so AWA2 and FLO (no published
   setting) use the CUB setting (L2, 1.0, 1.0). Init: ``randn / sqrt(F)`` (mvp18: uniform with
-  unit-norm columns).
+  unit-norm columns). SUN's raw-feature setting assumes ResNet-101's feature scale: on the simulated
+  benchmark (features ~100x smaller) every class violates the margin of 3 and training collapses
+  (docs/FIDELITY.md); there, use the CUB setting.
 
 This file also holds :class:`BilinearEmbedding`, the compatibility ``x W φ(y)`` that DeViSE and
 SJE share (SJE imports it), so the two differ only in their loss.
