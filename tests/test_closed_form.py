@@ -58,6 +58,7 @@ def test_sae_fit_and_scores_match_numpy(space: str) -> None:
     Xn = Xn / np.linalg.norm(Xn, axis=1, keepdims=True)  # [N, F], normalize_input
     S = task.att.astype(np.float64)[y.numpy()]  # [N, A]
     W = sae_by_kronecker(Xn.T, S.T, 3.0)  # [A, F]
+    W = W / np.linalg.norm(W, axis=1, keepdims=True)  # the official NormalizeFea(W) before scoring
     np.testing.assert_allclose(m.W.numpy(), W, rtol=1e-4, atol=1e-5)
 
     def cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -83,7 +84,7 @@ def test_eszsl_matches_closed_form() -> None:
     m = cls(cfg, task)
     m.fit(x, y)
     X = x.double().numpy().T  # [F, N]
-    Y = np.where(y.numpy()[:, None] == task.seen[None, :], 1.0, -1.0)  # [N, z]
+    Y = np.where(y.numpy()[:, None] == task.seen[None, :], 1.0, 0.0)  # [N, z] one-hot (targets: zero_one)
     S = task.att.astype(np.float64)[task.seen].T  # [A, z]
     V = (np.linalg.inv(X @ X.T + 0.5 * np.eye(X.shape[0])) @ X @ Y @ S.T
          @ np.linalg.inv(S @ S.T + 2.0 * np.eye(S.shape[0])))

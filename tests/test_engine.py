@@ -270,7 +270,7 @@ def test_eszsl_equals_numpy_solve(data: ZSLData) -> None:
     x, y = data.features.read_pooled(rows).astype(np.float64), data.labels[rows]
     model.fit(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y))
     X = x.T  # [F, m]
-    Y = np.where(y[:, None] == SEEN[None, :], 1.0, -1.0)  # [m, z]
+    Y = np.where(y[:, None] == SEEN[None, :], 1.0, 0.0)  # [m, z] one-hot (targets: zero_one)
     S = data.att[SEEN].astype(np.float64).T  # [A, z]
     V = np.linalg.inv(X @ X.T + 2.0 * np.eye(F)) @ X @ Y @ S.T @ np.linalg.inv(S @ S.T + 0.5 * np.eye(A))
     np.testing.assert_allclose(model.V.numpy(), V, rtol=1e-4, atol=1e-6)

@@ -185,7 +185,7 @@ def test_generative_fit_trains_generator_and_classifier(tiny_task: TaskInfo) -> 
 # Training for the chance test: Adam (learning rate, steps) for epoch-trained methods; fit()
 # methods run their own schedule from these config overrides (a longer tiny schedule; the
 # generators need a well-trained guide classifier and a low noise dimension to learn in seconds).
-CHANCE_TRAIN = {"devise": (3e-2, 600), "sje": (1e-2, 600), "latem": (1e-2, 600),
+CHANCE_TRAIN = {"devise": (3e-2, 600), "sje": (1e-2, 600), "latem": (1e-2, 1500),
                 "dazle": (1e-2, 150), "transzero": (3e-3, 150)}
 CHANCE_OVERRIDES: dict[str, dict[str, Any]] = {
     "fclswgan": {"gan_epochs": 200, "n_synth": 40, "clf_epochs": 20, "pretrain_epochs": 100,

@@ -107,6 +107,15 @@ class ZSLMethod(nn.Module):
     # True: ``zsl_scores(x)`` (a separate unseen-only classifier) gives the ZSL accuracy; U, S, H and
     # AUSUC still come from ``scores(x)``. False: everything from ``scores(x)``.
     separate_zsl_scores: ClassVar[bool] = False
+    # Early stopping of epoch-trained methods: a phase that evaluates after each epoch (validation
+    # under ``val``, test under ``test-oracle``) stops once more than this many epochs have passed
+    # since its best H (mvp18's ``-es`` rule); 0: run every epoch of ``train.epochs``.
+    early_stop: ClassVar[int] = 0
+    # True: the method defines ``sgd_per_image``, an exact fast path of plain per-image SGD on its own
+    # ``loss`` (what the engine would do with ``train.batch_size: 1``, ``optimizer: sgd``, momentum,
+    # weight decay and clipping 0, fp32). The engine calls it once per epoch in that configuration
+    # and the generic forward/loss/backward path otherwise.
+    per_image_sgd: ClassVar[bool] = False
 
     # Set by fit() of methods that train parameters by gradient inside fit (generative ones):
     # {parameter name: summed |grad|} over the fit, so tests can check every trainable parameter
@@ -137,6 +146,11 @@ class ZSLMethod(nn.Module):
 
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
         raise NotImplementedError(f"{self.name} is trained by the engine's epochs, not fit()")
+
+    def sgd_per_image(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
+        """One plain SGD step at ``lr`` per image of ``x`` [N, F] / ``y`` [N], in order, on ``loss``
+        (only when ``per_image_sgd``); returns each loss term per image ``{term: [N]}``."""
+        raise NotImplementedError(f"{self.name} has no per-image SGD fast path")
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named attention maps ``{name: [B, A, R]}`` for figures and hit rates (region methods).

@@ -358,6 +358,10 @@ class Hook:
     def after_train(self, t: Trainer) -> None:
         """After the last epoch, or when an epoch raised."""
 
+    def should_stop(self, t: Trainer) -> bool:
+        """Before each epoch: True ends the phase there (early stopping); checked after a resume too."""
+        return False
+
 
 class Trainer:
     """One training phase: a loop over epochs and the hooks around it (detectron2's ``TrainerBase``).
@@ -397,12 +401,18 @@ class Trainer:
         # CUDA: loss terms and the non-finite check stay on the device until the epoch ends.
         self.deferred = engine.deferred_checks
         self._y_dev: torch.Tensor | None = None
+        # Plain per-image SGD on a method with an exact fast path for it (ZSLMethod.per_image_sgd).
+        self.per_image = (not self.closed_form and engine.method_cls.per_image_sgd and tc.batch_size == 1
+                          and tc.optimizer == "sgd" and tc.momentum == 0 and tc.weight_decay == 0
+                          and tc.grad_clip == 0 and engine.precision == "fp32")
 
     def train(self) -> PhaseOutcome:
         for h in self.hooks:
             h.before_train(self)
         try:
             for epoch in range(self.start + 1, self.epochs + 1) if not self.closed_form else (0,):
+                if any(h.should_stop(self) for h in self.hooks):
+                    break
                 self.epoch, self.last_eval = epoch, None
                 self.entry = {"phase": self.phase, "epoch": epoch, **self.run_epoch()}
                 self.history.append(self.entry)
@@ -422,6 +432,8 @@ class Trainer:
             model.fit(x, torch.as_tensor(self.labels, dtype=torch.long, device=eng.device))
             return {}
         assert self.opt is not None
+        if self.per_image:
+            return self._run_epoch_per_image()
         if self.deferred:
             return self._run_epoch_deferred()
         tc = eng.cfg.train
@@ -447,6 +459,33 @@ class Trainer:
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
         return {k: v / max(len(batches), 1) for k, v in sums.items()}
+
+    def _run_epoch_per_image(self) -> dict[str, float]:
+        """:meth:`run_epoch` for plain SGD with batch 1 through the method's ``sgd_per_image``: the same
+        images in the same order (one draw of the sampler), one step each, without autograd."""
+        eng, model = self.engine, self.model
+        tc = eng.cfg.train
+        batches = epoch_batches(tc.sampler, self.labels, tc.batch_size, self.rng)
+        if not batches:
+            return {}
+        order = np.concatenate(batches)
+        x = eng.rows(self.train_rows).get(order)
+        y = torch.as_tensor(self.labels[order], dtype=torch.long).to(eng.device)
+        model.train()
+        with torch.no_grad():
+            terms = model.sgd_per_image(x, y, tc.lr)
+        if "loss" not in terms:
+            raise TrainingError(f"{eng.method_cls.name}.sgd_per_image() returned no 'loss' term (got {', '.join(terms)})")
+        out: dict[str, float] = {}
+        for k, v in terms.items():
+            bad = ~torch.isfinite(v)
+            if bool(bad.any()):
+                step = int(torch.nonzero(bad)[0, 0]) + 1
+                raise TrainingError(f"{eng.method_cls.name}: non-finite loss in phase {self.phase}, epoch {self.epoch}, "
+                                    f"step {step}: term '{k}'; lower train.lr or check the input features")
+            out[k] = float(v.double().mean())
+        self.step = len(order)
+        return out
 
     def _run_epoch_deferred(self) -> dict[str, float]:
         """:meth:`run_epoch` without a host synchronisation per step (the CUDA path).
@@ -610,6 +649,20 @@ class FitSelectHook(Hook):
     def after_train(self, t: Trainer) -> None:
         t.model.fit_monitor = None
         self._trainer = None
+
+
+class EarlyStopHook(Hook):
+    """Ends a phase once more than ``patience`` epochs have passed since the best evaluated one
+    (``ZSLMethod.early_stop``). Reads only the history and the best epoch, so a resumed phase stops
+    where the uninterrupted one did."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+
+    def should_stop(self, t: Trainer) -> bool:
+        if t.best is None or not t.history:
+            return False
+        return int(t.history[-1]["epoch"]) - int(t.best["epoch"]) > self.patience
 
 
 class CheckpointHook(Hook):
@@ -915,6 +968,8 @@ class Engine:
             built.append(FitSelectHook(evaluation, gamma))
         elif evaluation is not None:
             built += [EvalHook(evaluation, gamma), BestHook()]
+            if not closed_form and self.method_cls.early_stop > 0:
+                built.append(EarlyStopHook(int(self.method_cls.early_stop)))
         if not closed_form:  # a closed-form fit is one call: nothing to resume or watch
             if ckpt_path is not None:
                 built.append(CheckpointHook(ckpt_path, self.fingerprint(phase, seed, train_rows)))

@@ -160,3 +160,40 @@ class Mvp18Stub:
     def __getattr__(self, name: str) -> Any:  # bind the official methods to this stub
         fn = getattr(self._cls, name)
         return fn.__get__(self)
+
+
+def read_validated(path: str) -> dict[str, tuple[int, list[str]]]:
+    """mvp18's table of validated values in a script's docstring, e.g. ``CUB  -> (L2, 0.3) -> Test
+    Acc`` (ALE/SJE/DeViSE/ESZSL) or ``CUB  -> 0.3948 @ 100  [F-->S] 0.4670 @ 0.2  [S-->F]`` (SAE).
+
+    Returns:
+        dataset (upper case) -> (1-based line number, the fields): the tuple's items for the first
+        form; ``[λ F→S, λ S→F]`` for SAE's.
+    """
+    import re
+
+    out: dict[str, tuple[int, list[str]]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for no, line in enumerate(fh, 1):
+            m = re.match(r"\s*([A-Z0-9]+)\s*->\s*\(([^)]*)\)\s*->\s*Test Acc", line)
+            if m:
+                out[m.group(1)] = (no, [v.strip() for v in m.group(2).split(",")])
+                continue
+            m = re.match(r"\s*([A-Z0-9]+)\s*->\s*[\d.]+\s*@\s*([\d.]+)\s*\[F-->S\]\s*[\d.]+\s*@\s*([\d.]+)\s*\[S-->F\]",
+                         line)
+            if m:
+                out[m.group(1)] = (no, [m.group(2), m.group(3)])
+    return out
+
+
+def read_arg_default(path: str, flag: str) -> tuple[int, str]:
+    """(line, default) of ``parser.add_argument('-X', '--flag', default=...)`` in an mvp18 script."""
+    import re
+
+    with open(path, encoding="utf-8") as fh:
+        for no, line in enumerate(fh, 1):
+            if f"'--{flag}'" in line:
+                m = re.search(r"default=([^,)]+)", line)
+                if m:
+                    return no, m.group(1).strip().strip("'\"")
+    raise ValueError(f"{path}: no --{flag} argument found")

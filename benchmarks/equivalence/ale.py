@@ -12,7 +12,8 @@ What is compared (float64, same W, same images):
   ``random.choice`` replaced by a scripted draw, weighted by its probability, gives the exact
   expected official update; ours (−lr · gradient of our loss on the same image) must equal it times
   β_r / E[β_⌊n/t⌋] (checked), and that factor is printed (the WARP estimate's bias);
-- schedule: per epoch the official code makes N updates, ours N/batch_size averaged ones.
+- schedule: our presets (one SGD step per image, lr per dataset, at most 100 epochs, early stopping
+  10 epochs after the best) against the values read from ale.py (table and argparse defaults).
 Cannot be equal: a sampled training trajectory (the official draws wrong classes at random).
 
     python benchmarks/equivalence/ale.py --official /path/to/Popular-ZSL-Algorithms
@@ -28,7 +29,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _e2_common import Mvp18Stub, Report, load_file, official_dir, parser, random_features, random_task  # noqa: E402
+from _e2_common import (  # noqa: E402
+    Mvp18Stub,
+    Report,
+    load_file,
+    official_dir,
+    parser,
+    random_features,
+    random_task,
+    read_arg_default,
+    read_validated,
+)
+
+DATASETS = {"cub": "CUB", "sun": "SUN", "awa2": "AWA2"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,23 +131,22 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append(e_beta / beta_r)
     rep.value("E[β_⌊n/t⌋] / β_r, official over ours, min over images", min(ratios))
     rep.value("E[β_⌊n/t⌋] / β_r, official over ours, max over images", max(ratios))
-    with torch.no_grad():
-        m.W.copy_(torch.as_tensor(W0))
-    # Schedule: one epoch over N images, W frozen (first-order): official N updates, ours N / 64.
-    B = 64
-    m.zero_grad()
-    out = m(xt[:B])
-    m.loss(out, torch.as_tensor(y[:B]))["loss"].backward()
-    ours_batch = -lr * m.W.grad.numpy()
-    per_image = np.zeros_like(W0)
-    for j in range(B):
-        m.zero_grad()
-        m.loss(m(xt[j:j + 1]), torch.as_tensor(y[j:j + 1]))["loss"].backward()
-        per_image += -lr * m.W.grad.numpy()
-    rep.check("one batch of 64 with our loss: mean-batch step × 64 vs sum of 64 per-image steps",
-              ours_batch * B, per_image, 1e-5 * np.abs(per_image).max())
-    rep.value("|Σ 64 per-image steps| / |our one batch-64 step| (step-size ratio, official schedule / ours)",
-              np.linalg.norm(per_image) / np.linalg.norm(ours_batch))
+    # Schedule: the presets against the values read from the official file.
+    path = os.path.join(root, "ALE", "ale.py")
+    table = read_validated(path)
+    for flag, ours in (("epochs", {ds: ALE.presets[ds]["train"]["epochs"] for ds in DATASETS}),
+                       ("early_stop", {ds: ALE.early_stop for ds in DATASETS})):
+        line, default = read_arg_default(path, flag)
+        for ds in DATASETS:
+            rep.check_true(f"{ds}: {flag} {ours[ds]} = official default {default} (ALE/ale.py:{line})",
+                           ours[ds] == int(default))
+    for ds, up in DATASETS.items():
+        line, (norm, lr_off) = table[up]
+        pre = ALE.presets[ds]["train"]
+        rep.check_true(f"{ds}: one SGD step per image at lr {lr_off}, norm {norm} (ALE/ale.py:{line}, update_W)",
+                       pre["batch_size"] == 1 and pre["optimizer"] == "sgd" and float(lr_off) == pre["lr"]
+                       and pre["momentum"] == 0.0 and pre["weight_decay"] == 0.0 and norm == "L2"
+                       and ALEConfig().normalize_features)
     return rep.finish()
 
 

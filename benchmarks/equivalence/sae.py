@@ -3,8 +3,10 @@
 Official: github.com/Elyorcv/SAE (MATLAB: library/SAE.m, awa_demo.m) is not runnable here, so the
 check imports the faithful Python port of the same math, mvp18/Popular-ZSL-Algorithms
 ``SAE/sae.py`` (``find_W`` = SAE.m line for line; ``zsl_acc`` = the demos' [F→S] / [S→F]
-scoring, with ``NormalizeFea(W)`` row-normalisation of W). The solution W and both scorings are
-compared; the row-normalisation of W in the official scoring is a documented difference of ours.
+scoring, with ``NormalizeFea(W)`` row-normalisation of W). Compared: the Sylvester solution; our stored W against
+the official row-normalised W; both scorings as shipped; the official accuracy function; and the λ
+grid tuned on validation against every validated value mvp18 published (sae.py:25-29), and the
+presets against its [F→S] values.
 
     python benchmarks/equivalence/sae.py --official /path/to/Popular-ZSL-Algorithms
 """
@@ -18,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _e2_common import Report, load_file, official_dir, parser, random_features, random_task  # noqa: E402
+from _e2_common import Report, load_file, official_dir, parser, random_features, random_task, read_validated  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,25 +54,23 @@ def main(argv: list[str] | None = None) -> int:
         # ours, float64 solver on the same (official-normalised) inputs
         W_solve = solve_sae(X_off, S_off, lam)
         rep.check(f"λ={lam:g}: solve_sae W (float64) vs find_W", W_solve, W_off, 1e-9 * max(1, np.abs(W_off).max()))
-        # ours, the method end to end (normalises x itself with F.normalize, stores W in float32)
-        m = SAE(SAEConfig(lam=lam), task)
-        m.fit(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y))
-        rep.check(f"λ={lam:g}: SAE.fit W (float32 buffer) vs find_W", m.W, W_off,
-                  1e-4 * np.abs(W_off).max())
-        # scoring [F→S]: official cosine(x W_rownorm^T, s); ours cosine(x W^T, s)
         W64 = W_off
         Wn = offself.normalizeFeature(W64)  # NormalizeFea(W): each row of W [A, F]
+        # ours, the method end to end (normalises x itself, solves, row-normalises, stores float32)
+        m = SAE(SAEConfig(lam=lam), task)
+        m.fit(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y))
+        rep.check(f"λ={lam:g}: SAE.fit W (float32 buffer) vs NormalizeFea(find_W)", m.W, Wn, 1e-5)
+        # scoring [F→S]: official cosine(x NormalizeFea(W)^T, s)
         F2S_off = xt @ Wn.T
         cos_off = (F2S_off / np.linalg.norm(F2S_off, axis=1, keepdims=True)) @ (sig_te / np.linalg.norm(sig_te, axis=0))
-        F2S_ours = xt @ W64.T
-        cos_ours = (F2S_ours / np.linalg.norm(F2S_ours, axis=1, keepdims=True)) @ (sig_te / np.linalg.norm(sig_te, axis=0))
         with torch.no_grad():
-            m.W.copy_(torch.as_tensor(Wn))  # ours with the official row-normalised W
             got = m(torch.as_tensor(xt, dtype=torch.float32))["logits"][:, torch.as_tensor(unseen)]
-        rep.check(f"λ={lam:g}: [F→S] scores, ours given NormalizeFea(W) vs official", got, cos_off, 1e-5)
-        rep.measure(f"λ={lam:g}: [F→S] scores, W as solved (ours) vs NormalizeFea(W)", cos_ours, cos_off)
-        agree = float((cos_ours.argmax(1) == cos_off.argmax(1)).mean())
-        rep.value(f"λ={lam:g}: [F→S] share of test predictions that differ", 1 - agree)
+        rep.check(f"λ={lam:g}: [F→S] scores as shipped vs official", got, cos_off, 1e-5)
+        rep.check_true(f"λ={lam:g}: [F→S] same predictions as official", bool((got.numpy().argmax(1) == cos_off.argmax(1)).all()))
+        F2S_raw = xt @ W64.T  # the difference fixed here: scoring with W as solved
+        cos_raw = (F2S_raw / np.linalg.norm(F2S_raw, axis=1, keepdims=True)) @ (sig_te / np.linalg.norm(sig_te, axis=0))
+        rep.value(f"λ={lam:g}: [F→S] share of predictions that W as solved (the old code) changed",
+                  float((cos_raw.argmax(1) != cos_off.argmax(1)).mean()))
         # official accuracy function on official W, against ours computed the same way
         local = np.searchsorted(unseen, yt)
         acc_off = off.SAE.zsl_acc(offself, xt.T, W64, local, sig_te, "F2S")
@@ -82,13 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         S2F_off = S2F_off / np.linalg.norm(S2F_off, axis=1, keepdims=True)
         s2f_off = (xt / np.linalg.norm(xt, axis=1, keepdims=True)) @ S2F_off.T
         mf = SAE(SAEConfig(lam=lam, space="feature"), task)
+        mf.fit(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y))
         with torch.no_grad():
-            mf.W.copy_(torch.as_tensor(Wn))
             got = mf(torch.as_tensor(xt, dtype=torch.float32))["logits"][:, torch.as_tensor(unseen)]
-            mf.W.copy_(torch.as_tensor(W64))
-            got_raw = mf(torch.as_tensor(xt, dtype=torch.float32))["logits"][:, torch.as_tensor(unseen)]
-        rep.check(f"λ={lam:g}: [S→F] scores, ours given NormalizeFea(W) vs official", got, s2f_off, 1e-5)
-        rep.measure(f"λ={lam:g}: [S→F] scores, W as solved (ours) vs NormalizeFea(W)", got_raw, s2f_off)
+        rep.check(f"λ={lam:g}: [S→F] scores as shipped vs official", got, s2f_off, 1e-5)
+    # λ: the grid tuned on validation and the presets against mvp18's validated values.
+    path = os.path.join(root, "SAE", "sae.py")
+    table = read_validated(path)
+    for ds, up in {"cub": "CUB", "sun": "SUN", "awa2": "AWA2"}.items():
+        line, (f2s, s2f) = table[up]
+        rep.check_true(f"{ds}: validated λ {f2s} [F→S] and {s2f} [S→F] are in the tuned grid (SAE/sae.py:{line})",
+                       float(f2s) in SAE.tuned_on_val["lam"] and float(s2f) in SAE.tuned_on_val["lam"])
+        rep.check_true(f"{ds}: preset λ {SAE.presets[ds]['method']['lam']:g} = validated [F→S] {f2s} (SAE/sae.py:{line})",
+                       SAE.presets[ds]["method"]["lam"] == float(f2s))
     return rep.finish()
 
 
