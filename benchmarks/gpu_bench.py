@@ -92,14 +92,14 @@ def sync(device: torch.device) -> None:
 # ---------------------------------------------------------------- step throughput
 
 
-def build(method: str, shape: dict[str, int], regions: int, device: torch.device, amp: bool) -> tuple[Any, Any]:
+def build(method: str, shape: dict[str, int], regions: int, device: torch.device, precision: str) -> tuple[Any, Any]:
     rng = np.random.default_rng(0)
     k, s, a, f, d = (shape[n] for n in ("classes", "seen", "attributes", "features", "w2v"))
     task = TaskInfo(dataset="cub", att=rng.random((k, a), dtype=np.float32), seen=np.arange(s),
                     unseen=np.arange(s, k), feature_dim=f, regions=regions,
                     w2v=rng.standard_normal((a, d)).astype(np.float32))
     cls = METHODS.get(method)
-    cfg = resolve(cls, "cub", None, {"train": {"device": str(device), "amp": amp}})
+    cfg = resolve(cls, "cub", None, {"train": {"device": str(device), "precision": precision}})
     torch.manual_seed(0)
     model = cls(cfg.method, task).to(device)
     return model, E.build_optimizer([p for p in model.parameters() if p.requires_grad], cfg.train)
@@ -116,17 +116,17 @@ def section_step(args: argparse.Namespace, device: torch.device) -> None:
                 amp = prec == "bf16"
                 if device.type == "cuda" and not amp:
                     torch.backends.cuda.matmul.allow_tf32 = False
-                model, opt = build(method, shape, regions, device, amp)
+                model, opt = build(method, shape, regions, device, prec)
                 held = torch.rand(pool, shape["features"], regions, device=device,
                                   dtype=torch.float16 if amp else torch.float32)
                 labels = torch.randint(0, shape["seen"], (pool,), device=device)
                 batch = args.batch
 
                 def one_step(model: Any = model, opt: Any = opt, held: torch.Tensor = held,
-                             labels: torch.Tensor = labels, batch: int = batch, amp: bool = amp) -> None:
+                             labels: torch.Tensor = labels, batch: int = batch, prec: str = prec) -> None:
                     pos = torch.randint(0, pool, (batch,), device=device)
                     x = held.index_select(0, pos).float()
-                    with E.autocast(device, amp):
+                    with E.autocast(device, prec):
                         terms = model.loss(model(x), labels.index_select(0, pos))
                     opt.zero_grad(set_to_none=True)
                     terms["loss"].backward()
@@ -144,7 +144,7 @@ def section_step(args: argparse.Namespace, device: torch.device) -> None:
                 # Scoring: the engine's chunks, features already on the device.
                 model.eval()
                 chunk = min(pool, 64 if args.cpu_smoke else 1024)
-                with torch.no_grad(), E.autocast(device, amp):
+                with torch.no_grad(), E.autocast(device, prec):
                     model.scores(held[:chunk].float())
                     sync(device)
                     t0 = time.perf_counter()
@@ -234,7 +234,7 @@ def section_schedule(args: argparse.Namespace, device: torch.device) -> None:
         torch.cuda.empty_cache()
     for method in args.schedule_methods.split(","):
         for prec in (("fp32",) if device.type != "cuda" else ("bf16", "fp32")):
-            train: dict[str, Any] = {"device": str(device), "amp": prec == "bf16"}
+            train: dict[str, Any] = {"device": str(device), "precision": prec}
             if epochs:  # smoke: the same code path, few steps (CPU time here is not what is measured)
                 train.update(epochs=epochs, batch_size=512)
             if device.type == "cuda":
@@ -270,11 +270,11 @@ def section_agree(args: argparse.Namespace, device: torch.device) -> None:
     spec = RunSpec("msdnpp", "cub", seed=0, protocol="val", sim_preset=preset)
     epochs = 2 if args.cpu_smoke else args.agree_epochs
     out: dict[str, dict[str, float]] = {}
-    runs = [("cpu", "cpu", False)]
+    runs = [("cpu", "cpu", "fp32")]
     if device.type == "cuda":
-        runs += [("cuda fp32", "cuda", False), ("cuda bf16", "cuda", True)]
-    else:
-        runs += [("cpu deferred-check path", "cpu", False)]
+        runs += [("cuda fp32", "cuda", "fp32"), ("cuda bf16", "cuda", "bf16")]
+    else:  # bf16 autocast on CPU: the same opt-in precision, measured where there is no GPU
+        runs += [("cpu deferred-check path", "cpu", "fp32"), ("cpu bf16", "cpu", "bf16")]
     import zsl_bench.runner as runner_mod
 
     class DeferredEngine(E.Engine):
@@ -284,14 +284,14 @@ def section_agree(args: argparse.Namespace, device: torch.device) -> None:
             super().__init__(*a, **kw)
             self.deferred_checks = True
 
-    for label, dev, amp in runs:
+    for label, dev, prec in runs:
         if label == "cpu deferred-check path":
             runner_mod.Engine = DeferredEngine  # type: ignore[misc]
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
                 res = run_one(spec, out_dir=Path(tmp), progress=False,
-                              cli_overrides={"train": {"device": dev, "amp": amp, "epochs": epochs}})
+                              cli_overrides={"train": {"device": dev, "precision": prec, "epochs": epochs}})
                 wall = time.perf_counter() - t0
         finally:
             runner_mod.Engine = E.Engine  # type: ignore[misc]

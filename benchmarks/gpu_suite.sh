@@ -13,7 +13,8 @@
 #     with achieved TFLOP/s beside the device's peak (FLOPs counted analytically: benchmarks/gpu_bench.py)
 #   - the wall time of the full CUB schedule (val protocol: validation epochs + the trainval retrain,
 #     scoring every epoch) and the peak GPU memory
-#   - CPU vs GPU metric agreement (fp32 and bf16) on the same seeded run
+#   - CPU vs GPU metric agreement (fp32 and bf16) on the same seeded run: fp32 is the default precision
+#     (train.precision); the bf16 line is the measured deviation of the opt-in bf16 autocast
 #   - `data extract` images/s at 448 px for ResNet-101 (random weights and images)
 # The whole run is bounded by ZSL_BENCH_SUITE_LIMIT_S (default 470 s): a section cut by it is reported.
 # Extra arguments go to benchmarks/gpu_bench.py (e.g. --only step,schedule).

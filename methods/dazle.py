@@ -128,6 +128,7 @@ class DAZLE(ZSLMethod):
     name = "dazle"
     family = "attention"
     input = "regions"
+    image_size = 224  # its paper: 7×7 maps of 224-px images (features-224px.h5; zsl_bench/data/features.py)
     paper = "Huynh & Elhamifar, DAZLE, CVPR 2020"
     config_cls = DAZLEConfig
     # From the official notebooks (notebook/DAZLE_{CUB,SUN,AWA2}.ipynb), all RMSprop lr 1e-4, wd 1e-4,

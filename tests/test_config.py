@@ -52,7 +52,8 @@ def test_unknown_key_lists_valid_ones() -> None:
     ({"train": {"lr": 0}}, r"train\.lr: 0\.0; valid: a float > 0"),
     ({"train": {"sampler": "balanced"}}, r"train\.sampler: 'balanced'; valid: uniform or class_balanced"),
     ({"train": {"device": "tpu"}}, r"train\.device: 'tpu'; valid: auto, cpu, cuda or cuda:N"),
-    ({"train": {"amp": "maybe"}}, r"train\.amp: 'maybe'; expected true or false"),
+    ({"train": {"precision": "fp16"}}, r"train\.precision: 'fp16'; valid: fp32 or bf16"),
+    ({"train": {"amp": True}}, r"unknown config key train\.amp: train\.amp was replaced by train\.precision: fp32"),
     ({"eval": {"protocol": "test"}}, r"eval\.protocol: 'test'; valid: val or test-oracle"),
     ({"method": {"alpha": -1}}, r"method\.alpha: -1\.0; valid: a float > 0"),
 ])

@@ -7,6 +7,7 @@ GPU runs (minus the device), so it is covered where CI has no GPU; ``tests/test_
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -86,12 +87,23 @@ def test_training_labels_outside_the_phase_are_refused_once() -> None:
         train(eng, train_rows=rows, seen=SEEN[:8], unseen=UNSEEN)
 
 
-def test_precision_is_fp32_on_cpu_and_rows_add_nothing() -> None:
-    eng = engine_for("msdn", amp=True)
-    assert eng.cfg.train.amp and eng.precision == "fp32"  # autocast is CUDA-only
+def test_precision_defaults_to_fp32_and_rows_record_it() -> None:
+    eng = engine_for("msdn")
+    assert eng.cfg.train.precision == "fp32" and eng.precision == "fp32"  # the official codes' precision
     assert eng.runtime() == "" and eng.resident() is None and not eng.deferred_checks
-    assert E.precision_of(torch.device("cuda"), True) == "bf16"
-    assert E.precision_of(torch.device("cuda"), False) == "fp32"
+    assert E.precision_of(torch.device("cuda"), "bf16") == "bf16"
+    assert E.precision_of(torch.device("cpu"), "bf16") == "bf16"  # the same meaning on every device
+    assert isinstance(E.autocast(torch.device("cpu"), "fp32"), contextlib.nullcontext)
+    with E.autocast(torch.device("cpu"), "bf16"):
+        assert (torch.ones(2, 3) @ torch.ones(3, 2)).dtype == torch.bfloat16
+
+
+def test_bf16_on_cpu_autocasts_and_deviates_little() -> None:
+    fp32, bf16 = engine_for("ale"), engine_for("ale", precision="bf16")
+    assert bf16.precision == "bf16"
+    a, b = train(fp32), train(bf16)
+    assert a.history != b.history  # bf16 really computed (differently)
+    assert abs(a.history[-1]["test_h"] - b.history[-1]["test_h"]) < 25.0  # a sanity bound, not a claim
 
 
 def test_load_resident_declines_off_cuda(tmp_path: Path) -> None:

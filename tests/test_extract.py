@@ -190,6 +190,23 @@ def test_cli_extract_with_limit(shared_root: Path, tmp_path: Path) -> None:
     assert json.loads(h5py.File(out, "r").attrs["provenance"])["dataset"] == "cub"
 
 
+def test_extract_size_other_than_448_writes_beside_the_default(shared_root: Path, tmp_path: Path) -> None:
+    """`--size N` (N != 448) writes features-<N>px.h5, which the loader offers as that size's feature set."""
+    from zsl_bench.data.extract import extract_dataset
+    from zsl_bench.data.features import store_set
+
+    files = read_image_list("cub", shared_root)[:4]
+    paths = [local_image_path(f, "cub", tmp_path / "CUB" / "images") for f in files]
+    _write_images(paths, seed=2)
+    out = extract_dataset("cub", tmp_path, size=SIZE, device="cpu", batch_size=4, weights="random",
+                          image_files=files, progress=False)
+    assert out == tmp_path / "CUB" / f"features-{SIZE}px.h5" and not (tmp_path / "CUB" / "features.h5").exists()
+    with FeatureStore(out) as st:
+        fs = store_set(f"store-{SIZE}px", st)
+        assert fs.label("regions") == f"regions {SIZE} px R=4 (extracted, features-{SIZE}px.h5)"
+        assert fs.is_paper("regions", SIZE) and not fs.is_paper("regions", None)
+
+
 def test_imagenet_weights_offline_is_clear(monkeypatch: pytest.MonkeyPatch) -> None:
     """torchvision downloads ImageNet weights on first use; offline that must be one clear line."""
     import urllib.error

@@ -5,7 +5,7 @@ floating-point sums, which a few epochs of training amplify):
 
 * fp32: every epoch's loss within ``FP32_LOSS_RTOL`` relative of the CPU run's; every evaluated
   metric (H, U, S, ZSL accuracy, in %) within ``FP32_METRIC_ATOL`` points.
-* bf16 (opt-in, ``train.amp=true``): the deviation from the CPU numbers is printed (``-s`` shows it)
+* bf16 (opt-in, ``train.precision=bf16``): the deviation from the CPU numbers is printed (``-s`` shows it)
   and must stay below ``BF16_METRIC_ATOL`` points, a sanity bound, not a reproduction claim.
 """
 
@@ -29,10 +29,10 @@ BF16_METRIC_ATOL = 10.0
 METRICS = ("test_h", "test_u", "test_s", "test_zsl_acc")
 
 
-def on(eng: E.Engine, device: str, amp: bool) -> E.Engine:
+def on(eng: E.Engine, device: str, precision: str) -> E.Engine:
     import dataclasses
 
-    cfg = dataclasses.replace(eng.cfg, train=dataclasses.replace(eng.cfg.train, device=device, amp=amp))
+    cfg = dataclasses.replace(eng.cfg, train=dataclasses.replace(eng.cfg.train, device=device, precision=precision))
     return E.Engine(eng.method_cls, cfg, eng.data)
 
 
@@ -40,7 +40,7 @@ def on(eng: E.Engine, device: str, amp: bool) -> E.Engine:
 def test_fp32_gpu_run_matches_cpu(method: str) -> None:
     cpu = engine_for(method, epochs=4)
     ref = train(cpu, epochs=4)
-    gpu = on(cpu, "cuda", amp=False)
+    gpu = on(cpu, "cuda", precision="fp32")
     assert gpu.precision == "fp32" and gpu.deferred_checks
     out = train(gpu, epochs=4)
     assert "precision=fp32" in gpu.runtime()
@@ -54,7 +54,7 @@ def test_fp32_gpu_run_matches_cpu(method: str) -> None:
 def test_bf16_deviation_is_reported_and_bounded(method: str) -> None:
     cpu = engine_for(method, epochs=4)
     ref = train(cpu, epochs=4)
-    gpu = on(cpu, "cuda", amp=True)
+    gpu = on(cpu, "cuda", precision="bf16")
     out = train(gpu, epochs=4)
     assert gpu.precision == "bf16" and "precision=bf16" in gpu.runtime()
     held = gpu.resident()
@@ -67,7 +67,7 @@ def test_bf16_deviation_is_reported_and_bounded(method: str) -> None:
 
 def test_features_resident_in_the_precision_dtype() -> None:
     cpu = engine_for("msdn")
-    fp32, bf16 = on(cpu, "cuda", amp=False), on(cpu, "cuda", amp=True)
+    fp32, bf16 = on(cpu, "cuda", precision="fp32"), on(cpu, "cuda", precision="bf16")
     assert fp32.resident().dtype == torch.float32 and bf16.resident().dtype == torch.float16
     rows = fp32.rows(cpu.data.splits["trainval"])
     assert rows.on_device
@@ -95,7 +95,7 @@ def _syncs(eng: E.Engine, batch_size: int) -> int:
 
 @pytest.mark.parametrize("method", ["msdn", "msdnpp"])
 def test_no_host_synchronisation_per_step(method: str) -> None:
-    eng = on(engine_for(method), "cuda", amp=True)
+    eng = on(engine_for(method), "cuda", precision="bf16")
     eng.resident()
     few, many = _syncs(eng, 64), _syncs(eng, 8)  # 3 steps vs 17 steps in the epoch
     assert few == many, f"host synchronisations grow with steps: {few} (3 steps) vs {many} (17 steps)"
@@ -106,9 +106,9 @@ def test_deferred_nan_check_on_cuda_names_the_epoch() -> None:
     from zsl_bench.errors import TrainingError
     from zsl_bench.registry import METHODS
 
-    eng = on(engine_for("nan_test", epochs=3), "cuda", amp=False)
+    eng = on(engine_for("nan_test", epochs=3), "cuda", precision="fp32")
     eng.cfg = resolve(METHODS.get("nan_test"), "cub", {"method": {"nan_step": 12}},
-                      {"train": {"epochs": 3, "device": "cuda", "batch_size": 16, "amp": False}})
+                      {"train": {"epochs": 3, "device": "cuda", "batch_size": 16}})
     with pytest.raises(TrainingError, match=r"epoch 2, step 3: term 'bad' .*end of the epoch on cuda"):
         train(eng, epochs=3)
 
@@ -116,7 +116,7 @@ def test_deferred_nan_check_on_cuda_names_the_epoch() -> None:
 def test_scores_equal_cpu_in_fp32() -> None:
     cpu = engine_for("msdn")
     ref = train(cpu)
-    gpu = on(cpu, "cuda", amp=False)
+    gpu = on(cpu, "cuda", precision="fp32")
     model = ref.model.to("cuda")
     rows = cpu.data.splits["test_unseen"]
     got = gpu.score(model, rows)

@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # the contract imports torch; configs are read before any mod
     from .contract import ZSLMethod
 
 SECTIONS = ("method", "train", "eval")
+PRECISIONS = ("fp32", "bf16")
+# Keys that were renamed: (section, old key) -> what replaces them, said in one line.
+RENAMED = {("train", "amp"): "train.amp was replaced by train.precision: fp32 (the default, as the official "
+                             "codes) or bf16 (autocast, opt-in)"}
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ class TrainConfig:
     momentum: float = 0.9
     sampler: str = "uniform"  # uniform | class_balanced
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bf16 autocast on CUDA only
+    # What the engine computes in, on every device: fp32 (the official codes; TF32 off on CUDA) or
+    # bf16 autocast of forward, loss and scoring (faster on GPUs; a deviation, see docs/REPRODUCE.md).
+    precision: str = "fp32"  # fp32 | bf16
     grad_clip: float = 0.0  # 0 = off
     eval_every: int = 1
     eval_batch_size: int = 1024
@@ -64,6 +70,7 @@ class TrainConfig:
                "uniform or class_balanced")
         check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                "train.device", self.device, "auto, cpu, cuda or cuda:N")
+        check(self.precision in PRECISIONS, "train.precision", self.precision, "fp32 or bf16")
         check(self.eval_every >= 1, "train.eval_every", self.eval_every, "an integer >= 1")
         check(self.momentum >= 0, "train.momentum", self.momentum, "a float >= 0")
         check(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
@@ -205,6 +212,9 @@ def build(cls: type, values: dict[str, Any] | None, section: str) -> Any:
     hints = typing.get_type_hints(cls)
     valid = [f.name for f in fields(cls) if f.init]
     unknown = sorted(set(values) - set(valid))
+    for key in unknown:
+        if (section, key) in RENAMED:
+            raise ConfigError(f"unknown config key {section}.{key}: {RENAMED[section, key]}")
     if unknown:
         raise ConfigError(
             f"unknown config key {section}.{unknown[0]}; valid keys of {section}: {', '.join(valid)}"

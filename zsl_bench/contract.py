@@ -86,6 +86,13 @@ class ZSLMethod(nn.Module):
     description: ClassVar[str] = ""  # shown when there is no paper (plug-ins, ablations)
     # What the engine feeds it: pooled [B, F] or region [B, F, R] features.
     input: ClassVar[str] = "pooled"  # pooled | regions
+    # The CNN input side (px) of the features its paper reports on; the loader feeds those when the
+    # data root has them (zsl_bench/data/features.py). None: its input's default: pooled 224 (xlsa17's
+    # res101.mat), regions 448 (14×14 maps). DAZLE: 224 (7×7 maps).
+    image_size: ClassVar[int | None] = None
+    # dataset -> config layers `run --preset paper` applies over ``presets`` where the official
+    # schedule differs from the default run's (e.g. a GZSL script's value); empty: the presets are it.
+    paper_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     # The method's frozen config dataclass, defined in the same file as the method.
     config_cls: ClassVar[type] = object
     # Per-dataset overrides from the paper / official code: dataset -> {"method": {...}, "train": {...}}.

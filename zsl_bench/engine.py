@@ -10,11 +10,14 @@ sampler draws from that generator only. On CPU the same seed gives the same numb
 digit, and resuming from a checkpoint (model, optimizer, RNG states, history; written atomically
 every epoch) gives the same final numbers as an uninterrupted run.
 
+**Precision** is ``train.precision`` on every device: ``fp32`` (the default; what the official codes
+compute; TF32 off on CUDA) or ``bf16`` (autocast of forward, loss and scoring on CUDA and on CPU; an
+explicit choice). ``fit()`` of closed-form and generative methods runs outside autocast (fp32) either
+way. Every row records it (column ``precision``); rows of a CUDA run also name the device in their
+``versions`` column (:meth:`Engine.runtime`).
+
 On CUDA (nothing here changes the CPU path, whose numbers stay bit-identical):
 
-* **precision** is ``train.amp``: ``amp: true`` = bf16 autocast (``precision == "bf16"``), ``amp: false``
-  = fp32 with TF32 off, which is what the official codes compute (CPU runs are always fp32). Rows of a
-  CUDA run record the device and precision in their ``versions`` column (:meth:`Engine.runtime`).
 * **features resident on the device**: the whole dataset is copied once to the GPU when it fits in
   ``RESIDENT_FRACTION`` of the free memory: fp32 for fp32 runs, fp16 for bf16 runs (ResNet features
   are post-ReLU and far below fp16's 65504; fp16 keeps 3 more mantissa bits than bf16 at the same
@@ -81,16 +84,18 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"bad value for train.device: {name!r}; valid: auto, cpu, cuda, cuda:N") from None
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA only; CPU runs stay fp32 so they are bit-for-bit reproducible."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on ``device`` (CUDA or CPU) when ``precision`` is ``"bf16"``; fp32: nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ConfigError(f"bad value for train.precision: {precision!r}; valid: fp32 or bf16")
     return contextlib.nullcontext()
 
 
-def precision_of(device: torch.device, amp: bool) -> str:
-    """``"bf16"`` when ``train.amp`` autocasts (CUDA only), else ``"fp32"`` (every CPU run)."""
-    return "bf16" if amp and device.type == "cuda" else "fp32"
+def precision_of(device: torch.device, precision: str) -> str:
+    """What an engine on ``device`` computes in for ``train.precision``: the same on every device."""
+    return precision
 
 
 def _compile_requested() -> bool:
@@ -445,7 +450,7 @@ class Trainer:
         for step, pos in enumerate(batches, 1):
             x = feats.get(pos)
             y = y_all[torch.as_tensor(pos, dtype=torch.long)].to(eng.device)
-            with autocast(eng.device, tc.amp):
+            with autocast(eng.device, tc.precision):
                 terms = model.loss(model(x), y)
             _check_finite(terms, eng.method_cls.name, self.phase, self.epoch, step)
             self.opt.zero_grad(set_to_none=True)
@@ -517,7 +522,7 @@ class Trainer:
             pos = pos_all[bounds[step - 1]:bounds[step]]
             x = feats.gather(pos)
             y = self._y_dev.index_select(0, pos)
-            with autocast(dev, tc.amp):
+            with autocast(dev, tc.precision):
                 terms = model.loss(model(x), y)
             if keys is None:
                 if "loss" not in terms:
@@ -769,7 +774,10 @@ class Engine:
                  budget: int = MEMORY_BUDGET_BYTES) -> None:
         self.method_cls, self.cfg, self.data = method_cls, cfg, data
         self.kind = method_cls.input
-        self.store = data.require_features(self.kind)
+        # The features its paper used where the data root has them (data/features.py), and their label
+        # for the rows' ``features`` column.
+        self.store, self.features_label = data.choose_features(
+            self.kind, getattr(method_cls, "image_size", None), what=f"{data.name.upper()} {method_cls.name}")
         self.device = resolve_device(cfg.train.device)
         self.budget = budget
         self._cache: dict[tuple[int, int], FeatureRows] = {}
@@ -780,11 +788,12 @@ class Engine:
 
     @property
     def precision(self) -> str:
-        """``fp32`` or ``bf16``: what this engine computes in (``train.amp`` on CUDA; CPU: fp32)."""
-        return precision_of(self.device, self.cfg.train.amp)
+        """``fp32`` or ``bf16``: what this engine computes in (``train.precision``, on every device)."""
+        return precision_of(self.device, self.cfg.train.precision)
 
     def runtime(self) -> str:
-        """Where and how this engine computes, for a row's provenance; ``""`` on CPU (always fp32).
+        """Where and how this engine computes, for a row's provenance; ``""`` on CPU (the ``precision``
+        column says the precision on every device).
 
         E.g. ``device=cuda:0 (NVIDIA H200);precision=bf16;features=resident-float16``.
         """
@@ -896,12 +905,12 @@ class Engine:
         if feats.on_device:  # CUDA: chunks gathered on the device, scores copied back once
             per_row = 4 * self.store.feature_dim * ((self.store.num_regions or 1) if self.kind == "regions" else 1)
             chunk = max(1, min(self.cfg.train.eval_batch_size, EVAL_CHUNK_BYTES_CUDA // per_row))
-            with autocast(self.device, self.cfg.train.amp):
+            with autocast(self.device, self.cfg.train.precision):
                 out = [score_fn(x).float() for x in feats.iter_chunks(chunk)]
             if not out:
                 return np.zeros((0, self.data.num_classes), dtype=np.float32)
             return torch.cat(out).cpu().numpy()
-        with autocast(self.device, self.cfg.train.amp):
+        with autocast(self.device, self.cfg.train.precision):
             per_row = max(1, feats.nbytes // max(1, len(feats)))
             chunk = max(1, min(self.cfg.train.eval_batch_size, EVAL_CHUNK_BYTES // per_row))
             for x in feats.iter_chunks(chunk):

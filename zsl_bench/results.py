@@ -38,10 +38,16 @@ CRASH_POINTS = ("rows-mid",)
 
 COLUMNS = (
     "run_id", "method", "variant", "dataset", "source", "sim_preset", "generator_version", "data_seed",
+    "features", "precision",
     "protocol", "seed", "metric", "value", "gamma", "epoch", "config_hash", "config",
     "git_commit", "versions", "wall_time_s", "timestamp",
 )
 HEADER = ",".join(COLUMNS) + "\n"
+# Provenance columns added after files were written without them (issue 12): a file whose header
+# lacks them is read with them filled in (:func:`legacy_value`) and rewritten with the current header
+# the first time rows are appended to it.
+ADDED_COLUMNS = ("features", "precision")
+LEGACY_HEADER = ",".join(c for c in COLUMNS if c not in ADDED_COLUMNS) + "\n"
 
 SOURCES = ("real", "simulated")
 _INT_COLUMNS = {"seed": True, "data_seed": False, "epoch": False}  # column -> required
@@ -146,8 +152,29 @@ def _decode(p: Path, data: bytes, first_line: int = 1) -> str:
                         "a binary or corrupted file, not a zsl-bench results CSV") from None
 
 
+def legacy_value(column: str, row: dict[str, str]) -> str:
+    """The value of an :data:`ADDED_COLUMNS` column for a row written before it existed.
+
+    ``precision``: such rows were fp32 unless their ``versions`` names another (CUDA runs recorded
+    ``precision=bf16`` there; CPU runs were always fp32). ``features``: not recorded (empty).
+    """
+    if column == "precision":
+        for part in row.get("versions", "").split(";"):
+            if part.startswith("precision="):
+                return part.split("=", 1)[1]
+        return "fp32"
+    return ""
+
+
+def _fill_legacy(row: dict[str, str]) -> dict[str, str]:
+    for c in ADDED_COLUMNS:
+        if c not in row:
+            row[c] = legacy_value(c, row)
+    return row
+
+
 def _check_header(p: Path, header: list[str]) -> None:
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in COLUMNS if c not in header and c not in ADDED_COLUMNS]
     if missing:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         raise DataError(f"{p}: line 1: not a zsl-bench results file: the header lacks column(s) {shown} "
@@ -179,7 +206,7 @@ def _parse(p: Path, text: str, *, header: list[str] | None, first_line: int,
             if len(fields) != len(header):
                 raise DataError(f"{p}: line {line}: {len(fields)} field(s), the header has {len(header)}: "
                                 "a cut or corrupted row (a truncated copy? a stray quote or comma?)")
-            row = dict(zip(header, fields))
+            row = _fill_legacy(dict(zip(header, fields)))
             if validate:
                 _check_row(p, line, row)
             out.append((line, row))
@@ -379,7 +406,7 @@ class RowIndex:
             for a, b in ranges:
                 fh.seek(a)
                 fields = next(csv.reader([fh.read(b - a).decode("utf-8")]))
-                out.append(dict(zip(self._header or COLUMNS, fields)))
+                out.append(_fill_legacy(dict(zip(self._header or COLUMNS, fields))))
         return out
 
 
@@ -394,7 +421,10 @@ def _repair_tail(p: Path, fd: int, size: int) -> int:
     rows into a file that is not (or no longer) a results table.
     """
     head = os.pread(fd, min(size, len(HEADER.encode()) + 1), 0)
-    if not head.startswith(HEADER.encode()) and not (b"\n" not in head and HEADER.encode().startswith(head)):
+    width = len(COLUMNS)
+    if head.startswith(LEGACY_HEADER.encode()):  # written before ADDED_COLUMNS (migrated by append_rows)
+        width -= len(ADDED_COLUMNS)
+    elif not head.startswith(HEADER.encode()) and not (b"\n" not in head and HEADER.encode().startswith(head)):
         first = head.split(b"\n", 1)[0][:80]
         raise DataError(f"{p}: line 1: not the header of a zsl-bench results file (starts {first!r}); "
                         "move it away or use another --out")
@@ -402,7 +432,7 @@ def _repair_tail(p: Path, fd: int, size: int) -> int:
     tail = os.pread(fd, min(size, chunk), size - min(size, chunk))
     if tail.endswith(b"\n"):
         last = tail[:-1].rsplit(b"\n", 1)[-1]
-        if size > len(HEADER) and last and len(next(csv.reader([last.decode("utf-8", "replace")]), [])) != len(COLUMNS):
+        if size > len(HEADER) and last and len(next(csv.reader([last.decode("utf-8", "replace")]), [])) != width:
             line = _count_lines(fd, size)
             raise DataError(f"{p}: line {line}: the last row has the wrong number of fields (corrupted or cut "
                             f"at a line end): fix or remove that line, then rerun")
@@ -515,6 +545,7 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
     if p.is_dir():
         raise DataError(f"{p} is a directory, not a results file; move it away or use another --out")
     with results_lock(p):
+        _migrate(p)
         fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             size = _recover_pending(p, fd, os.fstat(fd).st_size)
@@ -540,6 +571,23 @@ def append_rows(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
             os.close(fd)
         if size == 0:
             _fsync_dir(p.parent)
+
+
+def _migrate(p: Path) -> None:
+    """Rewrite a results file written before :data:`ADDED_COLUMNS` with the current header (atomic;
+    the caller holds the lock). Its rows keep every value; the added columns get :func:`legacy_value`."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(len(LEGACY_HEADER.encode()))
+    except FileNotFoundError:
+        return
+    if head != LEGACY_HEADER.encode():
+        return
+    recover(p)
+    rows = read_rows(p, validate=False, partial_tail="ignore")
+    write_text_atomic(p, _csv_text(rows, header=True), fsync=True)
+    log.info("%s: added the columns %s to its header (earlier rows: precision from their versions column, "
+             "else fp32; features not recorded)", p, ", ".join(ADDED_COLUMNS))
 
 
 def _fsync_dir(d: Path) -> None:

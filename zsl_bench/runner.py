@@ -85,7 +85,8 @@ class RunResult:
 
 
 def resolve_config(spec: RunSpec, cli_overrides: dict[str, Any] | None = None) -> ResolvedConfig:
-    """defaults < method preset for the dataset < ``spec.overrides`` < CLI.
+    """defaults < method preset for the dataset (< ``paper_presets`` in the ``paper`` variant) <
+    ``spec.overrides`` < CLI.
 
     The protocol's one source is ``spec.protocol``: it is written over any ``eval.protocol`` layer, so
     the resolved ``eval.protocol`` (kept because it is part of the serialized config and its digest,
@@ -95,7 +96,16 @@ def resolve_config(spec: RunSpec, cli_overrides: dict[str, Any] | None = None) -
 
     method_cls = METHODS.get(spec.method)
     cli = merge(cli_overrides, {"eval": {"protocol": spec.protocol}})
-    return resolve(method_cls, spec.dataset, spec.overrides, cli)
+    file_layer = spec.overrides
+    if spec.variant == PAPER_VARIANT:  # the official schedule where it differs from the presets
+        file_layer = merge(method_cls.paper_presets.get(spec.dataset.lower(), {}), spec.overrides)
+    return resolve(method_cls, spec.dataset, file_layer, cli)
+
+
+# `run --preset paper` runs its units as this variant: its rows say so, and its configs add the
+# method's ``paper_presets`` (over ``presets``, under the variant's own overrides: fp32).
+PAPER_VARIANT = "paper"
+PAPER_OVERRIDES: dict[str, Any] = {"train": {"precision": "fp32"}}
 
 
 def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | None = None,
@@ -134,7 +144,7 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
         grid = protocol.tuning_grid(method_cls, spec.overrides, cli_overrides)
         out = protocol.select_on_val(engine, grid, **common)
         if spec.select_only:
-            return _selection_result(spec, out, requested, data, t0, engine.runtime())
+            return _selection_result(spec, out, requested, data, t0, engine.runtime(), engine.features_label)
         out = protocol.retrain_and_test(engine, out, **common)
     else:
         out = protocol.select_on_test(engine, **common)
@@ -144,7 +154,8 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
     extras = _extras(out.model, data)
     wall = time.perf_counter() - t0
     rows = make_rows(spec, out.config, data, metrics, epoch=out.best_epoch, wall_time_s=wall,
-                     config_hash=requested.digest(), extras=extras, runtime=engine.runtime())
+                     config_hash=requested.digest(), extras=extras, runtime=engine.runtime(),
+                     features=engine.features_label)
     log.info("%s %s seed %d (%s): ZSL %.2f  U %.2f  S %.2f  H %.2f  (epoch %d, γ %.3g, %.1fs)",
              spec.method, spec.dataset, spec.seed, spec.protocol, metrics["zsl_acc"], metrics["u"],
              metrics["s"], metrics["h"], out.best_epoch, out.gamma, wall)
@@ -153,13 +164,13 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
 
 
 def _selection_result(spec: RunSpec, out: protocol.Outcome, requested: ResolvedConfig, data: ZSLData,
-                      t0: float, runtime: str = "") -> RunResult:
+                      t0: float, runtime: str = "", features: str = "") -> RunResult:
     """The result of a ``select_only`` run: validation numbers only (rows ``val_*``), no test metrics."""
     val_metrics = {k: v for k, v in out.selection.items() if k.startswith("val_")}
     wall = time.perf_counter() - t0
     rows = make_rows(spec, out.config, data, {**val_metrics, "gamma": out.gamma}, epoch=out.best_epoch,
                      wall_time_s=wall, config_hash=requested.digest(), names=(*val_metrics, "gamma"),
-                     runtime=runtime)
+                     runtime=runtime, features=features)
     log.info("%s %s seed %d (val, selection only): val H %.2f (epoch %d, γ %.3g, %.1fs)", spec.method,
              spec.dataset, spec.seed, val_metrics.get("val_h", math.nan), out.best_epoch, out.gamma, wall)
     return RunResult(spec=spec, config=out.config, metrics={}, selection=out.selection, history=out.history,
@@ -169,7 +180,7 @@ def _selection_result(spec: RunSpec, out: protocol.Outcome, requested: ResolvedC
 def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[str, float], *,
               epoch: int, wall_time_s: float, config_hash: str | None = None,
               extras: dict[str, Any] | None = None, names: tuple[str, ...] | None = None,
-              runtime: str = "") -> list[dict[str, Any]]:
+              runtime: str = "", features: str = "") -> list[dict[str, Any]]:
     """One long-format row per metric, every column of ``results.COLUMNS`` filled.
 
     Numeric ``extras`` (e.g. ``attention_hit_rate_avca`` on simulated data, in %) become rows too,
@@ -181,8 +192,11 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
     of the same command resolves to and matches on.
 
     ``runtime`` (:meth:`zsl_bench.engine.Engine.runtime`: device, precision, resident features) is
-    appended to the ``versions`` provenance column of CUDA runs; CPU runs (always fp32) add nothing,
-    so their rows are what they were.
+    appended to the ``versions`` provenance column of CUDA runs; CPU runs add nothing there.
+
+    ``features`` (:attr:`zsl_bench.engine.Engine.features_label`) names the features trained on, e.g.
+    ``xlsa17 res101.mat (224 px, pooled)``; ``precision`` is ``cfg.train.precision`` (fp32 | bf16),
+    what the engine computed in on any device.
     """
     simulated = data.is_simulated
     common = {
@@ -193,6 +207,8 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
         "generator_version": str(data.provenance.get("generator_version") or data.provenance.get("generator", ""))
         if simulated else "",
         "data_seed": spec.sim_seed if simulated else "",
+        "features": features or _features_fallback(data),
+        "precision": cfg.train.precision,
         "protocol": spec.protocol, "seed": spec.seed, "gamma": metrics["gamma"], "epoch": epoch,
         "config_hash": config_hash or cfg.digest(), "config": json.dumps(cfg.as_dict(), sort_keys=True, default=str),
         "git_commit": git_commit(), "versions": ";".join(filter(None, (package_versions(), runtime))), "wall_time_s": round(wall_time_s, 3),
@@ -203,6 +219,13 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
         if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
             rows.append({**common, "metric": k, "value": float(v)})
     return rows
+
+
+def _features_fallback(data: ZSLData) -> str:
+    """A row's ``features`` when the caller did not say (rows built outside :func:`run_one`)."""
+    if data.is_simulated:
+        return f"simulated {data.provenance.get('preset') or ''}".rstrip()
+    return "unrecorded"
 
 
 def _curve(curve: Any) -> dict[str, np.ndarray]:

@@ -110,6 +110,8 @@ def describe(data: ZSLData) -> list[str]:
         f = data.features
         regions = f"{f.num_regions} regions" if f.num_regions else "pooled only"
         lines.append(f"  features        {f.path.name}: {f.num_rows} × {f.feature_dim}, {regions}, {f.dtype}")
+    for fs in data.feature_sets:  # what a method is fed: zsl_bench/data/features.py
+        lines.append(f"  feature set     {fs.name:<12} {fs.label(fs.kinds[0])}")
     return lines
 
 

@@ -13,9 +13,12 @@ recorded in <root>/downloads/checksums.json on the first download and checked af
 
 EXTRACT_EPILOG = """examples:
   zsl-bench data extract cub --data-root ~/zsl --device cuda --batch 64     448-px, 14x14 regions
-  zsl-bench data extract sun --size 224 --weights ~/resnet101.pth          offline, 7x7 regions
+  zsl-bench data extract cub --size 224 --device cuda   7x7 regions (DAZLE's) into features-224px.h5
   zsl-bench data extract awa2 --limit 100 --device cpu                     smoke test (features-limit100.h5)
+  zsl-bench data extract sun --weights ~/resnet101.pth                      offline (a saved state_dict)
 Images are read from <root>/<DIR>/images/ in the order of image_files (image_index.npz or res101.mat).
+448 px writes features.h5, another --size writes features-<size>px.h5 beside it; a method is fed the
+size its paper used when present (pooled methods: res101.mat; docs/REPRODUCE.md).
 A killed run resumes from the rows already written when rerun with the same settings."""
 
 IMPORT_EPILOG = """examples:
@@ -55,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="data root (default: $ZSL_BENCH_DATA or the cache)")
     p.add_argument("--limit", type=int, help="only the first N images (written to features-limitN.h5)")
     p.add_argument("--images", metavar="DIR", help="image folder (default <root>/<DIR>/images)")
-    p.add_argument("--out", metavar="FILE", help="store to write (default <root>/<DIR>/features.h5)")
+    p.add_argument("--out", metavar="FILE", help="store to write (default <root>/<DIR>/features.h5 at 448 px, "
+                                                 "features-<size>px.h5 at other sizes)")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("import", help="your features into the store: an MSDN/TransZero HDF5 or a .npy/.npz array",

@@ -32,7 +32,13 @@ EPILOG = """examples:
   zsl-bench run msdn --datasets cub,sun --data-root DATA           real features
   zsl-bench run msdn --datasets cub --sim --protocol test-oracle   papers' protocol (labelled)
   zsl-bench run ale --datasets cub --sim --set train.lr=0.1 --set method.margin=0.5
+  zsl-bench run msdn --datasets cub --data-root DATA --preset paper   the paper's row (docs/REPRODUCE.md)
 """
+PAPER_HELP = ("paper: the official schedule exactly: test-oracle selection (labelled), fp32, the paper's "
+              "features (res101.mat for pooled methods, region maps at the paper's image size), the method's "
+              "presets (official epochs and hyperparameters); real data only")
+# --set keys that change where or how fast a run computes, not what it computes: allowed with --preset paper.
+PAPER_FREE_KEYS = {("train", "device"), ("train", "eval_batch_size")}
 
 
 
@@ -50,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default="0,1,2", metavar="LIST", help="training seeds (default 0,1,2)")
     p.add_argument("--protocol", choices=("val", "test-oracle"), default=None,
                    help="model selection: val (default) or test-oracle (labelled in every output)")
+    p.add_argument("--preset", choices=("paper",), default=None, help=PAPER_HELP)
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="shortcut for --set train.epochs=N")
     p.add_argument("--config", default=None, metavar="FILE.yaml", help="config file (sections method/train/eval)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
@@ -104,6 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         if args.sim not in PRESETS:
             raise C.ConfigError(f"--sim: unknown preset {args.sim!r}; valid: {', '.join(PRESETS)}")
+    if args.preset == "paper":
+        check_paper_flags(args)
     threads = choose_threads(args)
     file_cfg = C.merge(C.load_yaml(args.config)) if args.config else {}
     from ..data.loader import load_dataset
@@ -113,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Real data is checked before the training stack is imported; simulated data (generated if
     # missing, with log lines) after the method, so that a bad method is the only line printed.
-    data = {ds: load(ds) for ds in datasets} if args.sim is None and not args.dry_run else {}
+    data = {ds: load(ds) for ds in datasets} if args.sim is None and (not args.dry_run or args.preset) else {}
 
     from ..registry import METHODS  # the training stack (torch) from here on
     from ..runner import RunSpec, resolve_config
@@ -129,24 +138,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         flags["train"]["device"] = args.device
     cli = C.merge(C.parse_overrides(args.overrides), flags)
     protocol = args.protocol or cli.get("eval", {}).get("protocol") or file_cfg.get("eval", {}).get("protocol") or "val"
+    variant, grid = "default", None
+    if args.preset == "paper":
+        from ..runner import PAPER_OVERRIDES, PAPER_VARIANT
+        from ..study.spec import GridSpec
+
+        protocol, variant = "test-oracle", PAPER_VARIANT
+        grid = GridSpec(variants={PAPER_VARIANT: PAPER_OVERRIDES})
     # One method, one variant: the config file and then the flags on top, as the study's base.
     spec = StudySpec(name=f"run-{method}", methods=(method,), datasets=tuple(datasets), seeds=seeds,
                      protocol=protocol, sim=args.sim, sim_seed=args.sim_seed, data_root=args.data_root,
-                     base=C.merge(file_cfg, cli), source="zsl-bench run")
+                     base=C.merge(file_cfg, cli), grid=grid, source="zsl-bench run")
 
     # Resolve every config before training anything: a bad value fails in a second, not after a run.
-    configs = {ds: resolve_config(RunSpec(method=method, dataset=ds, overrides=spec.base, protocol=protocol))
+    configs = {ds: resolve_config(RunSpec(method=method, dataset=ds, variant=variant, protocol=protocol,
+                                          overrides=C.merge(spec.base, (grid.variants or {}).get(variant) if grid
+                                                            else None)))
                for ds in datasets}
+    if args.preset == "paper":  # the paper's features, or one line saying which are missing
+        paper_lines = [paper_plan(method_cls, ds, data[ds], configs[ds]) for ds in datasets]
     out = C.check_out_dir(Path(args.out) if args.out else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{method}")
     runner = StudyRunner(spec, out, progress=progress_enabled(args.no_progress), rerun_changed=args.rerun_changed,
                          keep_checkpoints=False)
     if args.dry_run:
+        if args.preset == "paper":
+            print("\n".join(paper_lines))
         print(runner.plan().listing())
         print(f"dry run: nothing written; output would go to {out}")
         return 0
     # Every dataset's features for this method, before writing anything.
     for ds, d in data.items():
-        runner.use_data(ds, d).require_features(method_cls.input)
+        runner.use_data(ds, d).choose_features(method_cls.input, method_cls.image_size,
+                                               what=f"{ds.upper()} {method_cls.name}")
     from ..threads import apply_threads
 
     apply_threads(threads)
@@ -164,12 +187,44 @@ def cmd_run(args: argparse.Namespace) -> int:
             "method": method, "protocol": protocol, "seeds": list(seeds),
             "data": {"source": "simulated", "sim_preset": args.sim, "sim_seed": args.sim_seed} if args.sim
             else {"source": "real", "data_root": args.data_root},
+            **({"preset": "paper"} if args.preset == "paper" else {}),
             "configs": {ds: cfg.as_dict() for ds, cfg in configs.items()},
         })
     print(format_table(outcome.rows, method=method, datasets=datasets, seeds=list(seeds), protocol=protocol,
                        sim=args.sim, sim_seed=args.sim_seed))
     print(f"\nrows: {runner.results_csv}\nconfig: {out / 'config.yaml'}")
     return 3 if outcome.failed else 0
+
+
+def check_paper_flags(args: argparse.Namespace) -> None:
+    """``--preset paper`` runs the official schedule as it is: flags that would change it are refused."""
+    from .. import config as C
+
+    if args.sim is not None:
+        raise C.ConfigError("--preset paper: simulated data has no paper row; give real features (--data-root, "
+                            "docs/REPRODUCE.md), or drop --preset paper to run the simulated benchmark")
+    if args.protocol == "val":
+        raise C.ConfigError("--preset paper selects as the papers do, on test (protocol test-oracle, labelled); "
+                            "drop --protocol val")
+    changed = [flag for flag, given in (("--epochs", args.epochs is not None), ("--config", args.config))
+               if given]
+    changed += [f"--set {k}" for k in (f"{sec}.{key}" for sec, vals in C.parse_overrides(args.overrides).items()
+                                       for key in vals if (sec, key) not in PAPER_FREE_KEYS)]
+    if changed:
+        raise C.ConfigError(f"--preset paper runs the official schedule as is; {', '.join(changed)} would change "
+                            "it (only --device and --set train.eval_batch_size may be given); drop them, or run "
+                            "without --preset paper")
+
+
+def paper_plan(method_cls: Any, dataset: str, data: Any, cfg: Any) -> str:
+    """One line of what ``--preset paper`` runs on ``dataset``; raises when its features are absent."""
+    from ..protocol import protocol_label
+
+    _, features = data.choose_features(method_cls.input, method_cls.image_size, paper=True)
+    train = cfg.train
+    epochs = "fit() once (its own schedule)" if method_cls.fits_closed_form else f"{train.epochs} epochs"
+    return (f"preset paper: {method_cls.name} on {dataset}: features {features}; {epochs}; precision "
+            f"{train.precision}; {protocol_label('test-oracle')}")
 
 
 def write_run_config(path: Path, obj: dict[str, Any]) -> Path:

@@ -354,11 +354,11 @@ def _preflight(runner: Any) -> None:
 
     spec = runner.spec
     check_configs(spec)
-    kinds = {METHODS.get(m).input for m in spec.methods}
+    needs = {(METHODS.get(m).input, METHODS.get(m).image_size, m) for m in spec.methods}
     for ds in spec.datasets:
         data = runner.load_data(ds)
-        for kind in sorted(kinds):
-            data.require_features(kind)
+        for kind, size, m in sorted(needs, key=str):
+            data.choose_features(kind, size, what=f"{ds.upper()} {m}")
 
 
 def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None:

@@ -36,7 +36,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .datasets import get_spec
-from .store import STORE_NAME, StoreWriter
+from .features import store_name
+from .store import StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +333,9 @@ def extract_dataset(dataset: str, root: Path, *, size: int = 448, device: str = 
         root: data root; the image list is read from ``<root>/<DIR>/``.
         limit: only the first ``limit`` rows (a smoke test); written to ``features-limit<N>.h5``.
         images_dir: where the images are (default ``<root>/<DIR>/images``).
-        out: store path (default ``<root>/<DIR>/features.h5``).
+        out: store path (default ``<root>/<DIR>/features.h5`` at 448 px, ``features-<size>px.h5`` at other
+            sizes, e.g. ``features-224px.h5``: 7×7 maps, DAZLE's; the loader finds both, see
+            :mod:`zsl_bench.data.features`).
         image_files: the published image list (default: read from the data root).
     """
     spec = get_spec(dataset)
@@ -345,7 +348,7 @@ def extract_dataset(dataset: str, root: Path, *, size: int = 448, device: str = 
     images_dir = Path(images_dir) if images_dir else root / spec.dirname / "images"
     paths = [local_image_path(f, dataset, images_dir) for f in files]
     if out is None:
-        name = STORE_NAME if limit is None else f"features-limit{limit}.h5"
+        name = store_name(size) if limit is None else f"features-limit{limit}.h5"
         out = root / spec.dirname / name
     prov = {"dataset": dataset, "image_list": "image_files (image_index.npz / res101.mat order)",
             "limit": limit}

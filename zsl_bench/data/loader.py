@@ -4,8 +4,11 @@ Files of ``<root>/<DIR>/`` (``docs/ARCHITECTURE.md``, "Data layout"):
 
 - ``att_splits.mat`` (required): class semantics and the five 1-based index lists;
 - per-image labels from ``image_index.npz`` > ``res101.mat`` > ``feature_map_ResNet_101_<DIR>.hdf5``;
-- features from ``features.h5`` (our store) > the MSDN feature-map HDF5 > ``res101.mat`` (pooled,
-  held in memory); none is fine for ``data info`` (``ZSLData.require_features`` explains);
+- feature sets (:mod:`zsl_bench.data.features`): ``features.h5`` (our store), ``features-<N>px.h5``
+  (``data extract --size N``), the MSDN feature-map HDF5, ``res101.mat`` (pooled, read into memory on
+  first use); which one a method is fed is :meth:`ZSLData.choose_features`' choice (res101.mat for
+  pooled methods, the paper's image size for region methods); ``features`` is the first of store >
+  MSDN > res101.mat (``data info``, ``data verify``); none is fine for ``data info``;
 - word vectors ``w2v/<DIR>_attribute.npy`` (or the legacy ``.pkl``), attribute names when present.
 
 Every load-time check raises a one-line :class:`DataError` naming the file and field. NaN/Inf in
@@ -19,6 +22,7 @@ test_seen``; ``val_seen`` takes, per class of ``train``, ``k = floor(0.2·n + 0.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -32,6 +36,7 @@ import numpy as np
 from ..errors import DataError
 from . import root as roots
 from .datasets import DatasetSpec, get_spec
+from .features import STORE_SIZED, FeatureSet, check_rows, store_set
 from .readers import (
     AttSplits,
     Res101,
@@ -173,25 +178,39 @@ def _load_from_dir(spec: DatasetSpec, ddir: Path, source: str, root: str | os.Pa
     if labels_from is not None:
         files["labels"] = str(labels_from)
 
-    features: FeatureSource | None = None
+    # Every feature file is a feature set (data/features.py); ``features`` is the first of
+    # store > MSDN > res101.mat, as shown by ``data info`` and scanned by ``data verify``.
+    sets: list[FeatureSet] = []
+    sim_preset = (provenance or {}).get("preset") if source == "simulated" else None
     if _is_file(ddir / STORE_NAME):
-        features = FeatureStore(ddir / STORE_NAME)
-        if msdn is not None:
-            msdn.store.close()
-    elif msdn is not None:
-        features = msdn.store
-    elif (ddir / RES101).is_file():
-        res101 = res101 or read_res101(ddir / RES101)
-        features = MemoryStore(res101.features, res101.path, {"source": source, "file": RES101})
+        sets.append(store_set("store", FeatureStore(ddir / STORE_NAME), sim_preset=sim_preset))
+    for path in sorted(ddir.glob("features-*px.h5"), key=lambda p: (len(p.name), p.name)):
+        m = STORE_SIZED.match(path.name)
+        if m and _is_file(path):
+            sets.append(store_set(f"store-{m.group(1)}px", FeatureStore(path), sim_preset=sim_preset))
+    if msdn is not None:
+        sets.append(store_set("msdn", msdn.store))
+    if _is_file(ddir / RES101):
+        sets.append(_xlsa17_set(ddir / RES101, res101, source))
+    features: FeatureSource | None = sets[0].open() if sets else None
     if features is not None:
         files["features"] = str(features.path)
 
     try:
         data = _assemble(spec, ddir, att_splits, labels, labels_from, image_files, features, res101, msdn,
                          source=source, files=files)
+        n_from = f"{data.num_images} images"
+        for fs in sets:
+            if fs._source is not None:
+                check_rows(fs._source, data.num_images, fs.path, n_from)
+            elif fs.origin == "xlsa17":
+                fs.opener = functools.partial(_res101_store, fs.path, None, source,
+                                              data.labels if data.has_labels else None, n_from)
+        data.feature_sets = sets
+        data.provenance["feature_sets"] = {fs.name: str(fs.path) for fs in sets}
     except BaseException:
-        if features is not None:
-            features.close()
+        for fs in sets:
+            fs.close()
         raise
     data.provenance.update({"source": source, "root": str(root if root is not None else ddir.parent),
                             "dir": str(ddir), "files": files})
@@ -199,6 +218,27 @@ def _load_from_dir(spec: DatasetSpec, ddir: Path, source: str, root: str | os.Pa
         data.provenance.update({k: v for k, v in provenance.items() if k not in ("root", "dir", "files")})
         data.provenance["source"] = source
     return data
+
+
+def _xlsa17_set(path: Path, res101: Res101 | None, source: str) -> FeatureSet:
+    """``res101.mat`` as a pooled feature set, read on first use (now, when already read for labels)."""
+    fs = FeatureSet(name="xlsa17", path=path, kinds=("pooled",), image_size=224, regions=None, origin="xlsa17",
+                    opener=functools.partial(_res101_store, path, res101, source))
+    if res101 is not None:
+        fs.open()
+    return fs
+
+
+def _res101_store(path: Path, res101: Res101 | None, source: str, labels: np.ndarray | None = None,
+                  n_from: str = "") -> MemoryStore:
+    """res101.mat's features in memory; read after loading, its rows and labels must match ``labels``."""
+    r = res101 or read_res101(path)
+    if labels is not None and len(r.labels) != len(labels):
+        raise DataError(f"{path}: holds {len(r.labels)} rows, expected {n_from}")
+    if labels is not None and not np.array_equal(r.labels, labels):
+        raise DataError(f"{path}: field 'labels' disagrees with the dataset's labels; rows must follow the same "
+                        "image order")
+    return MemoryStore(r.features, r.path, {"source": source, "file": RES101})
 
 
 # ------------------------------------------------------------------------------------ checks

@@ -46,6 +46,9 @@ class ZSLData:
     features: FeatureSource | None = None  # FeatureStore (HDF5) or MemoryStore (res101.mat)
     ground_truth: Path | None = None  # simulated only: part centres and visibility (npz)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Every feature file of the directory (data.features.FeatureSet); ``features`` is the first of
+    # store > MSDN > res101.mat (data info, verify); what a method is fed: :meth:`choose_features`.
+    feature_sets: list[Any] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -75,10 +78,39 @@ class ZSLData:
             )
         return self.labels
 
+    def choose_features(self, kind: str, image_size: int | None = None, *, paper: bool = False,
+                        what: str = "") -> tuple[FeatureSource, str]:
+        """The features a method of input ``kind`` is fed and their label (a row's ``features`` column).
+
+        Chosen among ``feature_sets`` in :mod:`zsl_bench.data.features`' order (res101.mat for pooled
+        methods, the paper's image size for region methods); ``paper``: only the paper's features
+        will do (``--preset paper``). Raises a one-line :class:`DataError` when none serves ``kind``.
+        """
+        from ..errors import DataError
+        from .features import choose, missing_message
+
+        where = f"{self.provenance.get('root', 'the data root')}/{self.name.upper()}"
+        if self.features is not None or self.feature_sets:
+            self.require_labels()  # features without labels cannot be trained or evaluated on
+        if not self.feature_sets:  # built in memory (Engine.from_arrays, tests): the one handle
+            src = self.require_features(kind)
+            if paper:
+                raise DataError(missing_message(self.name, where, kind, image_size, [], paper=True))
+            label = "simulated" if self.is_simulated else "in-memory arrays"
+            return src, f"{label} ({'regions' if kind == 'regions' else 'pooled'})"
+        chosen = choose(self.feature_sets, kind, image_size, what=what or self.name.upper(), warn=not paper)
+        if chosen is None:
+            raise DataError(missing_message(self.name, where, kind, image_size, self.feature_sets))
+        if paper and not chosen.is_paper(kind, image_size):
+            raise DataError(missing_message(self.name, where, kind, image_size, self.feature_sets, paper=True))
+        return chosen.open(), chosen.label(kind)
+
     def require_features(self, kind: str) -> FeatureSource:
         """The feature handle, or a one-line error naming the missing file and the two ways forward."""
         from ..errors import DataError
 
+        if self.feature_sets:
+            return self.choose_features(kind)[0]
         if self.features is not None:
             self.require_labels()  # features without labels cannot be trained or evaluated on
         if self.features is None or (kind == "regions" and not self.features.has_regions):
