@@ -30,7 +30,8 @@ def test_run_eszsl_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
 
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["method"] == "eszsl" and cfg["protocol"] == "val" and cfg["data"]["sim_preset"] == "tiny"
-    assert cfg["configs"]["cub"]["method"] == {"alpha": 1000.0, "gamma": 0.1, "normalize_features": False}
+    assert cfg["configs"]["cub"]["method"] == {"alpha": 1000.0, "gamma": 0.1, "normalize_features": False,
+                                              "targets": "zero_one"}
 
     title, header = printed.splitlines()[:2]
     assert "eszsl" in title and "simulated" in title and "val protocol" in title
