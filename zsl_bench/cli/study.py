@@ -52,7 +52,7 @@ DEFAULT_SPEC, FULL_SPEC = "msdnpp_ablation_cpu.yaml", "msdnpp_ablation.yaml"
 # Budgets on the simulated benchmark (small preset), one worker, one thread. Full: the sum of the
 # unit wall times of results/ablation (11,119 s, 2 CPU cores, 2026-11-27). CPU default: that per-seed
 # time scaled by 10 / official epochs per dataset (385 + 199 + 60 + 286 s); not yet timed end to end.
-DEFAULT_BUDGET = ("48 units = 12 variants x 4 datasets x 1 seed, 10 epochs; about 15 min on an idle 2-core CPU, "
+DEFAULT_BUDGET = ("48 units = 12 variants x 4 datasets x 1 seed, 10 epochs; 18 min measured on an idle 2-core CPU, "
                   "several times that on a busy one (the plan line gives an ETA as units finish)")
 FULL_BUDGET = ("144 units = 12 variants x 4 datasets x 3 seeds, official epochs (30-70); about 3 h on an idle "
                "2-core CPU; GPU time not measured")
