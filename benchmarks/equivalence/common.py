@@ -298,6 +298,31 @@ def our_batch(batch: int, num_seen: int, sampler: str) -> str:
     return f"{batch} images, classes drawn with replacement"
 
 
+def note_batch_and_epoch(report: Any, tr: dict[str, Any], off: dict[str, Any], num_seen: int) -> None:
+    """Note what each side's loader yields per step and how many steps make an epoch.
+
+    ``tr``: our preset's train section; ``off``: the official values read as ``{key: (value, where)}``
+    with ``batch_size`` and ``is_balance``. The official scripts count an epoch as
+    ``ntrain // batch_size`` steps (``niters = ntrain * epochs // batch_size``); ours is
+    ``floor(ntrain / train.epoch_batch_size)`` when that is set, else ``ceil(ntrain / batch_size)``.
+    """
+    ours_batch = our_batch(tr["batch_size"], num_seen, tr.get("sampler", "uniform"))
+    off_size = int(off["batch_size"][0])
+    off_batch = official_batch(off_size, num_seen, bool(off["is_balance"][0]))
+    report.note(f"preset batch: ours batch_size {tr['batch_size']} -> {ours_batch}; official batch_size "
+                f"{off['batch_size'][0]} ({off['batch_size'][1]}) -> {off_batch} per step"
+                + ("" if ours_batch == off_batch else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
+    epoch_batch = int(tr.get("epoch_batch_size", 0))
+    if epoch_batch <= 0:  # zsl_bench.engine.steps_per_epoch: one pass over the data
+        ours = f"ceil(ntrain / {tr['batch_size']})"
+        same = tr["batch_size"] == off_size
+    else:
+        ours = f"floor(ntrain / {epoch_batch}) (train.epoch_batch_size)"
+        same = epoch_batch == off_size
+    report.note(f"schedule: the official counts an epoch as ntrain // {off_size} steps, ours {ours}"
+                + ("" if same else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
+
+
 def val_phase(task: SyntheticTask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A validation-shaped phase of ``task``: (phase seen, phase unseen, phase classes), global ids.
 

@@ -123,16 +123,7 @@ def check(ds: str, module, root: Path, args) -> common.Report:
         same = ours_val == off_val if isinstance(ours_val, (bool, str)) else float(ours_val) == float(off_val)
         report.note(f"preset {ours_key}: ours {ours_val}, official {off_val} ({where})"
                     + ("" if same else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
-    num_seen = len(task.seen)
-    ours_batch = common.our_batch(tr["batch_size"], num_seen, tr.get("sampler", "uniform"))
-    off_batch = common.official_batch(int(off["batch_size"][0]), num_seen, bool(off["is_balance"][0]))
-    report.note(f"preset batch: ours batch_size {tr['batch_size']} -> {ours_batch}; official batch_size "
-                f"{off['batch_size'][0]} ({off['batch_size'][1]}) -> {off_batch} per step"
-                + ("" if ours_batch == off_batch else "  <- DIFFERENT (documented in docs/FIDELITY.md)"))
-    if ours_batch == off_batch and tr["batch_size"] != off["batch_size"][0]:
-        report.note(f"schedule: the official counts an epoch as ntrain // {off['batch_size'][0]} steps of "
-                    f"{tr['batch_size']} images, ours ceil(ntrain / {tr['batch_size']}) steps: "
-                    f"{off['batch_size'][0] / tr['batch_size']:.2f}x as many per epoch (documented)")
+    common.note_batch_and_epoch(report, tr, off, len(task.seen))
 
     att_off = task.att.copy()
     if off["clip_att"][0]:
