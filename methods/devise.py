@@ -71,6 +71,17 @@ class BilinearEmbedding(ZSLMethod):
         z = self.embed(x)  # [B, A]
         return {"logits": z @ self.att.T, "embed": z}  # [B, K]
 
+    def _numpy_sgd_inputs(self, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, ...]:
+        """What a per-image numpy SGD pass (``sgd_per_image`` of DeViSE and SJE) reads: the inputs as
+        :meth:`embed` sees them ``X [B, F]``, labels ``Y``, ``att [K, A]``, its contiguous transpose,
+        the seen mask, and a copy of ``W`` to update (written back by the caller)."""
+        x = x.float()
+        if self.cfg.normalize_input:
+            x = F.normalize(x, dim=1)
+        att = self.att.cpu().numpy()
+        return (x.cpu().numpy(), y.cpu().numpy(), att, np.ascontiguousarray(att.T), self.seen.cpu().numpy(),
+                self.W.detach().cpu().numpy().copy())
+
     def _wrong_seen(self, y: torch.Tensor) -> torch.Tensor:
         """[B, K] float mask of the seen classes other than each sample's label."""
         wrong = self.seen.unsqueeze(0).expand(y.shape[0], -1).clone()
@@ -129,13 +140,7 @@ class DeViSE(BilinearEmbedding):
     def sgd_per_image(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
         """Plain SGD on :meth:`loss`, one image at a time, in numpy (the engine's fast path):
         ``W += lr · x (φ_y − φ_k)`` for the first violator k, as mvp18's ``update_W``."""
-        x = x.float()
-        if self.cfg.normalize_input:
-            x = F.normalize(x, dim=1)
-        X, Y = x.cpu().numpy(), y.cpu().numpy()
-        att = self.att.cpu().numpy()
-        attT, seen = np.ascontiguousarray(att.T), self.seen.cpu().numpy()
-        W = self.W.detach().cpu().numpy().copy()
+        X, Y, att, attT, seen, W = self._numpy_sgd_inputs(x, y)
         n, margin, lr32 = len(Y), np.float32(self.cfg.margin), np.float32(lr)
         loss, hit = np.zeros(n, np.float32), np.zeros(n, np.float32)
         for i in range(n):

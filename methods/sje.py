@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from zsl_bench.config import check
 from zsl_bench.registry import METHODS
@@ -95,13 +94,7 @@ class SJE(BilinearEmbedding):
     def sgd_per_image(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> dict[str, torch.Tensor]:
         """Plain SGD on :meth:`loss`, one image at a time, in numpy (the engine's fast path):
         ``W += lr · x (φ_y − φ_k)`` for the violator k of :meth:`violator`, as mvp18's ``update_W``."""
-        x = x.float()
-        if self.cfg.normalize_input:
-            x = F.normalize(x, dim=1)
-        X, Y = x.cpu().numpy(), y.cpu().numpy()
-        att = self.att.cpu().numpy()
-        attT, seen = np.ascontiguousarray(att.T), self.seen.cpu().numpy()
-        W = self.W.detach().cpu().numpy().copy()
+        X, Y, att, attT, seen, W = self._numpy_sgd_inputs(x, y)
         n, margin, lr32 = len(Y), np.float32(self.cfg.margin), np.float32(lr)
         loss, hinge, hit = (np.zeros(n, np.float32) for _ in range(3))
         for i in range(n):
