@@ -353,6 +353,22 @@ def test_plot_curves_refuses_when_a_runs_curve_is_missing(tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+def test_plot_curves_reads_several_curve_folders(tmp_path):
+    # Rows of two studies (results/make_results.sh: main_table and transzero_cpu): each study's
+    # curves live in its own folder; --curves twice covers both, one folder alone does not.
+    p = _results_dir(tmp_path, _csv(_rows("r0") + _rows("r1", seed=1)))
+    first, second = tmp_path / "a" / "curves", tmp_path / "b" / "curves"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    _curve(first / "r0.npz", seed=0)
+    _curve(second / "r1.npz", seed=1)
+    assert_clean_failure(run_main(["plot", p, "--curves", first, "--kind", "curves", "--out", tmp_path / "f"]),
+                         names=["r1.npz", "1 of the 2"])
+    res = run_main(["plot", p, "--curves", first, "--curves", second, "--kind", "curves", "--out", tmp_path / "f"])
+    assert res.returncode == 0, res.stderr
+    assert any(tmp_path.joinpath("f").glob("*.png"))
+
+
 # ---------------------------------------------------------------- kill -9 at each write point of `run`
 
 RUN = ["run", "ale", "--datasets", "cub", "--sim", "tiny", "--seeds", "0,1", "--epochs", "3", "--no-mlflow"]

@@ -137,7 +137,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "region models from <results dir>/runs/<run_id>/ckpt, which `zsl-bench ablate` keeps")
     g.add_argument("--metric", default="h", metavar="NAME",
                    help="metric of bars/curves: a table metric (zsl-bench ls metrics), default h")
-    g.add_argument("--curves", default=None, metavar="DIR", help="directory of saved U-S curves (*.npz)")
+    g.add_argument("--curves", action="append", default=None, metavar="DIR",
+                   help="directory of saved U-S curves (*.npz); repeat it for several studies' curves")
     g.add_argument("--storage", default=None, metavar="URL", help="Optuna storage of a search")
     g.add_argument("--study", default=None, metavar="NAME", help="Optuna study name (with --storage)")
     g.add_argument("--out", required=True, metavar="DIR", help="output directory for the figures")
@@ -437,15 +438,17 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_curves_cover_rows(rows: list[dict[str, Any]], curves: Path) -> None:
-    """Every run whose rows hold a test AUSUC has ``<curves>/<run_id>.npz`` (no figure from 2 of 3 seeds)."""
+def _check_curves_cover_rows(rows: list[dict[str, Any]], curves: list[Path]) -> None:
+    """Every run whose rows hold a test AUSUC has ``<curves>/<run_id>.npz`` in one of the curve
+    folders (no figure from 2 of 3 seeds)."""
     from ..errors import DataError
 
-    have = {p.stem for p in curves.glob("*.npz") if not p.name.startswith(".")}
+    have = {p.stem for d in curves for p in d.glob("*.npz") if not p.name.startswith(".")}
     want = sorted({str(r["run_id"]) for r in rows if r.get("metric") == "ausuc"})
     missing = [r for r in want if r not in have]
     if missing:
-        raise DataError(f"{curves}: no curve file for {len(missing)} of the {len(want)} runs in the results, e.g. "
+        where = ", ".join(map(str, curves))
+        raise DataError(f"{where}: no curve file for {len(missing)} of the {len(want)} runs in the results, e.g. "
                         f"{missing[0]}.npz; give the curves folder of the same study (<out>/curves)")
 
 
@@ -492,9 +495,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 if any((Path(res).parent / "curves").glob("*.npz")):
                     made += plots.plot_us_curves(plots.load_curves(Path(res).parent / "curves"), args.out)
     if args.curves and "curves" in want:
-        curves = plots.load_curves(args.curves)
+        curves = [c for d in args.curves for c in plots.load_curves(d)]
         if args.results:
-            _check_curves_cover_rows(read_study_rows(args.results), Path(args.curves))
+            _check_curves_cover_rows(read_study_rows(args.results), [Path(d) for d in args.curves])
         made += plots.plot_us_curves(curves, args.out)
     if args.storage and "optuna" in want:
         made += plots.plot_optuna(args.storage, args.study, args.out)
