@@ -1,87 +1,239 @@
 """Calibrate the simulated benchmark against published baselines (SIMULATION.md "Calibration").
 
-Generates the ``small`` preset and runs the harness's registered pooled-feature baselines through
-the real pipeline (``zsl_bench.runner.run_one``, val protocol, each method's dataset preset), so
-the numbers are what ``zsl-bench run <method> --sim`` reports. Targets: the published real-data
-ZSL accuracies of ESZSL/ALE, about 54 / 58 / 62 % on CUB / SUN / AWA2
-(``../shared/reference/published_results.csv``).
+For every dataset, semantics source and data seed, this generates the ``small`` preset and runs the
+calibration methods through the real pipeline (``zsl_bench.runner.run_one``, val protocol, each
+method's dataset preset, one run per training seed), so the numbers are what
+``zsl-bench run <method> --sim`` reports. It prints, per dataset and semantics source, each
+method's ZSL accuracy and H (mean ± sd over data seeds x training seeds) beside its published
+real-data value (``../shared/reference/published_results.csv``), and the gap.
 
-Semantics: by default the generator's default data root, as ``zsl-bench run --sim`` uses it (on a
-machine without real metadata: generated semantics); ``--data-root`` gives real semantics.
+Calibration methods: the classic pooled-feature baselines (ALE, DeViSE, SJE, ESZSL, SAE, LATEM) and
+DAZLE, the one attention baseline, which fixes how much region attention gains over pooled
+features. MSDN, MSDN++ and TransZero are refused: their numbers never inform the generator's knobs.
 
-Baselines only: never run attention methods here. Examples::
+Semantics sources: ``generated`` (no real metadata visible to the generator: it makes semantics
+with the real datasets' statistics) and ``real`` (``att_splits.mat`` and word vectors from
+``--data-root``, default ``$ZSL_BENCH_SHARED_DATA`` or ``../shared/data/zsl``). FLO has no published
+classic-baseline or DAZLE number: its rows are reported without a target.
 
-    python benchmarks/calibrate_sim.py --out /tmp/zsl-calib
-    python benchmarks/calibrate_sim.py --datasets cub,awa2 --methods ale,sae --set region_noise=0.8
+Cells are appended to ``<out>/calibration.jsonl`` as they finish; a rerun with the same arguments
+skips finished cells (``--fresh`` starts over). Examples::
+
+    python benchmarks/calibrate_sim.py --datasets cub --methods eszsl,ale --data-seeds 0 --seeds 0
+    python benchmarks/calibrate_sim.py --semantics generated,real --data-seeds 0,1 --seeds 0,1
+    python benchmarks/calibrate_sim.py --datasets awa2 --set awa2.region_noise=0.4 --set occlusion=0.2
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import csv
+import hashlib
+import inspect
 import json
 import logging
+import math
+import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from zsl_bench.data import sim
 from zsl_bench.data.datasets import get_spec, parse_dataset_list
 from zsl_bench.data.loader import load_from_dir, read_sim_meta
-from zsl_bench.data.sim import GENERATOR_VERSION, generate
-from zsl_bench.metrics import names as metric_names
+from zsl_bench.errors import ConfigError, ZSLError
 from zsl_bench.runner import RunSpec, run_one
 
 log = logging.getLogger("calibrate_sim")
-TARGETS = {"cub": 54.0, "sun": 58.0, "awa2": 62.0}  # ESZSL/ALE, published_results.csv
-BASELINES = ("ale", "eszsl", "sae")
+HERE = Path(__file__).resolve().parent
+PUBLISHED = HERE.parent.parent / "shared" / "reference" / "published_results.csv"
+CALIBRATION_METHODS = ("ale", "devise", "sje", "eszsl", "sae", "latem", "dazle")
+NEVER = ("msdn", "msdnpp", "transzero")  # the methods under study (SIMULATION.md)
+PUBLISHED_NAME = {"ale": "ALE", "devise": "DeViSE", "sje": "SJE", "eszsl": "ESZSL", "sae": "SAE",
+                  "latem": "LATEM", "dazle": "DAZLE"}
+SEMANTICS = ("generated", "real")
 
 
-def calibrate(name: str, methods: list[str], *, seed: int, out: Path, data_root: str | None,
-              overrides: dict[str, Any]) -> dict[str, Any]:
-    """Generate ``name`` (small, ``seed``) and return each method's test metrics on it."""
-    t0 = time.perf_counter()
-    ddir = generate(name, "small", seed, data_root=data_root, out_root=out, force=True, **overrides)
-    gen_s = time.perf_counter() - t0
-    data = load_from_dir(name, ddir, source="simulated", root=ddir.parent,
-                         provenance=read_sim_meta(ddir / "sim.json"))
-    meta = json.loads((ddir / "sim.json").read_text())
-    row: dict[str, Any] = {"dataset": get_spec(name).dirname, "target": TARGETS.get(name),
-                           "chance": round(100.0 / meta["unseen"], 1), "images": meta["images"],
-                           "real_semantics": meta["real_semantics"], "generate_s": round(gen_s, 1)}
+def published_targets(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """(method, dataset) -> {"zsl_acc", "h"} from the published-results table (calibration methods only)."""
+    by_name = {v.lower(): k for k, v in PUBLISHED_NAME.items()}
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            method = by_name.get(row["method"].strip().lower())
+            if method is None or not row.get("zsl_acc"):
+                continue
+            out[(method, row["dataset"].strip().lower())] = {
+                "zsl_acc": float(row["zsl_acc"]), "h": float(row["h"]) if row.get("h") else math.nan}
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``KEY=VALUE`` (every dataset) or ``DATASET.KEY=VALUE`` -> {dataset or "*": {key: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE or DATASET.KEY=VALUE")
+        scope, _, name = key.rpartition(".")
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        out.setdefault(scope.lower() or "*", {})[name] = parsed
+    return out
+
+
+def _generate(name: str, seed: int, data_root: str, out: Path, generator: str | None,
+              overrides: dict[str, Any]) -> Path:
+    kwargs: dict[str, Any] = dict(overrides)
+    if generator is not None:
+        if "generator" not in inspect.signature(sim.generate).parameters:
+            raise ConfigError(f"--generator {generator}: this zsl_bench has one generator "
+                              f"({sim.GENERATOR_VERSION})")
+        kwargs["generator"] = generator
+    return sim.generate(name, "small", seed, data_root=data_root, out_root=out, force=True, **kwargs)
+
+
+def calibrate_cell(name: str, semantics: str, data_seed: int, methods: list[str], seeds: list[int], *,
+                   out: Path, real_root: str, generator: str | None,
+                   overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """Generate one dataset (small, ``data_seed``, one semantics source); one record per method and seed."""
+    with tempfile.TemporaryDirectory(prefix="calib-empty-") as empty:
+        root = real_root if semantics == "real" else empty  # nothing real visible: generated semantics
+        t0 = time.perf_counter()
+        ddir = _generate(name, data_seed, root, out / f"{semantics}-seed{data_seed}", generator, overrides)
+        gen_s = time.perf_counter() - t0
+    meta = read_sim_meta(ddir / "sim.json")
+    if bool(meta.get("real_semantics")) != (semantics == "real"):
+        raise ZSLError(f"{ddir}: asked for {semantics} semantics, the generator used "
+                       f"{'real' if meta.get('real_semantics') else 'generated'} ones")
+    data = load_from_dir(name, ddir, source="simulated", root=ddir.parent, provenance=meta)
+    records = []
     for method in methods:
-        spec = RunSpec(method, name, seed=0, sim_preset="small", sim_seed=seed, protocol="val")
-        with tempfile.TemporaryDirectory(prefix="calib-") as run_dir:
-            res = run_one(spec, out_dir=Path(run_dir), data=data, progress=False)
-        row[method] = {k: round(res.metrics[k], 1) for k in metric_names("table")}
-        row[method]["s_wall"] = round(res.wall_time_s, 1)
-    return row
+        for seed in seeds:
+            spec = RunSpec(method, name, seed=seed, sim_preset="small", sim_seed=data_seed, protocol="val")
+            with tempfile.TemporaryDirectory(prefix="calib-run-") as run_dir:
+                res = run_one(spec, out_dir=Path(run_dir), data=data, progress=False)
+            records.append({
+                "dataset": name, "semantics": semantics, "data_seed": data_seed, "method": method,
+                "seed": seed, "generator": meta.get("generator"), "overrides": overrides,
+                "zsl_acc": round(res.metrics["zsl_acc"], 2), "h": round(res.metrics["h"], 2),
+                "u": round(res.metrics["u"], 2), "s": round(res.metrics["s"], 2),
+                "chance": round(100.0 / meta["unseen"], 2), "wall_s": round(res.wall_time_s, 1),
+                "generate_s": round(gen_s, 1)})
+            log.info("%s %s data seed %d %s seed %d: ZSL %.1f H %.1f (%.0fs)", name, semantics, data_seed,
+                     method, seed, res.metrics["zsl_acc"], res.metrics["h"], res.wall_time_s)
+    return records
+
+
+def _mean_sd(xs: list[float]) -> str:
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return f"{xs[0]:.1f}"
+    return f"{statistics.fmean(xs):.1f} ± {statistics.stdev(xs):.1f}"
+
+
+def summary(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict[str, float]]) -> str:
+    """Markdown: per dataset x semantics x method, achieved vs published, and the mean |gap|."""
+    lines = ["| dataset | semantics | method | n | ZSL (sim) | ZSL (published) | gap | H (sim) | H (published) | gap |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    gaps: dict[tuple[str, str], list[float]] = {}
+    cells = sorted({(r["dataset"], r["semantics"], r["method"]) for r in records},
+                   key=lambda c: (c[0], c[1], CALIBRATION_METHODS.index(c[2]) if c[2] in CALIBRATION_METHODS else 99))
+    for ds, sem, m in cells:
+        rs = [r for r in records if (r["dataset"], r["semantics"], r["method"]) == (ds, sem, m)]
+        z, h = [r["zsl_acc"] for r in rs], [r["h"] for r in rs]
+        t = targets.get((m, ds))
+        gz = statistics.fmean(z) - t["zsl_acc"] if t else math.nan
+        gh = statistics.fmean(h) - t["h"] if t and not math.isnan(t["h"]) else math.nan
+        if t:
+            gaps.setdefault((ds, sem), []).append(abs(gz))
+        fmt = (lambda v: "–" if math.isnan(v) else f"{v:+.1f}")
+        lines.append(f"| {ds} | {sem} | {m} | {len(rs)} | {_mean_sd(z)} | {t['zsl_acc'] if t else '–'} | {fmt(gz)} | "
+                     f"{_mean_sd(h)} | {t['h'] if t else '–'} | {fmt(gh)} |")
+    lines.append("")
+    for (ds, sem), g in sorted(gaps.items()):
+        lines.append(f"- {ds} ({sem} semantics): mean |ZSL gap| {statistics.fmean(g):.1f} over {len(g)} methods, "
+                     f"max {max(g):.1f}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="all")
-    p.add_argument("--methods", default=",".join(BASELINES), help="registered pooled-feature baselines")
-    p.add_argument("--data-root", default=None, help="real semantics (default: as `zsl-bench run --sim`)")
-    p.add_argument("--out", default="/tmp/zsl-calib", help="where the small preset is written")
-    p.add_argument("--seed", type=int, default=0, help="generator seed")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a SimParams field (exploration only; defaults live in sim.py)")
+    p.add_argument("--methods", default=",".join(CALIBRATION_METHODS),
+                   help=f"calibration methods (default and valid: {','.join(CALIBRATION_METHODS)})")
+    p.add_argument("--semantics", default="generated", help="generated, real, or generated,real")
+    p.add_argument("--data-root", default=None,
+                   help="real metadata for --semantics real (default $ZSL_BENCH_SHARED_DATA, else ../shared/data/zsl)")
+    p.add_argument("--data-seeds", default="0", help="generator seeds, e.g. 0,1")
+    p.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1")
+    p.add_argument("--generator", default=None, help="generator version (default: the current one)")
+    p.add_argument("--set", action="append", default=[], metavar="[DATASET.]KEY=VALUE",
+                   help="override a generator parameter (exploration; the chosen values live in sim.py)")
+    p.add_argument("--out", default=None, help="work directory (default a fresh one under /tmp)")
+    p.add_argument("--published", default=str(PUBLISHED), help="published_results.csv")
+    p.add_argument("--fresh", action="store_true", help="ignore finished cells in <out>/calibration.jsonl")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
-    overrides = {}
-    for kv in args.set:
-        key, _, value = kv.partition("=")
-        overrides[key] = ast.literal_eval(value)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    rows = {}
-    for name in parse_dataset_list(args.datasets):
-        rows[name] = calibrate(name, methods, seed=args.seed, out=Path(args.out),
-                               data_root=args.data_root, overrides=overrides)
-        log.info("%s", json.dumps(rows[name]))
-    print(json.dumps({"generator": GENERATOR_VERSION, "overrides": overrides, "results": rows}, indent=1))
+    try:
+        methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
+        bad = [m for m in methods if m not in CALIBRATION_METHODS]
+        if bad:
+            why = " (never used to choose the generator's knobs)" if set(bad) & set(NEVER) else ""
+            raise ConfigError(f"--methods: {', '.join(bad)} not a calibration method{why}; valid: "
+                              f"{', '.join(CALIBRATION_METHODS)}")
+        sources = [s.strip() for s in args.semantics.split(",") if s.strip()]
+        if not sources or any(s not in SEMANTICS for s in sources):
+            raise ConfigError(f"--semantics {args.semantics!r}: valid: generated, real, generated,real")
+        data_seeds = [int(s) for s in args.data_seeds.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+        real_root = args.data_root or os.environ.get("ZSL_BENCH_SHARED_DATA") or str(HERE.parent.parent / "shared" / "data" / "zsl")
+        datasets = parse_dataset_list(args.datasets)
+        if "real" in sources:
+            missing = [n for n in datasets if not (Path(real_root) / get_spec(n).dirname / "att_splits.mat").is_file()]
+            if missing:
+                raise ConfigError(f"--semantics real: no att_splits.mat under {real_root} for "
+                                  f"{', '.join(missing)}; give --data-root")
+        overrides = parse_overrides(args.set)
+        targets = published_targets(Path(args.published))
+    except (ConfigError, ValueError, OSError) as exc:
+        print(f"calibrate_sim: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="zsl-calib-"))
+    out.mkdir(parents=True, exist_ok=True)
+    journal = out / "calibration.jsonl"
+    records: list[dict[str, Any]] = []
+    if journal.is_file() and not args.fresh:
+        records = [json.loads(ln) for ln in journal.read_text().splitlines() if ln.strip()]
+    keys = {}
+    for name in datasets:
+        ov = {**overrides.get("*", {}), **overrides.get(name, {})}
+        key = keys[name] = hashlib.sha256(json.dumps([args.generator, ov], sort_keys=True).encode()).hexdigest()[:12]
+        for sem in sources:
+            for ds in data_seeds:
+                done = {(r["method"], r["seed"]) for r in records if (r["dataset"], r["semantics"], r["data_seed"],
+                                                                      r.get("key")) == (name, sem, ds, key)}
+                todo = [m for m in methods if any((m, s) not in done for s in seeds)]
+                if not todo:
+                    continue
+                for rec in calibrate_cell(name, sem, ds, todo, seeds, out=out, real_root=real_root,
+                                          generator=args.generator, overrides=ov):
+                    rec["key"] = key
+                    records.append(rec)
+                    with journal.open("a") as fh:
+                        fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    wanted = [r for r in records if r["dataset"] in keys and r.get("key") == keys[r["dataset"]] and r["semantics"] in sources
+              and r["data_seed"] in data_seeds and r["seed"] in seeds and r["method"] in methods]
+    print(f"simulated benchmark calibration (small preset; records: {journal})")
+    print(summary(wanted, targets))
     return 0
 
 
