@@ -174,8 +174,9 @@ def test_pooled_eszsl_transfers_to_unseen(tiny_cub: Path) -> None:
 
 
 def test_context_confounder(tmp_path: Path) -> None:
+    # v1's confounder (one context per seen class, lost at test time); v2's: tests/test_sim_v2.py
     def own_context_rate(rho: float) -> tuple[float, float]:
-        ddir = generate("awa2", "tiny", out_root=tmp_path / f"rho{rho}", rho=rho,
+        ddir = generate("awa2", "tiny", out_root=tmp_path / f"rho{rho}", rho=rho, generator="1.2",
                         images_per_class=60, max_images=480, min_images_per_class=60)
         gt = np.load(ddir / "ground_truth.npz")
         idx = np.load(ddir / "image_index.npz")

@@ -250,14 +250,14 @@ def preset_params(preset: str, name: str | None = None, generator: str | None = 
         ConfigError: unknown preset, generator or parameter (naming the valid ones), bad value.
     """
     version = resolve_generator(generator)
-    if version == "1.2":
-        return sim_v1.preset_params(preset, name, **overrides)
     if preset not in PRESETS:
         raise ConfigError(f"unknown sim preset '{preset}'; valid: {', '.join(PRESETS)}")
-    known = set(SimParams.__dataclass_fields__)
+    known = {f.name for f in fields(_params_class(version))}
     bad = sorted(set(overrides) - known)
     if bad:
         raise ConfigError(f"unknown sim parameter(s) {bad} for generator {version}; valid: {sorted(known)}")
+    if version == "1.2":
+        return sim_v1.preset_params(preset, name, **overrides)
     spec = get_spec(name) if name else None
     per_dataset = {**spec.sim_scale.get(preset, {}), **spec.sim_scale_v2.get(preset, {})} if spec else {}
     per_dataset = {k: v for k, v in per_dataset.items() if k in known}

@@ -76,7 +76,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ def preset_params(preset: str, name: str | None = None, **overrides: Any) -> Sim
     """The parameters of a preset (for dataset ``name`` when given), with optional overrides."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown sim preset '{preset}'; valid: {', '.join(PRESETS)}")
-    known = set(SimParams.__dataclass_fields__)
+    known = {f.name for f in fields(SimParams)}
     bad = sorted(set(overrides) - known)
     if bad:
         raise ConfigError(f"unknown sim parameter(s) {bad}; valid: {sorted(known)}")
