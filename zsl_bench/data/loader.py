@@ -105,21 +105,24 @@ def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, s
         return load_from_dir(spec.name, ddir, source="real", root=root)
     from . import sim  # lazy: the generator pulls in more than loading needs
 
+    presets = getattr(sim, "PRESETS", ())
     generator = sim_overrides.pop("generator", None)
-    if sim_preset in sim.PRESETS:
+    extra: dict[str, Any] = {}
+    if generator is not None or sim_overrides:
+        if sim_preset not in presets:
+            raise ConfigError(f"sim preset '{sim_preset}': generator parameters apply only to the generator's "
+                              f"presets ({', '.join(presets)})")
+        # Every version / override setting has its own directory (the same one generate() picks).
         root = sim.cache_root(sim_preset, sim_seed, generator, **sim_overrides)
-    elif sim_overrides or generator is not None:
-        raise ConfigError(f"sim preset '{sim_preset}': generator parameters apply only to the generator's "
-                          f"presets ({', '.join(sim.PRESETS)})")
+        extra = {"generator": generator, **sim_overrides}
     else:
-        root = roots.sim_root(sim_preset, sim_seed)
+        root = roots.sim_root(sim_preset, sim_seed)  # = sim.cache_root(preset, seed) for the default version
     ddir = root / spec.dirname
     # The generator's own presets always go through it: it returns a matching cached copy at once,
     # regenerates a stale one (other generator version) and serialises concurrent processes.
-    if sim_preset in sim.PRESETS or not ((ddir / SIM_META).is_file() and (ddir / ATT_SPLITS).is_file()):
+    if sim_preset in presets or not ((ddir / SIM_META).is_file() and (ddir / ATT_SPLITS).is_file()):
         log.info("simulated %s (preset %s, seed %d): generating unless cached", spec.dirname, sim_preset, sim_seed)
-        out = sim.generate(spec.name, sim_preset, seed=sim_seed, data_root=data_root, generator=generator,
-                           **sim_overrides)
+        out = sim.generate(spec.name, sim_preset, seed=sim_seed, data_root=data_root, **extra)
         if out is not None and Path(out).is_dir():
             ddir = Path(out)
     meta = read_sim_meta(ddir / SIM_META)
