@@ -29,7 +29,7 @@ from typing import Any
 
 from zsl_bench.data.datasets import get_spec, parse_dataset_list
 from zsl_bench.data.loader import load_from_dir, read_sim_meta
-from zsl_bench.data.sim import GENERATOR_VERSION, generate
+from zsl_bench.data.sim import GENERATORS, generate, resolve_generator
 from zsl_bench.metrics import names as metric_names
 from zsl_bench.runner import RunSpec, run_one
 
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = calibrate(name, methods, seed=args.seed, out=Path(args.out),
                                data_root=args.data_root, overrides=overrides)
         log.info("%s", json.dumps(rows[name]))
-    print(json.dumps({"generator": GENERATOR_VERSION, "overrides": overrides, "results": rows}, indent=1))
+    version = GENERATORS[resolve_generator(overrides.get("generator"))]  # --set generator='"1.2"' selects v1
+    print(json.dumps({"generator": version, "overrides": overrides, "results": rows}, indent=1))
     return 0
 
 

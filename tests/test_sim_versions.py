@@ -111,3 +111,15 @@ def test_loader_passes_generator_and_overrides() -> None:
         load_dataset("cub", sim_preset="tiny", sim_overrides={"noise": 1.0})
     with pytest.raises(ConfigError, match="only to the simulated benchmark"):
         load_dataset("cub", sim_overrides={"rho": 0.5})
+
+
+def test_cli_generator_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zsl_bench.cli.main import main as cli_main
+
+    assert cli_main(["data", "sim", "awa2", "--preset", "tiny", "--generator", "1.2"]) == 0
+    out = capsys.readouterr().out
+    assert "generated" in out and str(sim.cache_root("tiny", 0, "1.2")) in out
+    ddir = sim.cache_root("tiny", 0, "1.2") / "AWA2"
+    assert json.loads((ddir / "sim.json").read_text())["generator"] == "zsl-bench-sim/1.2"
+    assert cli_main(["data", "sim", "awa2", "--preset", "tiny", "--generator", "9"]) == 2
+    assert "unknown sim generator '9'; valid: 2.0, 1.2" in capsys.readouterr().err

@@ -114,11 +114,34 @@ from ..errors import ConfigError, DataError
 from . import root as data_roots
 from . import sim_v1
 from .datasets import DatasetSpec, get_spec
-from .sim_common import (DENSITY_LEVEL, GROUND_TRUTH_NAME, META_NAME, PRESETS, TINY_SHAPE, ScaleParams, Structure,
-                         base_meta, check_non_negative, check_splits, check_unit_interval, chunk_starts,
-                         class_counts, class_strengths, generated_split, generated_word_vectors,
-                         generation_lock, group_weights, is_simulated, prototypes, real_structure,
-                         semantic_stats, split_indices, store_provenance, unit_columns, write_index_files)
+from .sim_common import (
+    DENSITY_LEVEL,
+    GROUND_TRUTH_NAME,
+    META_NAME,
+    PRESETS,
+    TINY_SHAPE,
+    ScaleParams,
+    Structure,
+    base_meta,
+    check_non_negative,
+    check_splits,
+    check_unit_interval,
+    chunk_starts,
+    class_counts,
+    class_strengths,
+    generated_split,
+    generated_word_vectors,
+    generation_lock,
+    group_weights,
+    is_simulated,
+    prototypes,
+    real_structure,
+    semantic_stats,
+    split_indices,
+    store_provenance,
+    unit_columns,
+    write_index_files,
+)
 from .store import STORE_NAME, StoreWriter
 
 log = logging.getLogger(__name__)
@@ -364,10 +387,13 @@ def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike
             # of its inputs, so it is replaced rather than reused.
             log.warning("%s: simulated dataset from another generator version or parameters (or "
                         "incomplete); regenerating it", ddir)
-        writer = sim_v1.write_dataset if version == "1.2" else write_dataset
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.dirname}.", suffix=".tmp", dir=out))
         try:
-            meta = writer(tmp, spec, preset, seed, params, data_root, progress)
+            if isinstance(params, SimParams):
+                meta = write_dataset(tmp, spec, preset, seed, params, data_root, progress)
+            else:
+                assert isinstance(params, sim_v1.SimParams)
+                meta = sim_v1.write_dataset(tmp, spec, preset, seed, params, data_root, progress)
             if ddir.exists():
                 trash = ddir.with_name(f".{ddir.name}.old-{os.getpid()}")
                 os.replace(ddir, trash)

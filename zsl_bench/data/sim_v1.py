@@ -71,8 +71,6 @@ the 1.1 parameters give lower accuracies than the record above.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import json
 import logging
 import os
@@ -85,11 +83,30 @@ import numpy as np
 from ..errors import ConfigError
 from . import root as data_roots
 from .datasets import DatasetSpec, get_spec
-from .sim_common import (GROUND_TRUTH_NAME, META_NAME, PRESETS, TINY_SHAPE, ScaleParams, Structure,
-                         base_meta, check_non_negative, check_splits, check_unit_interval, chunk_starts,
-                         class_counts, class_strengths, generated_split, generated_word_vectors,
-                         group_weights, prototypes, real_structure, split_indices, store_provenance, unit_columns,
-                         write_index_files)
+from .sim_common import (
+    GROUND_TRUTH_NAME,
+    META_NAME,
+    PRESETS,
+    TINY_SHAPE,
+    ScaleParams,
+    Structure,
+    base_meta,
+    check_non_negative,
+    check_splits,
+    check_unit_interval,
+    chunk_starts,
+    class_counts,
+    class_strengths,
+    generated_split,
+    generated_word_vectors,
+    group_weights,
+    prototypes,
+    real_structure,
+    split_indices,
+    store_provenance,
+    unit_columns,
+    write_index_files,
+)
 from .store import STORE_NAME, StoreWriter
 
 log = logging.getLogger(__name__)
