@@ -30,7 +30,6 @@ import argparse
 import ast
 import csv
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -90,13 +89,8 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
 
 def _generate(name: str, seed: int, data_root: str, out: Path, generator: str | None,
               overrides: dict[str, Any]) -> Path:
-    kwargs: dict[str, Any] = dict(overrides)
-    if generator is not None:
-        if "generator" not in inspect.signature(sim.generate).parameters:
-            raise ConfigError(f"--generator {generator}: this zsl_bench has one generator "
-                              f"({sim.GENERATOR_VERSION})")
-        kwargs["generator"] = generator
-    return sim.generate(name, "small", seed, data_root=data_root, out_root=out, force=True, **kwargs)
+    return sim.generate(name, "small", seed, data_root=data_root, out_root=out, force=True,
+                        generator=generator, **overrides)
 
 
 def calibrate_cell(name: str, semantics: str, data_seed: int, methods: list[str], seeds: list[int], *,
@@ -174,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="real metadata for --semantics real (default $ZSL_BENCH_SHARED_DATA, else ../shared/data/zsl)")
     p.add_argument("--data-seeds", default="0", help="generator seeds, e.g. 0,1")
     p.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1")
-    p.add_argument("--generator", default=None, help="generator version (default: the current one)")
+    p.add_argument("--generator", default=None,
+                   help=f"generator version ({', '.join(sim.GENERATORS)}; default {sim.DEFAULT_GENERATOR})")
     p.add_argument("--set", action="append", default=[], metavar="[DATASET.]KEY=VALUE",
                    help="override a generator parameter (exploration; the chosen values live in sim.py)")
     p.add_argument("--out", default=None, help="work directory (default a fresh one under /tmp)")
@@ -203,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"--semantics real: no att_splits.mat under {real_root} for "
                                   f"{', '.join(missing)}; give --data-root")
         overrides = parse_overrides(args.set)
+        generator = sim.resolve_generator(args.generator)
+        for name in datasets:
+            sim.preset_params("small", name, generator, **{**overrides.get("*", {}), **overrides.get(name, {})})
         targets = published_targets(Path(args.published))
     except (ConfigError, ValueError, OSError) as exc:
         print(f"calibrate_sim: {exc}", file=sys.stderr)
@@ -216,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = {}
     for name in datasets:
         ov = {**overrides.get("*", {}), **overrides.get(name, {})}
-        key = keys[name] = hashlib.sha256(json.dumps([args.generator, ov], sort_keys=True).encode()).hexdigest()[:12]
+        key = keys[name] = hashlib.sha256(json.dumps([generator, ov], sort_keys=True).encode()).hexdigest()[:12]
         for sem in sources:
             for ds in data_seeds:
                 done = {(r["method"], r["seed"]) for r in records if (r["dataset"], r["semantics"], r["data_seed"],
@@ -225,14 +223,15 @@ def main(argv: list[str] | None = None) -> int:
                 if not todo:
                     continue
                 for rec in calibrate_cell(name, sem, ds, todo, seeds, out=out, real_root=real_root,
-                                          generator=args.generator, overrides=ov):
+                                          generator=generator, overrides=ov):
                     rec["key"] = key
                     records.append(rec)
                     with journal.open("a") as fh:
                         fh.write(json.dumps(rec, sort_keys=True) + "\n")
     wanted = [r for r in records if r["dataset"] in keys and r.get("key") == keys[r["dataset"]] and r["semantics"] in sources
               and r["data_seed"] in data_seeds and r["seed"] in seeds and r["method"] in methods]
-    print(f"simulated benchmark calibration (small preset; records: {journal})")
+    print(f"simulated benchmark calibration, generator {sim.GENERATORS[generator]} (small preset; "
+          f"records: {journal})")
     print(summary(wanted, targets))
     return 0
 

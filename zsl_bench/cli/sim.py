@@ -8,6 +8,7 @@ EXAMPLES = """examples:
   zsl-bench data sim all                         small preset, seed 0, every dataset
   zsl-bench data sim cub --preset tiny --seed 3  a tiny CUB-named dataset for quick checks
   zsl-bench data sim sun --data-root ~/zsl --out /tmp/sim --force
+  zsl-bench data sim cub --generator 1.2         the v1 generator (bit-identical to its release)
 """
 
 
@@ -22,10 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", metavar="DATASET", help="a dataset (zsl-bench ls datasets), a comma list, or 'all'")
     p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+    p.add_argument("--generator", default=None, help="generator version: 2.0 (default) or 1.2")
     p.add_argument("--data-root", default=None, help="real metadata root for the semantics "
                    "(default: $ZSL_BENCH_DATA, else the cache)")
     p.add_argument("--out", default=None, help="parent directory of the dataset dirs "
-                   "(default: <cache>/sim/<preset>-seed<seed>)")
+                   "(default: <cache>/sim/<preset>-seed<seed>, a sibling per generator version)")
     p.add_argument("--force", action="store_true", help="regenerate even when cached")
     p.set_defaults(func=cmd_sim)
 
@@ -33,20 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_sim(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..data import root
     from ..data.datasets import get_spec, parse_dataset_list
-    from ..data.sim import PRESETS, generate, is_cached, preset_params
+    from ..data.sim import PRESETS, cache_root, generate, is_cached, preset_params
     from ..errors import ConfigError
 
     if args.preset not in PRESETS:
         raise ConfigError(f"--preset: unknown preset '{args.preset}'; valid: {', '.join(PRESETS)}")
     if args.seed < 0:
         raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
-    out = Path(args.out).expanduser() if args.out else root.sim_root(args.preset, args.seed)
+    gen = getattr(args, "generator", None)
+    out = Path(args.out).expanduser() if args.out else cache_root(args.preset, args.seed, gen)
     for name in parse_dataset_list(args.dataset):
-        params = preset_params(args.preset, name)
+        params = preset_params(args.preset, name, gen)
         cached = not args.force and is_cached(out / get_spec(name).dirname, args.preset, args.seed, params)
         ddir = generate(name, args.preset, args.seed, data_root=args.data_root, out_root=out,
-                        force=args.force, progress=not cached)
+                        force=args.force, progress=not cached, generator=gen)
         print(f"{name}\t{'cached' if cached else 'generated'}\t{ddir}")
     return 0

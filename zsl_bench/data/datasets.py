@@ -82,7 +82,9 @@ class DatasetSpec:
         sim_groups: attribute groups (contiguous blocks) of generated semantics, and of real
             semantics without part names.
         sim_scale: per sim preset, ``SimParams`` overrides for this dataset (``small``: images
-            per class set by the runtime budget, see ``data.sim``).
+            per class set by the runtime budget, see ``data.sim``). Generator v1 (1.2) uses only these.
+        sim_scale_v2: per sim preset, generator-v2 overrides applied on top of ``sim_scale`` (more
+            images where v1 had too few: FLO, AWA2's unseen classes; FLO's visual latent parts).
     """
 
     name: str
@@ -106,6 +108,7 @@ class DatasetSpec:
     sim_stream: int = -1
     sim_groups: int = 6
     sim_scale: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    sim_scale_v2: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.sim_stream < 0:  # an internal invariant of the table below, not a user mistake
@@ -183,7 +186,9 @@ AWA2 = DATASETS.add("awa2", DatasetSpec(
                  for suffix, dest in (("Animals_with_Attributes2/JPEGImages", "AWA2/images"),
                                       ("predicates.txt", "AWA2/predicates.txt")))),
     sim_stream=2, sim_groups=5,
-    sim_scale={"small": dict(images_per_class=24, max_images=1200)}))
+    sim_scale={"small": dict(images_per_class=24, max_images=1200)},
+    # v2: 80 test images per unseen class (10 classes), so AWA2's ZSL accuracy is not a 240-image estimate
+    sim_scale_v2={"small": dict(unseen_images_per_class=80)}))
 
 _OXFORD = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 FLO = DATASETS.add("flo", DatasetSpec(
@@ -201,7 +206,11 @@ FLO = DATASETS.add("flo", DatasetSpec(
                             "Oxford-102 train/val/test ids; URL verified; sha256 unpublished"),
                      "", "FLO/oxford/setid.mat")),
     sim_stream=3, sim_groups=8,  # the 1024 sentence-embedding dims as 8 contiguous "attribute" groups
-    sim_scale={"small": dict(images_per_class=8, max_images=816)}))
+    sim_scale={"small": dict(images_per_class=8, max_images=816)},
+    # v2: 20 images per class (v1's 8 left 6 for training, degenerate for deep methods), and visual
+    # latents in 6 parts of 8 dimensions (the 1,024 embedding dims are semantics, not parts)
+    sim_scale_v2={"small": dict(images_per_class=20, max_images=2040, latent_parts=6),
+                  "full": dict(latent_parts=6)}))
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from . import root as roots
 from .datasets import DatasetSpec, get_spec
 from .features import STORE_SIZED, FeatureSet, check_rows, store_set
@@ -61,7 +61,7 @@ RES101 = "res101.mat"
 
 # ------------------------------------------------------------------------------------ entry points
 def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, sim_preset: str | None = None,
-                 sim_seed: int = 0) -> ZSLData:
+                 sim_seed: int = 0, sim_overrides: dict[str, Any] | None = None) -> ZSLData:
     """Load dataset ``name`` (a registered name: cub, sun, ...), checked, with 0-based splits.
 
     Args:
@@ -70,10 +70,17 @@ def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, 
             With ``sim_preset`` it is passed to the generator (which may read real metadata).
         sim_preset: load the simulated benchmark of this preset (generated first if missing).
         sim_seed: the generator's seed.
+        sim_overrides: generator parameters (``sim.SimParams`` fields of the chosen version) and
+            optionally ``generator`` (a ``sim.GENERATORS`` name; default the current version). The
+            dataset lives in ``sim.cache_root(preset, seed, generator, **overrides)``, so every
+            setting has its own directory. Only with ``sim_preset``.
     """
     spec = get_spec(name)
+    if sim_overrides and sim_preset is None:
+        raise ConfigError(f"sim parameters {sorted(sim_overrides)} given for real data; they apply only to "
+                          "the simulated benchmark (--sim)")
     try:
-        return _load_dataset(spec, data_root, sim_preset, sim_seed)
+        return _load_dataset(spec, data_root, sim_preset, sim_seed, dict(sim_overrides or {}))
     except OSError as exc:  # unreadable directory or file (permissions, a name too long, I/O error)
         raise _os_error(exc) from None
 
@@ -85,7 +92,7 @@ def _os_error(exc: OSError) -> DataError:
 
 
 def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, sim_preset: str | None,
-                  sim_seed: int) -> ZSLData:
+                  sim_seed: int, sim_overrides: dict[str, Any]) -> ZSLData:
     if sim_preset is None:
         root = roots.data_root(data_root)
         ddir = root / spec.dirname
@@ -96,15 +103,26 @@ def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, s
                 f"(features: then 'zsl-bench data extract {spec.name}' or 'zsl-bench data import {spec.name} "
                 "FILE'), or use the simulated benchmark (--sim)")
         return load_from_dir(spec.name, ddir, source="real", root=root)
-    root = roots.sim_root(sim_preset, sim_seed)
-    ddir = root / spec.dirname
     from . import sim  # lazy: the generator pulls in more than loading needs
 
+    presets = getattr(sim, "PRESETS", ())
+    generator = sim_overrides.pop("generator", None)
+    extra: dict[str, Any] = {}
+    if generator is not None or sim_overrides:
+        if sim_preset not in presets:
+            raise ConfigError(f"sim preset '{sim_preset}': generator parameters apply only to the generator's "
+                              f"presets ({', '.join(presets)})")
+        # Every version / override setting has its own directory (the same one generate() picks).
+        root = sim.cache_root(sim_preset, sim_seed, generator, **sim_overrides)
+        extra = {"generator": generator, **sim_overrides}
+    else:
+        root = roots.sim_root(sim_preset, sim_seed)  # = sim.cache_root(preset, seed) for the default version
+    ddir = root / spec.dirname
     # The generator's own presets always go through it: it returns a matching cached copy at once,
     # regenerates a stale one (other generator version) and serialises concurrent processes.
-    if sim_preset in getattr(sim, "PRESETS", ()) or not ((ddir / SIM_META).is_file() and (ddir / ATT_SPLITS).is_file()):
+    if sim_preset in presets or not ((ddir / SIM_META).is_file() and (ddir / ATT_SPLITS).is_file()):
         log.info("simulated %s (preset %s, seed %d): generating unless cached", spec.dirname, sim_preset, sim_seed)
-        out = sim.generate(spec.name, sim_preset, seed=sim_seed, data_root=data_root)
+        out = sim.generate(spec.name, sim_preset, seed=sim_seed, data_root=data_root, **extra)
         if out is not None and Path(out).is_dir():
             ddir = Path(out)
     meta = read_sim_meta(ddir / SIM_META)

@@ -1,80 +1,111 @@
-"""The simulated benchmark: region features with localised attributes and a spurious context.
+"""The simulated benchmark, generator v2: localised attributes, irreducible error, confounding as an axis.
 
 Spec: ``../shared/spec/SIMULATION.md``. ``generate(name, preset, seed)`` writes one dataset in the
 real on-disk formats (``att_splits.mat``, ``image_index.npz``, ``w2v/<DIR>_attribute.npy``,
-``features.h5``) plus ``ground_truth.npz`` and ``sim.json``, so simulated and real data share the
-loader (``load_dataset(name, sim_preset=..., sim_seed=...)``). Everything it writes is labelled
-"simulated" (``sim.json``, the store's provenance).
+``features.h5``) plus ``ground_truth.npz``, ``sim.json`` and ``features_env_resampled.h5``, so
+simulated and real data share the loader (``load_dataset(name, sim_preset=..., sim_seed=...,
+sim_overrides=...)``). Everything it writes is labelled "simulated".
 
-Model (SIMULATION.md points 1-7):
+Versions (``GENERATORS``): ``"2.0"`` (``zsl-bench-sim/2.0``, this module) and ``"1.2"``
+(``zsl-bench-sim/1.2``, ``sim_v1``: bit-identical to the 1.2 release, its calibration record is in
+that module). ``DEFAULT_GENERATOR`` is ``"1.2"`` until v2's calibration record is written (below);
+``generate(..., generator="2.0")`` selects v2. The default cache directory is keyed by
+the version and the overrides (``cache_root``), so two settings never share a directory.
 
-1. Semantics. ``small``/``full``: real when ``<data_root>/<DIR>/att_splits.mat`` exists (real att,
-   word vectors, seen/unseen classes and train/val class membership from ``image_index.npz``);
-   otherwise generated with the dataset's shape: each attribute group has a few "part variants"
-   (sparse strength patterns) and a class picks one variant per group, so unseen classes are new
-   combinations of parts seen in training; word vectors are a group vector plus attribute noise.
-   FLO's published file has no per-image labels, so its class split is drawn with the seed even
-   when its real semantics are used. ``tiny`` always generates (K=8: 5 seen / 3 unseen, A=12).
-2. Appearance: prototype p_i = unit(w2v_share·unit(W v_i) + (1−w2v_share)·unit(ε_i)), W a fixed
-   random 300→F projection, so word vectors predict part of each attribute's look.
-3. Layout: group g has a fixed centre on the grid; per image it jitters (pose, std ``jitter``·side)
-   and is hidden with probability ``occlusion``.
-4. Instances: class look = class strengths + a fixed class-level N(0, ``class_gap``) "semantic
-   gap" (published attributes describe a class imperfectly); image strengths = class look +
-   N(0, ``strength_noise``), clipped at 0. Class strengths: how far each attribute is above its
-   mean over classes (z-score clipped to [0, 3], / 3). FLO: its 1024 sentence-embedding dims are
-   the "attributes", in 8 contiguous groups (no word vectors: prototypes come from generated
-   latent vectors, no w2v file is written).
-5. Features: region r of image b =
-   c · Σ_g vis_bg · k(r; c_bg) · Σ_{i∈g} s_bi p_i  +  ``context_scale``·(1 − max_g vis·k)·ctx_b
-   + ``image_noise``·ξ_b + ``region_noise``·ξ_br, then ReLU; k is a Gaussian of width
-   ``kernel_width``·side; c makes the median nearest-class distance of the strengths 1 (so one
-   set of noise levels means the same on every dataset); noises are per-element N(0, 1/F), i.e.
-   relative to a unit-norm signal at any F.
-6. Confounder: one context vector per seen class; a trainval image of seen class k shows k's
-   context with probability ``rho``, otherwise a uniformly drawn one; test-seen and unseen images
-   show uniformly drawn contexts of seen classes.
-7. ``ground_truth.npz``: per image part centres (N, G, 2) (row, col in grid cells), visibility
-   (N, G), context id (N,); the attribute→group map (A,), group names, grid side.
+Model v2 (SIMULATION.md points 1-7; knobs are ``SimParams`` fields):
 
-Calibration (SIMULATION.md, done once, baselines only; frozen in ``CALIBRATED`` below). The
-harness's registered pooled-feature baselines through the real pipeline (``runner.run_one``, val
-protocol, each method's dataset preset; ``benchmarks/calibrate_sim.py``), on ``small``, generator
-seed 0, training seed 0, with the semantics ``zsl-bench run --sim`` uses by default (no real
-metadata under the default data root: generated semantics). ZSL accuracy = mean per-class top-1
-over unseen classes. Target: ESZSL/ALE ≈ 54 / 58 / 62 % on CUB / SUN / AWA2 (published real data).
+1. Semantics. Real when ``<data_root>/<DIR>/att_splits.mat`` exists (``small``/``full``), as in v1.
+   Otherwise generated so that their statistics match the real ones (``SEMANTIC_TARGETS``, measured
+   on the published files by ``benchmarks/sim_semantic_stats.py``): each attribute group has
+   ``variants_per_group`` sparse part variants; classes come in families of ``classes_per_family``
+   sharing a parent template (one variant per group), each class re-draws a group's variant with
+   probability ``family_mutation``, so unseen classes are new combinations of parts seen in
+   training; then ``original = 100 · relu(parts + base · μ + noise · ε)`` with μ per-attribute base
+   rates. ``base``, ``noise`` and the variants' fraction of active attributes are fitted per
+   dataset (coordinate bisection on fixed random draws, no method involved) to the unseen mean
+   cosine, the median nearest-class cosine and the attribute density. FLO: the semantics are a
+   1,024-d embedding of the class's visual latents (a fixed random projection, plus a common
+   component and noise fitted the same way), no word vectors, as the real FLO; the images render
+   the latents (``latent_parts`` parts of ``latent_dim`` dims), not the 1,024 embedding dims. With
+   FLO's real file, the latents are its top principal components (both signs). ``tiny`` generates
+   unfitted semantics (independent classes, as v1).
+2. Appearance: prototype p_i = unit(w2v_share·unit(W v_i) + (1−w2v_share)·unit(ε_i)) (as v1). Group
+   appearance g_bg = Σ_{i∈g} s_bi p_i / nn (nn: the median nearest-class distance of the class
+   strengths, so one set of noise levels means the same on every dataset) + a fixed per-(class,
+   group) look offset (``class_look``) + a per-(image, group) noise vector coherent over the part
+   (``part_noise``); both sizes are relative to the typical group appearance norm.
+3. Layout: group g has a fixed centre, shifted per (class, group) (``class_shift``); per image the
+   whole layout is scaled about the grid centre (log-normal, ``pose_scale``) and shifted
+   (``pose_shift``), each part jitters (``jitter``) and is hidden with probability ``occlusion``;
+   the kernel width is ``kernel_width``·side·scale·lognormal(``kernel_jitter``) per image.
+4. Instances: image strengths = class strengths + a fixed class-level ``class_gap`` (the published
+   attributes describe a class imperfectly); each part is mixed toward the same part of a random
+   other class of its side (seen / unseen) by U(0, ``part_mix``); plus N(0, ``strength_noise``),
+   clipped at 0. So even an oracle that reads an image's true latent strengths confuses classes
+   (``oracle_accuracy``).
+5. Features: region r of image b = Σ_g vis_bg k_b(r; c_bg) g_bg + clutter + context
+   + ``image_noise``·ξ_b + ``region_noise``·ξ_br, then ReLU. Clutter: Poisson(``clutter``) (at most
+   4) distractor blobs, each a random attribute prototype of amplitude ``clutter_strength`` × the
+   typical part norm, placed at a random cell away from the visible parts.
+6. Confounder: a pool of ``environments`` environments; each looks like a mix of 2-4 attribute
+   prototypes plus its own component (share ``env_own``). Each seen class prefers one environment
+   of the "seen" two thirds of the pool, each unseen class one of the remaining third. A seen
+   image (trainval AND test-seen: an i.i.d. split) shows its class's environment with probability
+   ``rho``, else a uniform one. An unseen image shows, with probability ``rho``, its own class's
+   environment (with probability ``unseen_shift``: a shifted distribution, environments no seen
+   class prefers) or the preferred environment of a random seen class (1 − ``unseen_shift``), else
+   a uniform one. The context term ``a · e_env · m_b(r)`` falls on the background with ``bleed``
+   onto the object: m = (1 − obj) + bleed · obj, obj = max_g vis·k. ``context_strength`` is the
+   context-to-part energy ratio E‖context term‖² / E‖part term‖² (over a fixed probe of images;
+   the part term without its per-image noise), so it means the same on every dataset. Context
+   draws use their own random stream: ``rho``, ``unseen_shift`` and ``context_strength`` change
+   nothing else, and at ``context_strength`` 0 the features are exactly those without context.
+   ``features_env_resampled.h5`` re-renders every image with the same latents and noise draws but
+   an environment drawn uniformly, independent of class and split.
+7. ``ground_truth.npz``: v1's keys (part centres (N, G, 2), visibility, ``context`` = environment,
+   attribute→group map, group names, grid side, labels) plus ``environment``,
+   ``environment_resampled`` (N,), ``context_mask`` (N, R) (m before the amplitude), the image and
+   class latent strengths, the render group map, kernel widths and ``context_amplitude`` a.
 
-CALIBRATION RECORD (frozen; generator zsl-bench-sim/1.2, 2 CPU cores, ~4 min):
-``python benchmarks/calibrate_sim.py --datasets cub,sun,awa2 --methods ale,eszsl``
-chosen: class_gap 0.12, strength_noise 0.08, image_noise 0.1, region_noise 0.25, occlusion 0.1,
-jitter 0.1, kernel_width 0.12, rho 0.8, context_scale 0.2, w2v_share 0.5.
-ZSL acc (target 54 / 58 / 62; chance 2.0 / 1.4 / 10.0) on CUB / SUN / AWA2, val protocol, seed 0:
-ALE 31.2 / 48.9 / 52.0; ESZSL (alpha, gamma, feature normalisation tuned on validation)
-69.8 / 85.8 / 85.3; their mean 50.5 / 67.4 / 68.7. The two published baselines bracket the
-targets here (ALE below, ESZSL above); no single setting put both near them: the 1.1 setting
-(strength 0.04, image 0.05, region 0.15) gave ALE 51.2 / 53.3 / 57.3 but ESZSL 88 / 89 / 96, and
-a harder one (strength 0.12, image 0.15, region 0.3, occlusion 0.2) ESZSL 30.7 / 68.1 / 59.3 with
-ALE 21.0 / 28.1 / 31.7. Chosen: the middle setting, whose baseline mean is closest to the targets.
-FLO was not calibrated (no target). Attention methods were never run for calibration.
-Why 1.0 was miscalibrated: its record (pooled numpy ESZSL 66.9 / 50.8 / 80.0) used *real*
-semantics (``--data-root ../shared/data/zsl``), while ``--sim`` without a data root generates
-semantics, which are far easier (1.0 params: ALE CUB 90.3, AWA2 90.3 and SAE 100 / 99.7 generated
-vs ALE 27.2 / 49.7, SAE 89.2 / 78.3 with real semantics). With real semantics (``--data-root``)
-the 1.1 parameters give lower accuracies than the record above.
+What a model that relies on context should suffer (written before anything was measured): with
+``rho`` > 0, its accuracy under environment resampling drops, more for larger ``rho`` and
+``context_strength``; at ``rho`` = 0 or strength 0 it drops ~0 (environments carry no class
+information). Test-seen accuracy S drops less than U on the factual store, because test-seen keeps
+the training correlation (a context shortcut is right there), while unseen classes show environments
+that the shortcut maps to the wrong classes; on the resampled store, S loses what the shortcut gave
+it. With ``unseen_shift`` 0 unseen images wear seen classes' environments, which pulls GZSL
+predictions toward seen classes (U down); with 1 they wear environments never seen in training,
+whose attribute resemblance misleads attribute predictions instead. A model reading only object
+cells shows no reliance up to the ``bleed`` share; one reading only background cells shows reliance
+growing with ``rho`` (``tests/test_sim_v2.py`` checks both with nearest-class-mean probes).
+
+Defaults: every v2 model knob is a placeholder, **not calibrated yet**: ``rho`` = 0 (no confounding
+in the main table and calibration; the context is present but uncorrelated with class),
+``context_strength`` 0.25, ``unseen_shift`` 0.5. CALIBRATION RECORD: pending. The lead calibrates
+later with ``benchmarks/calibrate_sim.py`` on the classic baselines and DAZLE only (never MSDN,
+MSDN++ or TransZero), per dataset and semantics source, and records knobs, targets, achieved and the
+command here before any of those three is run on v2 data.
+
+Semantic statistics (``SEMANTIC_TARGETS``, real published files, ``python
+benchmarks/sim_semantic_stats.py --data-root ../shared/data/zsl``; FLO's unseen classes are unknown:
+its "unseen" cosine is over all class pairs):
+
+    dataset  nn_cos q25  median   q75  density  unseen_cos
+    cub           0.876   0.913  0.951   0.282       0.598
+    sun           0.928   0.948  0.964   0.256       0.496
+    awa2          0.852   0.893  0.910   0.517       0.498
+    flo           0.959   0.971  0.978   0.345       0.771
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,306 +113,619 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from . import root as data_roots
+from . import sim_v1
 from .datasets import DatasetSpec, get_spec
+from .sim_common import (
+    DENSITY_LEVEL,
+    GROUND_TRUTH_NAME,
+    META_NAME,
+    PRESETS,
+    TINY_SHAPE,
+    ScaleParams,
+    Structure,
+    base_meta,
+    check_non_negative,
+    check_splits,
+    check_unit_interval,
+    chunk_starts,
+    class_counts,
+    class_strengths,
+    generated_split,
+    generated_word_vectors,
+    generation_lock,
+    group_weights,
+    is_simulated,
+    prototypes,
+    real_structure,
+    semantic_stats,
+    split_indices,
+    store_provenance,
+    unit_columns,
+    write_index_files,
+)
 from .store import STORE_NAME, StoreWriter
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "zsl-bench-sim/1.2"
-PRESETS = ("tiny", "small", "full")
-GROUND_TRUTH_NAME = "ground_truth.npz"
-META_NAME = "sim.json"
-W2V_DIM = 300
+GENERATOR_VERSION = "zsl-bench-sim/2.0"
+# name -> full version string; generate(generator=<name>) (or the full string) selects one
+GENERATORS: dict[str, str] = {"2.0": GENERATOR_VERSION, "1.2": sim_v1.GENERATOR_VERSION}
+# v1 stays the default until v2 is calibrated (issue 16): the main command, results/ and every test
+# that trains MSDN, MSDN++ or TransZero run on 1.2, so those methods never see v2 data before its
+# calibration record is written. v2 is asked for by name: `--set sim.generator=2.0`,
+# `zsl-bench data sim --generator 2.0`, `generate(..., generator="2.0")`.
+DEFAULT_GENERATOR = "1.2"
+ENV_STORE_NAME = "features_env_resampled.h5"
+MAX_BLOBS = 4  # clutter blobs per image at most
+EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
+__all__ = ["GENERATORS", "GENERATOR_VERSION", "PRESETS", "SEMANTIC_TARGETS", "SimParams", "cache_root",
+           "generate", "is_cached", "oracle_accuracy", "preset_params", "resolve_generator"]
+
+# Statistics of the real class semantics (command in the module docstring); generated v2 semantics
+# are fitted to them. A dataset not listed here (a plug-in) gets CUB's.
+SEMANTIC_TARGETS: dict[str, dict[str, float]] = {
+    "cub": dict(nn_cos_q25=0.876, nn_cos_median=0.913, nn_cos_q75=0.951, density=0.282, unseen_mean_cos=0.598),
+    "sun": dict(nn_cos_q25=0.928, nn_cos_median=0.948, nn_cos_q75=0.964, density=0.256, unseen_mean_cos=0.496),
+    "awa2": dict(nn_cos_q25=0.852, nn_cos_median=0.893, nn_cos_q75=0.910, density=0.517, unseen_mean_cos=0.498),
+    "flo": dict(nn_cos_q25=0.959, nn_cos_median=0.971, nn_cos_q75=0.978, density=0.345, unseen_mean_cos=0.771),
+}
 
 
 @dataclass(frozen=True)
-class SimParams:
-    """Every parameter of one generation; recorded in ``sim.json`` and the store's provenance.
+class SimParams(ScaleParams):
+    """Every parameter of one v2 generation; recorded in ``sim.json`` and the store's provenance.
 
-    Scale fields differ per preset; model fields are the calibrated defaults (``CALIBRATED``).
+    Scale fields (``ScaleParams``, plus ``unseen_images_per_class``, ``latent_parts``,
+    ``latent_dim``) differ per preset and dataset. The model knobs below are placeholders, **not
+    calibrated yet** (see the module docstring; sizes of noise vectors are relative to a unit-norm
+    signal at any F, appearance offsets relative to the typical part appearance norm).
     """
 
-    # scale
-    feature_dim: int = 256  # F
-    grid_side: int = 7  # R = side²
-    images_per_class: int = 40  # upper bound per class (small / tiny)
-    max_images: int = 4000  # total budget: per class = clip(max_images // K, min, images_per_class)
-    min_images_per_class: int = 5
-    real_image_counts: bool = False  # full: the published per-class counts
-    real_semantics: bool = True  # False: always generate (tiny)
-    chunk_size: int = 256  # images rendered and written per step (bounds memory)
-    test_seen_fraction: float = 0.2  # of each seen class's images (generated counts)
-    # model (calibrated once, then frozen)
+    VERSION = GENERATOR_VERSION
+    unseen_images_per_class: int = 0  # > 0: images of each unseen class (generated counts)
+    latent_parts: int = 0  # > 0: render visual latents in this many parts (FLO), not the attributes
+    latent_dim: int = 8  # dims per latent part
+    # generated semantics (fitted to SEMANTIC_TARGETS unless fit_semantics is False)
+    fit_semantics: bool = True
+    variants_per_group: int = 12  # part variants per attribute group
+    classes_per_family: int = 4  # classes sharing a parent template
+    family_mutation: float = 0.35  # probability a class re-draws a group's variant
+    # appearance and instances
     w2v_share: float = 0.5
-    strength_noise: float = 0.08
-    class_gap: float = 0.12
+    strength_noise: float = 0.08  # per (image, attribute)
+    class_gap: float = 0.12  # per (class, attribute), fixed
+    part_mix: float = 0.6  # per image: parts mixed toward a similar class by U(0, part_mix) (x U(0.5, 1.5) per part)
+    part_noise: float = 0.3  # per (image, part) appearance noise vector, coherent over the part
+    class_look: float = 0.2  # per (class, part) fixed appearance offset
+    # layout
+    occlusion: float = 0.1
+    jitter: float = 0.08  # per (image, part) centre jitter, std as a fraction of the side
+    class_shift: float = 0.05  # per (class, part) fixed centre offset, fraction of the side
+    pose_shift: float = 0.06  # per image global shift, fraction of the side
+    pose_scale: float = 0.1  # per image log-scale of the layout about the grid centre
+    kernel_width: float = 0.12  # fraction of the side
+    kernel_jitter: float = 0.15  # per image log-std of the kernel width
+    # clutter
+    clutter: float = 1.0  # mean distractor blobs per image (Poisson, at most MAX_BLOBS)
+    clutter_strength: float = 0.5
+    # noise
     image_noise: float = 0.1
     region_noise: float = 0.25
-    occlusion: float = 0.1
-    jitter: float = 0.1
-    kernel_width: float = 0.12
-    rho: float = 0.8
-    context_scale: float = 0.2
-    variants_per_group: int = 4  # generated semantics: part variants per attribute group
+    # confounder (an experimental axis: rho 0 in the main table)
+    environments: int = 32
+    env_own: float = 0.5  # share of an environment's own component (the rest: 2-4 attribute prototypes)
+    rho: float = 0.0
+    unseen_shift: float = 0.5
+    context_strength: float = 0.25  # context-to-part energy ratio
+    bleed: float = 0.2  # context weight on object cells (background: 1)
 
     def __post_init__(self) -> None:
-        for name in ("feature_dim", "grid_side", "images_per_class", "max_images",
-                     "min_images_per_class", "chunk_size", "variants_per_group"):
+        super().__post_init__()
+        for name in ("latent_dim", "variants_per_group", "classes_per_family", "environments"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"sim parameter '{name}' must be >= 1, got {getattr(self, name)}")
-        if self.min_images_per_class < 2:
-            raise ConfigError("sim parameter 'min_images_per_class' must be >= 2 "
-                              "(a seen class needs a trainval and a test-seen image)")
-        for name in ("w2v_share", "occlusion", "rho", "test_seen_fraction"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ConfigError(f"sim parameter '{name}' must be in [0, 1], got {v}")
-        for name in ("strength_noise", "class_gap", "image_noise", "region_noise", "jitter", "context_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"sim parameter '{name}' must be >= 0, got {getattr(self, name)}")
+        check_non_negative(self, ("unseen_images_per_class", "latent_parts", "strength_noise", "class_gap",
+                                  "part_noise", "class_look", "jitter", "class_shift", "pose_shift",
+                                  "pose_scale", "kernel_jitter", "clutter", "clutter_strength",
+                                  "image_noise", "region_noise", "context_strength"))
+        check_unit_interval(self, ("family_mutation", "w2v_share", "part_mix", "occlusion", "env_own", "rho",
+                                   "unseen_shift", "bleed"))
         if self.kernel_width <= 0:
             raise ConfigError(f"sim parameter 'kernel_width' must be > 0, got {self.kernel_width}")
 
 
-CALIBRATED = SimParams()  # model defaults; see CALIBRATION RECORD in the module docstring
+DEFAULTS = SimParams()  # v2 model defaults: placeholders, not calibrated yet
 
 PRESET_SCALE: dict[str, dict[str, Any]] = {
-    # tiny is for unit tests that check a method learns at all: less noise than the calibrated
-    # small/full benchmark, so a few epochs on 100 images carry a clear signal.
+    # tiny is for unit tests that check a method learns at all: little noise, unfitted semantics.
     "tiny": dict(feature_dim=32, grid_side=4, images_per_class=20, max_images=160,
-                 min_images_per_class=20, real_semantics=False, chunk_size=64,
-                 strength_noise=0.02, image_noise=0.02, region_noise=0.1, occlusion=0.05, jitter=0.08,
-                 rho=0.5, context_scale=0.02),
+                 min_images_per_class=20, real_semantics=False, chunk_size=64, fit_semantics=False,
+                 classes_per_family=1, strength_noise=0.02, class_gap=0.05, part_mix=0.0, part_noise=0.05,
+                 class_look=0.05, image_noise=0.02, region_noise=0.1, occlusion=0.05, jitter=0.08,
+                 class_shift=0.0, pose_shift=0.02, pose_scale=0.02, kernel_jitter=0.02, clutter=0.2,
+                 clutter_strength=0.2, environments=6, context_strength=0.02),
     "small": dict(feature_dim=256, grid_side=7, images_per_class=40, max_images=4000,
                   min_images_per_class=5, chunk_size=256),
     "full": dict(feature_dim=2048, grid_side=14, real_image_counts=True, chunk_size=32),
 }
-
-# Per dataset (``DatasetSpec.sim_scale``), small sets the images per class by the runtime budget of
-# the main command (``zsl-bench run msdnpp --datasets all --sim``, 3 seeds, val protocol, official
-# epochs, under 10 minutes on 2 CPU cores). MSDN++ costs ~0.35 ms per image per epoch at A=312,
-# F=256, R=49, about proportional to A, so FLO (A=1024) gets the fewest images per class; every seen
-# class keeps >= 3 trainval and >= 1 test-seen image, every unseen class >= 5 test images.
-# Generated semantics: ``DatasetSpec.sim_groups`` attribute groups as contiguous blocks.
-# tiny: a few classes and attributes, the same for every dataset name (FLO: still no w2v).
-TINY_SHAPE = dict(classes=8, seen=5, val=2, attributes=12, groups=3)
+# Per dataset: ``DatasetSpec.sim_scale`` (v1's budget, see sim_v1), then ``sim_scale_v2`` on top.
+# The main command's budget (sim_v1's comment: MSDN++ ~0.35 ms per image per epoch at A=312,
+# proportional to A) grows with v2 on FLO (102 x 20 images at A=1024, ~2.5x v1's FLO cost) and
+# AWA2 (800 unseen test images instead of 240; test images are scored, not trained on).
 
 
-def preset_params(preset: str, name: str | None = None, **overrides: Any) -> SimParams:
-    """The parameters of a preset (for dataset ``name`` when given), with optional overrides."""
+# --------------------------------------------------------------------------- versions and caches
+def resolve_generator(generator: str | None) -> str:
+    """A generator name (``"2.0"``, ``"1.2"``, a full ``zsl-bench-sim/x`` string or None) -> its name."""
+    if generator is None:
+        return DEFAULT_GENERATOR
+    g = str(generator).strip()
+    for name, full in GENERATORS.items():
+        if g in (name, full):
+            return name
+    raise ConfigError(f"unknown sim generator '{generator}'; valid: {', '.join(GENERATORS)}")
+
+
+def _params_class(name: str) -> type[ScaleParams]:
+    return sim_v1.SimParams if name == "1.2" else SimParams
+
+
+def preset_params(preset: str, name: str | None = None, generator: str | None = None,
+                  **overrides: Any) -> ScaleParams:
+    """The parameters of a preset (for dataset ``name`` when given) of a generator, with overrides.
+
+    Raises:
+        ConfigError: unknown preset, generator or parameter (naming the valid ones), bad value.
+    """
+    version = resolve_generator(generator)
     if preset not in PRESETS:
         raise ConfigError(f"unknown sim preset '{preset}'; valid: {', '.join(PRESETS)}")
-    known = set(SimParams.__dataclass_fields__)
+    known = {f.name for f in fields(_params_class(version))}
     bad = sorted(set(overrides) - known)
     if bad:
-        raise ConfigError(f"unknown sim parameter(s) {bad}; valid: {sorted(known)}")
-    per_dataset = get_spec(name).sim_scale.get(preset, {}) if name else {}
-    return replace(CALIBRATED, **{**PRESET_SCALE[preset], **per_dataset, **overrides})
+        raise ConfigError(f"unknown sim parameter(s) {bad} for generator {version}; valid: {sorted(known)}")
+    if version == "1.2":
+        return sim_v1.preset_params(preset, name, **overrides)
+    spec = get_spec(name) if name else None
+    per_dataset = {**spec.sim_scale.get(preset, {}), **spec.sim_scale_v2.get(preset, {})} if spec else {}
+    per_dataset = {k: v for k, v in per_dataset.items() if k in known}
+    return replace(DEFAULTS, **{**PRESET_SCALE[preset], **per_dataset, **overrides})
 
 
-# --------------------------------------------------------------------------- class structure
-@dataclass
-class Structure:
-    """Class semantics and split structure of one simulated dataset (everything but images)."""
-
-    att: np.ndarray  # [A, K] float64, columns L2-normalised (as written to att_splits.mat)
-    original_att: np.ndarray | None  # [A, K] (None for FLO, as published)
-    strengths: np.ndarray  # [K, A] float32 in [0, 1], appearance strength of each attribute
-    att_group: np.ndarray  # [A] int64
-    group_names: list[str]
-    latent_w2v: np.ndarray  # [A, 300] vectors the prototypes are drawn from
-    w2v: np.ndarray | None  # [A, 300] written word vectors (None: FLO)
-    class_names: list[str] | None
-    seen: np.ndarray  # [S] sorted int64
-    unseen: np.ndarray  # [U] sorted int64
-    train_classes: np.ndarray  # validation 'train' classes (subset of seen)
-    val_classes: np.ndarray  # validation 'val' classes (subset of seen)
-    real_semantics: bool
-    real_word_vectors: bool
-    real_split: bool
-    real_counts: dict[str, np.ndarray] | None = field(default=None)  # per class tv / ts / tu
+def _canonical_overrides(version: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides with values in their field's type (``rho=1`` and ``rho=1.0`` are one setting)."""
+    types = {f.name: f.type for f in fields(_params_class(version))}
+    out: dict[str, Any] = {}
+    for k in sorted(overrides):
+        v = overrides[k]
+        t = str(types.get(k, ""))
+        if t == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = float(v)
+        elif t == "int" and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        out[k] = v
+    return out
 
 
-def _strengths(sem: np.ndarray) -> np.ndarray:
-    """[A, K] semantics -> [K, A] appearance strengths in [0, 1].
+def cache_root(preset: str, seed: int, generator: str | None = None, **overrides: Any) -> Path:
+    """The default parent directory of a simulated dataset: keyed by generator version and overrides.
 
-    An attribute shows in a class to the extent it is above its average over classes (z-score,
-    clipped to [0, 3], divided by 3). Why: real semantics are dense (SUN's annotator fractions,
-    FLO's signed sentence embeddings); drawing them raw would give every image the same strong
-    "average" appearance and hide the class differences under it.
+    The default version without overrides: ``sim_root(preset, seed)`` (``<cache>/sim/small-seed0``);
+    else a sibling ``<preset>-seed<seed>-sim<version>[-<hash of the overrides>]``.
     """
-    sem = np.asarray(sem, dtype=np.float64)
-    mu, sd = sem.mean(axis=1, keepdims=True), sem.std(axis=1, keepdims=True)
-    z = (sem - mu) / np.where(sd > 0, sd, 1.0)
-    return (np.clip(z, 0.0, 3.0) / 3.0).T.astype(np.float32)
+    version = resolve_generator(generator)
+    preset_params(preset, None, version, **overrides)  # validates names and values
+    base = data_roots.sim_root(preset, seed)
+    if version == DEFAULT_GENERATOR and not overrides:
+        return base
+    tag = f"sim{version}"
+    if overrides:
+        canon = json.dumps(_canonical_overrides(version, overrides), sort_keys=True, default=str)
+        tag += "-" + hashlib.sha256(canon.encode()).hexdigest()[:10]
+    return base.with_name(f"{base.name}-{tag}")
 
 
-def _unit_columns(m: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(m, axis=0, keepdims=True)
-    return m / np.where(n > 0, n, 1.0)
+def is_cached(ddir: Path, preset: str, seed: int, params: ScaleParams) -> bool:
+    """True when ``ddir`` holds a complete dataset made by ``params``' generator with these parameters."""
+    meta_file = ddir / META_NAME
+    if not (meta_file.is_file() and (ddir / STORE_NAME).is_file()):
+        return False
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if isinstance(params, SimParams) and not (ddir / ENV_STORE_NAME).is_file():
+        return False
+    return (meta.get("generator") == type(params).VERSION and meta.get("preset") == preset
+            and meta.get("seed") == seed and meta.get("params_hash") == _params_hash(params))
 
 
-def _generated_word_vectors(rng: np.random.Generator, att_group: np.ndarray) -> np.ndarray:
-    """Word vectors that resemble each other within a group: group vector + attribute noise."""
-    groups = int(att_group.max()) + 1
-    base = rng.standard_normal((groups, W2V_DIM))
-    return base[att_group] + 0.6 * rng.standard_normal((len(att_group), W2V_DIM))
+def _params_hash(params: ScaleParams) -> str:
+    return hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _generated_split(rng: np.random.Generator, k: int, seen: int, val: int) -> tuple[np.ndarray, ...]:
-    perm = rng.permutation(k)
-    seen_c, unseen_c = np.sort(perm[:seen]), np.sort(perm[seen:])
-    vperm = rng.permutation(seen_c)
-    return seen_c, unseen_c, np.sort(vperm[val:]), np.sort(vperm[:val])
+def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike[str] | None = None,
+             out_root: str | os.PathLike[str] | None = None, *, force: bool = False,
+             progress: bool = False, generator: str | None = None, **overrides: Any) -> Path:
+    """Write one simulated dataset and return its directory (``<out_root>/<DIR>``).
+
+    Args:
+        name: a registered dataset (cub, sun, awa2, flo).
+        preset: tiny, small or full.
+        seed: the generator's seed; output is a pure function of (generator, name, preset, seed,
+            parameters, real files used).
+        data_root: where real semantics are looked up (``small``/``full``); default as
+            ``zsl_bench.data.root.data_root``.
+        out_root: parent of the dataset directory; default ``cache_root(preset, seed, generator,
+            **overrides)``.
+        force: regenerate even when a matching dataset exists.
+        progress: show a tqdm bar over feature chunks.
+        generator: ``GENERATORS`` name (default: ``"2.0"``); ``"1.2"`` reproduces v1 bit for bit.
+        **overrides: ``SimParams`` fields of that version (tests, calibration, sweeps); recorded in
+            ``sim.json``.
+
+    Raises:
+        ConfigError: unknown dataset, preset, generator or parameter.
+        DataError: unreadable real files; a dataset with other parameters already at the target.
+    """
+    spec = get_spec(name)
+    version = resolve_generator(generator)
+    params = preset_params(preset, spec.name, version, **overrides)
+    if seed < 0:
+        raise ConfigError(f"sim seed must be >= 0, got {seed}")
+    out = (Path(out_root).expanduser() if out_root is not None
+           else cache_root(preset, seed, version, **overrides))
+    ddir = out / spec.dirname
+    out.mkdir(parents=True, exist_ok=True)
+    # Check-and-generate under an exclusive lock beside the dataset directory: a second process
+    # (two `zsl-bench run`, `ablate --workers 2`) waits, then finds the finished copy cached
+    # instead of generating it again and replacing the directory under the first one's reader.
+    with generation_lock(out / f".{spec.dirname}.lock"):
+        if not force and is_cached(ddir, preset, seed, params):
+            log.info("%s: cached simulated dataset (%s, seed %d)", ddir, preset, seed)
+            return ddir
+        if ddir.exists() and not force and not is_simulated(ddir):
+            raise DataError(f"{ddir} exists but is not a simulated dataset (no {META_NAME} saying "
+                            f"'simulated'); pass --force (force=True) to replace it")
+        if ddir.exists() and not force:
+            # A cache written by another generator version or parameters: it is a pure function
+            # of its inputs, so it is replaced rather than reused.
+            log.warning("%s: simulated dataset from another generator version or parameters (or "
+                        "incomplete); regenerating it", ddir)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.dirname}.", suffix=".tmp", dir=out))
+        try:
+            if isinstance(params, SimParams):
+                meta = write_dataset(tmp, spec, preset, seed, params, data_root, progress)
+            else:
+                assert isinstance(params, sim_v1.SimParams)
+                meta = sim_v1.write_dataset(tmp, spec, preset, seed, params, data_root, progress)
+            if ddir.exists():
+                trash = ddir.with_name(f".{ddir.name}.old-{os.getpid()}")
+                os.replace(ddir, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+            os.replace(tmp, ddir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    log.info("%s: wrote simulated %s (%s, %d images, %d classes, F=%d, R=%d)", ddir, preset,
+             meta["generator"], meta["images"], meta["classes"], params.feature_dim, params.grid_side ** 2)
+    return ddir
 
 
-def _generate_structure(spec: DatasetSpec, rng: np.random.Generator, params: SimParams,
-                        tiny: bool) -> Structure:
-    if tiny:
-        k, s, v = TINY_SHAPE["classes"], TINY_SHAPE["seen"], TINY_SHAPE["val"]
-        a, g = TINY_SHAPE["attributes"], TINY_SHAPE["groups"]
-    else:
-        k, s, a, g = spec.classes, spec.seen, spec.semantic_dim, spec.sim_groups
-        v = min(spec.unseen, spec.seen // 3)
-    att_group = np.concatenate([np.full(len(b), i) for i, b in enumerate(np.array_split(np.arange(a), g))])
-    strengths = np.zeros((k, a), dtype=np.float64)
+# --------------------------------------------------------------------------- semantics
+@dataclass
+class Look:
+    """What the images render: class strengths over render dims (attributes, or FLO's latents)."""
+
+    strengths: np.ndarray  # [K, L] float32 in [0, 1]
+    group: np.ndarray  # [L] int64, render dim -> part
+    group_names: list[str]
+    latent_w2v: np.ndarray  # [L, 300] vectors the prototypes are drawn from
+
+
+@dataclass
+class _SemanticDraws:
+    """Fixed random draws of generated semantics; ``compose`` is a deterministic function of the knobs.
+
+    Knobs: ``spread`` in [0, 2] sets the density (0-1: the base rates go from concentrated on a few
+    attributes, μ^e⁴, to flat, μ^e⁻²; 1-2: variants gain active attributes, 0 -> 60 %), ``base`` the
+    weight of the shared base rates (similarity of all classes), ``mutation`` the probability that a
+    class departs from its family's variant in a group (similarity to the nearest class).
+    """
+
+    group: np.ndarray  # [L]
+    on_u: np.ndarray  # [V, L] uniform: a variant's attribute is active when below the active fraction
+    on_value: np.ndarray  # [V, L] U(0.5, 1)
+    faint: np.ndarray  # [V, L] U(0, 0.1)
+    forced: np.ndarray  # [V, L] bool: one attribute per (variant, group) always active
+    template: np.ndarray  # [K, G] the family's variant per class and group
+    mutate_u: np.ndarray  # [K, G] uniform: the class re-draws the group's variant when below mutation
+    mutant: np.ndarray  # [K, G] the re-drawn variant
+    base: np.ndarray  # [L] U(0, 1) base rates
+    eps: np.ndarray  # [K, L] N(0, 1)
+
+    def compose(self, spread: float, base: float, mutation: float, noise: float = 0.03) -> np.ndarray:
+        """[K, L] non-negative class patterns."""
+        active = 0.6 * min(max(spread - 1.0, 0.0), 1.0)
+        power = float(np.exp(4.0 - 6.0 * min(max(spread, 0.0), 1.0)))
+        variants = np.where((self.on_u < active) | self.forced, self.on_value, self.faint)  # [V, L]
+        choice = np.where(self.mutate_u < mutation, self.mutant, self.template)  # [K, G]
+        parts = np.take_along_axis(variants, choice[:, self.group], axis=0)  # [K, L]
+        return np.maximum(parts + base * self.base[None] ** power + noise * self.eps, 0.0)
+
+
+def _draw_semantics(rng: np.random.Generator, k: int, group: np.ndarray, params: SimParams) -> _SemanticDraws:
+    v, g, n = params.variants_per_group, int(group.max()) + 1, len(group)
+    forced = np.zeros((v, n), dtype=bool)
     for gi in range(g):
-        idx = np.flatnonzero(att_group == gi)
-        # Sparse part variants: a few active attributes per variant, a faint rest.
-        variants = rng.uniform(0.0, 0.1, size=(params.variants_per_group, len(idx)))
-        for vi in range(params.variants_per_group):
-            on = rng.random(len(idx)) < max(1.0 / len(idx), 0.3)
-            on[rng.integers(len(idx))] = True
-            variants[vi, on] = rng.uniform(0.5, 1.0, size=int(on.sum()))
-        strengths[:, idx] = variants[rng.integers(params.variants_per_group, size=k)]
-    original = (100.0 * strengths).T  # [A, K], CUB-like percentages
-    latent = _generated_word_vectors(rng, att_group)
-    seen_c, unseen_c, train_c, val_c = _generated_split(rng, k, s, v)
-    # The files keep the dataset's published layout (FLO: no original_att, names or word vectors).
-    return Structure(
-        att=_unit_columns(original), original_att=original if spec.has_original_att else None,
-        strengths=_strengths(original), att_group=att_group.astype(np.int64),
-        group_names=[f"group_{i}" for i in range(g)], latent_w2v=latent,
-        w2v=latent if spec.has_word_vectors else None,
+        idx = np.flatnonzero(group == gi)
+        forced[np.arange(v), idx[rng.integers(len(idx), size=v)]] = True
+    on_u, on_value, faint = rng.random((v, n)), rng.uniform(0.5, 1.0, (v, n)), rng.uniform(0.0, 0.1, (v, n))
+    families = max(1, -(-k // params.classes_per_family))
+    template = rng.integers(v, size=(families, g))[rng.integers(families, size=k)]
+    mutate_u, mutant = rng.random((k, g)), rng.integers(v, size=(k, g))
+    return _SemanticDraws(group, forced=forced, on_u=on_u, on_value=on_value, faint=faint, template=template,
+                          mutate_u=mutate_u, mutant=mutant, base=rng.random(n), eps=rng.standard_normal((k, n)))
+
+
+def _fit_stat(sem: np.ndarray, unseen: np.ndarray, stat: str) -> float:
+    """One statistic of ``semantic_stats`` ([A, K] semantics), computed only as far as it needs."""
+    if stat == "density":
+        flat = np.clip(sem, 0.0, None).ravel() if (sem >= 0).all() else sem.ravel()
+        return float(np.mean(flat > DENSITY_LEVEL * np.quantile(flat, 0.99)))
+    u = (sem / np.maximum(np.linalg.norm(sem, axis=0, keepdims=True), 1e-12)).astype(np.float32)
+    if stat == "unseen_mean_cos":
+        cu = u[:, unseen].T @ u[:, unseen]
+        return float(cu[np.triu_indices(len(unseen), 1)].mean())
+    cos = u.T @ u
+    np.fill_diagonal(cos, -np.inf)
+    return float(np.median(cos.max(axis=1)))
+
+
+def _bisect(f: Any, lo: float, hi: float, increasing: bool, steps: int = 10) -> float:
+    """The knob in [lo, hi] where f crosses 0 (f monotone in the stated direction)."""
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if (f(mid) < 0) == increasing:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _fit(sem_of: Any, unseen: np.ndarray, target: dict[str, float], knobs: dict[str, float],
+         plan: list[tuple[str, str, float, float, bool]], rounds: int = 4) -> dict[str, float]:
+    """Coordinate bisection: each knob in turn hits its statistic, the others fixed; a few rounds.
+
+    ``plan``: (knob, statistic, low, high, statistic increasing in the knob).
+    """
+    knobs = dict(knobs)
+    for _ in range(rounds):
+        for knob, stat, lo, hi, increasing in plan:
+            knobs[knob] = _bisect(
+                lambda x, knob=knob, stat=stat: _fit_stat(sem_of({**knobs, knob: x}), unseen, stat) - target[stat],
+                lo, hi, increasing)
+        if all(abs(_fit_stat(sem_of(knobs), unseen, stat) - target[stat]) < 0.003 for _, stat, *_ in plan):
+            break
+    return knobs
+
+
+def _targets(name: str) -> dict[str, float]:
+    return SEMANTIC_TARGETS.get(name, SEMANTIC_TARGETS["cub"])
+
+
+def _generated_attributes(spec: DatasetSpec, rng: np.random.Generator, params: SimParams, tiny: bool,
+                          split: tuple[np.ndarray, ...]) -> tuple[Structure, Look, dict[str, float]]:
+    if tiny:
+        k, a, g = TINY_SHAPE["classes"], TINY_SHAPE["attributes"], TINY_SHAPE["groups"]
+    else:
+        k, a, g = spec.classes, spec.semantic_dim, spec.sim_groups
+    att_group = np.concatenate([np.full(len(b), i) for i, b in enumerate(np.array_split(np.arange(a), g))])
+    draws = _draw_semantics(rng, k, att_group, params)
+    seen_c, unseen_c, train_c, val_c = split
+    # Unfitted (tiny): v1-like independent sparse variants, no shared base rates.
+    knobs = {"spread": 1.5, "base": 0.0, "mutation": params.family_mutation}
+    if params.fit_semantics:
+        knobs = _fit(lambda kn: draws.compose(**kn).T, unseen_c, _targets(spec.name),
+                     {"spread": 0.5, "base": 0.3, "mutation": params.family_mutation},
+                     [("base", "unseen_mean_cos", 0.0, 4.0, True), ("mutation", "nn_cos_median", 0.0, 1.0, False),
+                      ("spread", "density", 0.0, 2.0, True)])
+    original = 100.0 * draws.compose(**knobs).T  # [A, K]
+    latent = generated_word_vectors(rng, att_group)
+    names = [f"group_{i}" for i in range(g)]
+    st = Structure(
+        att=unit_columns(original), original_att=original if spec.has_original_att else None,
+        strengths=class_strengths(original), att_group=att_group.astype(np.int64), group_names=names,
+        latent_w2v=latent, w2v=latent if spec.has_word_vectors else None,
         class_names=[f"sim_class_{i:03d}" for i in range(k)] if spec.has_class_names else None,
         seen=seen_c, unseen=unseen_c, train_classes=train_c, val_classes=val_c,
         real_semantics=False, real_word_vectors=False, real_split=False)
+    return st, Look(st.strengths, st.att_group, names, latent), knobs
 
 
-def _load_mat(path: Path) -> dict[str, Any]:
-    import scipy.io
-
-    try:
-        return scipy.io.loadmat(path)
-    except Exception as exc:  # scipy raises several types for a damaged file
-        raise DataError(f"{path}: not a readable MATLAB file ({exc})") from None
+def _latent_groups(params: SimParams) -> np.ndarray:
+    return np.repeat(np.arange(params.latent_parts), params.latent_dim).astype(np.int64)
 
 
-def _real_groups(spec: DatasetSpec, ddir: Path, a: int) -> tuple[np.ndarray, list[str]]:
-    """Attribute groups from part names (CUB: "has_bill_shape::dagger"), else contiguous blocks."""
-    names_file = ddir / (spec.attribute_names or "")
-    if spec.part_groups and spec.attribute_names and names_file.is_file():
-        prefixes = [ln.split()[1].split("::")[0] for ln in names_file.read_text().splitlines() if ln.strip()]
-        if len(prefixes) == a:
-            order = list(dict.fromkeys(prefixes))
-            return np.array([order.index(p) for p in prefixes], dtype=np.int64), order
-        log.warning("%s: %d names for %d attributes; using contiguous groups", names_file, len(prefixes), a)
-    g = spec.sim_groups
-    att_group = np.concatenate([np.full(len(b), i) for i, b in enumerate(np.array_split(np.arange(a), g))])
-    return att_group.astype(np.int64), [f"group_{i}" for i in range(g)]
+def _attribute_parts(sem: np.ndarray, latents: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """[A] each semantic dim's part: the one whose latents explain most of it over classes."""
+    s = sem - sem.mean(axis=1, keepdims=True)  # [A, K]
+    z = latents - latents.mean(axis=0, keepdims=True)  # [K, L]
+    s = s / np.maximum(np.linalg.norm(s, axis=1, keepdims=True), 1e-12)
+    z = z / np.maximum(np.linalg.norm(z, axis=0, keepdims=True), 1e-12)
+    r2 = (s @ z) ** 2  # [A, L]
+    per_part = np.stack([r2[:, group == gi].sum(axis=1) for gi in range(int(group.max()) + 1)], axis=1)
+    return per_part.argmax(axis=1).astype(np.int64)
 
 
-def _real_structure(spec: DatasetSpec, ddir: Path, rng: np.random.Generator) -> Structure:
-    path = ddir / "att_splits.mat"
-    mat = _load_mat(path)
-    if "att" not in mat:
-        raise DataError(f"{path}: no 'att' field; an xlsa17 att_splits.mat has att, *_loc fields")
-    att = np.asarray(mat["att"], dtype=np.float64)
-    if att.ndim != 2 or not np.isfinite(att).all():
-        raise DataError(f"{path}: 'att' must be a finite A×C matrix, got shape {att.shape}")
-    a, k = att.shape
-    original = np.asarray(mat["original_att"], dtype=np.float64) if "original_att" in mat else None
-    sem = np.clip(original, 0, None) if original is not None else att  # AWA2 marks missing as -1
-    att_group, group_names = _real_groups(spec, ddir, a)
-    names = None
-    if "allclasses_names" in mat:
-        names = [str(np.asarray(x).ravel()[0]) for x in np.asarray(mat["allclasses_names"]).ravel()]
+def _generated_embedding(spec: DatasetSpec, rng: np.random.Generator, params: SimParams,
+                         split: tuple[np.ndarray, ...]) -> tuple[Structure, Look, dict[str, float]]:
+    """FLO: visual latents in parts; semantics = a fixed random 1,024-d embedding of them + noise."""
+    k, a = spec.classes, spec.semantic_dim
+    group = _latent_groups(params)
+    draws = _draw_semantics(rng, k, group, params)
+    proj = rng.standard_normal((a, len(group))) / np.sqrt(len(group))
+    common = rng.standard_normal(a)
+    xi = rng.standard_normal((a, k))
+    seen_c, unseen_c, train_c, val_c = split
 
-    w2v, real_w2v = None, False
-    w2v_file = ddir / "w2v" / f"{spec.dirname}_attribute.npy"
-    if spec.has_word_vectors and w2v_file.is_file():
-        w2v = np.load(w2v_file, allow_pickle=False).astype(np.float64)
-        if w2v.shape[0] != a:
-            raise DataError(f"{w2v_file}: {w2v.shape[0]} rows, expected one per attribute ({a})")
-        real_w2v = True
-    latent = w2v if w2v is not None else _generated_word_vectors(rng, att_group)
-    if spec.has_word_vectors and w2v is None:
-        w2v = latent  # keep the file layout of the dataset; sim.json says they are generated
+    def latents_of(mutation: float) -> np.ndarray:  # [K, L]
+        return draws.compose(1.5, 0.0, mutation)
 
-    index_file = ddir / "image_index.npz"
-    real_counts = None
-    if index_file.is_file():
-        idx = np.load(index_file, allow_pickle=False)
-        labels = np.asarray(idx["labels"], dtype=np.int64)
-        locs = {key: np.asarray(mat[key], dtype=np.int64).ravel() - 1
-                for key in ("trainval_loc", "test_seen_loc", "test_unseen_loc", "train_loc", "val_loc")}
-        if labels.max() >= k or min(v.max() for v in locs.values()) < 0 or \
-                max(v.max() for v in locs.values()) >= len(labels):
-            raise DataError(f"{index_file}: labels/indices inconsistent with {path}")
-        seen_c = np.unique(labels[locs["trainval_loc"]])
-        unseen_c = np.unique(labels[locs["test_unseen_loc"]])
-        train_c = np.unique(labels[locs["train_loc"]])
-        val_c = np.unique(labels[locs["val_loc"]])
-        real_counts = {key: np.bincount(labels[locs[f"{key}_loc"]], minlength=k)
-                       for key in ("trainval", "test_seen", "test_unseen")}
-        real_split = True
+    def embed(kn: dict[str, float]) -> np.ndarray:  # [A, K]
+        z = latents_of(kn["mutation"])
+        signal = proj @ (z - z.mean(axis=0, keepdims=True)).T
+        return (kn["common"] * float(signal.std()) * (common + kn["offset"])[:, None] + signal
+                + EMBED_NOISE * float(signal.std()) * xi)
+
+    knobs = {"common": 1.0, "mutation": params.family_mutation, "offset": 0.0}
+    if params.fit_semantics:
+        knobs = _fit(embed, unseen_c, _targets(spec.name), knobs,
+                     [("common", "unseen_mean_cos", 0.0, 10.0, True),
+                      ("mutation", "nn_cos_median", 0.0, 1.0, False), ("offset", "density", -2.0, 2.0, True)])
+    latents = latents_of(knobs["mutation"])
+    att = unit_columns(embed(knobs))
+    latent_w2v = generated_word_vectors(rng, group)
+    parts = [f"part_{i}" for i in range(params.latent_parts)]
+    st = Structure(
+        att=att, original_att=None, strengths=class_strengths(att),
+        att_group=_attribute_parts(att, latents, group), group_names=parts, latent_w2v=latent_w2v, w2v=None,
+        class_names=None, seen=seen_c, unseen=unseen_c, train_classes=train_c, val_classes=val_c,
+        real_semantics=False, real_word_vectors=False, real_split=False)
+    return st, Look(class_strengths(latents.T), group, parts, latent_w2v), knobs
+
+
+def _real_latents(st: Structure, rng: np.random.Generator, params: SimParams) -> tuple[Structure, Look]:
+    """Real FLO semantics: render their top principal components (both signs) as visual latents."""
+    group = _latent_groups(params)
+    att = np.asarray(st.att, dtype=np.float64)
+    centred = att - att.mean(axis=1, keepdims=True)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    half = (len(group) + 1) // 2
+    scores = (vt[:half].T * sv[:half])  # [K, half]
+    latents = np.concatenate([scores, -scores], axis=1)[:, :len(group)]
+    latent_w2v = generated_word_vectors(rng, group)
+    parts = [f"part_{i}" for i in range(params.latent_parts)]
+    st = replace(st, att_group=_attribute_parts(att, latents, group), group_names=parts)
+    return st, Look(class_strengths(latents.T), group, parts, latent_w2v)
+
+
+def _structure(spec: DatasetSpec, rng: np.random.Generator, params: SimParams,
+               data_root: str | os.PathLike[str] | None) -> tuple[Structure, Look, dict[str, float] | None]:
+    real_dir = data_roots.data_root(data_root) / spec.dirname
+    if params.real_semantics and (real_dir / "att_splits.mat").is_file():
+        st = real_structure(spec, real_dir, rng)
+        log.info("%s: real semantics from %s", spec.name, real_dir)
+        if params.latent_parts:
+            st, look = _real_latents(st, rng, params)
+        else:
+            look = Look(st.strengths, st.att_group, st.group_names, st.latent_w2v)
+        return st, look, None
+    tiny = not params.real_semantics
+    if tiny:
+        k, s, v = TINY_SHAPE["classes"], TINY_SHAPE["seen"], TINY_SHAPE["val"]
     else:
-        # FLO: the published file has no per-image labels, so its class split cannot be read.
-        v = min(spec.unseen, spec.seen // 3)
-        seen_c, unseen_c, train_c, val_c = _generated_split(rng, k, spec.seen, v)
-        real_split = False
-    return Structure(
-        att=att, original_att=original, strengths=_strengths(sem), att_group=att_group,
-        group_names=group_names, latent_w2v=latent, w2v=w2v, class_names=names,
-        seen=seen_c, unseen=unseen_c, train_classes=train_c, val_classes=val_c,
-        real_semantics=True, real_word_vectors=real_w2v, real_split=real_split, real_counts=real_counts)
+        k, s, v = spec.classes, spec.seen, min(spec.unseen, spec.seen // 3)
+    split = generated_split(rng, k, s, v)
+    if params.latent_parts and not tiny:
+        return _generated_embedding(spec, rng, params, split)
+    return _generated_attributes(spec, rng, params, tiny, split)
 
 
-# --------------------------------------------------------------------------- images and splits
-def _class_counts(spec: DatasetSpec, st: Structure, params: SimParams) -> dict[str, np.ndarray]:
-    """Images per class and split: [K] arrays trainval / test_seen / test_unseen."""
-    k = st.att.shape[1]
-    seen_mask = np.zeros(k, dtype=bool)
-    seen_mask[st.seen] = True
-    if params.real_image_counts and st.real_counts is not None:
-        return st.real_counts
-    if params.real_image_counts:
-        # Published totals spread evenly over the classes (no per-class counts available).
-        per_seen = (spec.trainval + spec.test_seen) // max(len(st.seen), 1)
-        n = np.where(seen_mask, per_seen, spec.test_unseen // max(len(st.unseen), 1))
-        frac = spec.test_seen / (spec.trainval + spec.test_seen)
-    else:
-        per = int(np.clip(params.max_images // k, params.min_images_per_class, params.images_per_class))
-        n = np.full(k, per)
-        frac = params.test_seen_fraction
-    n_ts = np.where(seen_mask, np.clip(np.round(n * frac), 1, n - 1), 0).astype(np.int64)
-    return {"trainval": np.where(seen_mask, n - n_ts, 0).astype(np.int64),
-            "test_seen": n_ts, "test_unseen": np.where(seen_mask, 0, n).astype(np.int64)}
-
-
+# --------------------------------------------------------------------------- images
 @dataclass
-class Images:
+class Scene:
+    """Every per-image latent and the fixed appearance model; ``render`` turns rows into features."""
+
     labels: np.ndarray  # [N] int64, grouped by class
     split: np.ndarray  # [N] int8: 0 trainval, 1 test_seen, 2 test_unseen
-    strengths: np.ndarray  # [N, A] float32
+    strengths: np.ndarray  # [N, L] float32
     centres: np.ndarray  # [N, G, 2] float32, (row, col) in grid cells
     visible: np.ndarray  # [N, G] bool
-    context: np.ndarray  # [N] int64 index into the context pool (= position in `seen`)
+    width: np.ndarray  # [N] float32 kernel width in cells
+    blob_dim: np.ndarray  # [N, MAX_BLOBS] int64 render dim a clutter blob looks like
+    blob_pos: np.ndarray  # [N, MAX_BLOBS, 2] float32
+    blob_on: np.ndarray  # [N, MAX_BLOBS] bool
+    environment: np.ndarray  # [N] int64
+    environment_resampled: np.ndarray  # [N] int64
+    # model
+    group: np.ndarray  # [L]
+    scaled: np.ndarray  # [L, F] prototypes / nn
+    protos: np.ndarray  # [L, F] unit prototypes
+    class_look: np.ndarray  # [K, G, F]
+    part_norm: float  # typical group appearance norm
+    env_vectors: np.ndarray  # [E, F] unit
+    side: int  # grid side
+    context_amplitude: float = 0.0
+
+    def parts(self, rows: Any, part_noise: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Part term [B, F, R] (with ``part_noise`` [B, G, F] when given) and object weight [B, R]."""
+        s = self.strengths[rows]  # [B, L]
+        b, g, f = s.shape[0], self.class_look.shape[1], self.scaled.shape[1]
+        gvec = np.empty((b, g, f), dtype=np.float32)  # [B, G, F]
+        for gi in range(g):
+            idx = self.group == gi
+            gvec[:, gi] = s[:, idx] @ self.scaled[idx]
+        gvec += self.class_look[self.labels[rows]]
+        if part_noise is not None:
+            gvec += part_noise
+        kern = self._kernel(self.centres[rows], self.width[rows]) * self.visible[rows][:, :, None]  # [B, G, R]
+        return np.matmul(gvec.transpose(0, 2, 1), kern), kern.max(axis=1)
+
+    def _kernel(self, centres: np.ndarray, width: np.ndarray) -> np.ndarray:
+        """[B, M, R] Gaussian bumps around ``centres`` [B, M, 2] of per-image ``width`` [B]."""
+        side = self.side
+        yy, xx = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+        grid = np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float32)  # [R, 2]
+        d2 = ((centres[:, :, None, :] - grid[None, None]) ** 2).sum(-1)  # [B, M, R]
+        w = width[:, None, None]
+        return np.exp(-d2 / (2 * w * w)).astype(np.float32)
+
+    def render(self, rows: slice, params: SimParams, rng: np.random.Generator,
+               environments: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Features of ``rows`` under each environment assignment -> ([B, F, R] each, mask [B, R]).
+
+        The noise is drawn once, so the renders differ only in their context term.
+        """
+        f, r = self.scaled.shape[1], self.side ** 2
+        b = len(self.labels[rows])
+        g = self.class_look.shape[1]
+        scale = np.float32(1.0 / np.sqrt(f))
+        part_noise = (params.part_noise * self.part_norm * scale
+                      * rng.standard_normal((b, g, f), dtype=np.float32))
+        feats, obj = self.parts(rows, part_noise)
+        # Clutter: distractor blobs that look like random attribute prototypes.
+        kb = self._kernel(self.blob_pos[rows], self.width[rows]) * self.blob_on[rows][:, :, None]  # [B, M, R]
+        amp = np.float32(params.clutter_strength * self.part_norm)
+        feats += np.matmul((amp * self.protos[self.blob_dim[rows]]).transpose(0, 2, 1), kb)
+        feats += params.image_noise * scale * rng.standard_normal((b, f, 1), dtype=np.float32)
+        buf = rng.standard_normal((b, f, r), dtype=np.float32)
+        buf *= np.float32(params.region_noise * scale)
+        feats += buf
+        mask = ((1.0 - obj) + params.bleed * obj).astype(np.float32)  # [B, R]
+        outs = []
+        for i, env in enumerate(environments):
+            out = feats if i == len(environments) - 1 else feats.copy()
+            if self.context_amplitude > 0:
+                ctx = np.float32(self.context_amplitude) * self.env_vectors[env[rows]]  # [B, F]
+                out += np.multiply(ctx[:, :, None], mask[:, None, :], out=buf)
+            outs.append(np.maximum(out, 0.0, out=out))
+        return outs, mask
 
 
-def _draw_images(st: Structure, counts: dict[str, np.ndarray], params: SimParams,
-                 rng: np.random.Generator) -> Images:
-    """Per-image latent variables (small: N × (A + 3G)), drawn once in row order."""
+def _counts(spec: DatasetSpec, st: Structure, params: SimParams) -> dict[str, np.ndarray]:
+    counts = class_counts(spec, st, params)
+    if params.unseen_images_per_class and not (params.real_image_counts and st.real_counts is not None):
+        counts = dict(counts)
+        tu = counts["test_unseen"].copy()
+        tu[st.unseen] = params.unseen_images_per_class
+        counts["test_unseen"] = tu
+    return counts
+
+
+def _draw_scene(st: Structure, look: Look, counts: dict[str, np.ndarray], params: SimParams,
+                rng: np.random.Generator, env_rng: np.random.Generator) -> Scene:
+    """Per-image latents (drawn once, in row order), the appearance model and the environments."""
     k = st.att.shape[1]
     labels_l, split_l = [], []
     for c in range(k):
@@ -390,290 +734,191 @@ def _draw_images(st: Structure, counts: dict[str, np.ndarray], params: SimParams
         labels_l.append(np.full(len(tags), c, dtype=np.int64))
         split_l.append(rng.permutation(tags))  # which of a class's rows are test is random
     labels, split = np.concatenate(labels_l), np.concatenate(split_l)
-    n, g = len(labels), len(st.group_names)
-    side = params.grid_side
-    # Fixed part centres per group (away from the border), then per-image pose jitter.
+    n, g, side = len(labels), len(look.group_names), params.grid_side
+    # Layout: fixed part centres, a fixed per-(class, part) shift, then per-image pose and jitter.
     base = rng.uniform(0.15, 0.85, size=(g, 2)) * (side - 1)
-    centres = base[None] + rng.normal(0.0, params.jitter * side, size=(n, g, 2))
+    class_shift = rng.normal(0.0, params.class_shift * side, size=(k, g, 2))
+    shift = rng.normal(0.0, params.pose_shift * side, size=(n, 1, 2))
+    scale = np.exp(rng.normal(0.0, params.pose_scale, size=(n, 1, 1)))
+    jitter = rng.normal(0.0, params.jitter * side, size=(n, g, 2))
+    mid = (side - 1) / 2.0
+    centres = mid + scale * (base[None] + class_shift[labels] - mid) + shift + jitter
     centres = np.clip(centres, 0, side - 1).astype(np.float32)
+    width = (params.kernel_width * side * scale.ravel()
+             * np.exp(rng.normal(0.0, params.kernel_jitter, size=n))).astype(np.float32)
     visible = rng.random((n, g)) >= params.occlusion
-    # Semantic gap: a class's look departs from its published attributes (class-level, fixed),
-    # then each image departs from its class (instance-level).
-    gap = rng.normal(0.0, params.class_gap, size=st.strengths.shape).astype(np.float32)
-    noise = rng.normal(0.0, params.strength_noise, size=(n, st.strengths.shape[1])).astype(np.float32)
-    strengths = np.clip((st.strengths + gap)[labels] + noise, 0.0, None)
-    # Confounder: a trainval image of a seen class shows "its" context with probability rho.
-    pool = len(st.seen)
-    own = np.full(k, -1, dtype=np.int64)
-    own[st.seen] = np.arange(pool)
-    context = rng.integers(pool, size=n)
-    keep = (split == 0) & (rng.random(n) < params.rho)
-    context[keep] = own[labels[keep]]
-    return Images(labels, split, strengths, centres, visible, context.astype(np.int64))
+    # Instances: class look (class strengths + a fixed gap), each part mixed toward the same part of
+    # a random other class of its side, then per-image noise.
+    gap = rng.normal(0.0, params.class_gap, size=look.strengths.shape).astype(np.float32)
+    looks = look.strengths + gap  # [K, L]
+    strengths = looks[labels]
+    confused = looks[_confusers(look.strengths, st, labels, rng)]  # [N, L]
+    lam = (rng.uniform(0.0, params.part_mix, size=(n, 1)) * rng.uniform(0.5, 1.5, size=(n, g)))
+    lam = np.clip(lam, 0.0, 1.0).astype(np.float32)  # [N, G]
+    for gi in range(g):
+        idx = np.flatnonzero(look.group == gi)
+        strengths[:, idx] = ((1.0 - lam[:, gi:gi + 1]) * strengths[:, idx]
+                             + lam[:, gi:gi + 1] * confused[:, idx])
+    noise = rng.normal(0.0, params.strength_noise, size=strengths.shape).astype(np.float32)
+    strengths = np.clip(strengths + noise, 0.0, None).astype(np.float32)
+    # Clutter blobs: a random render dim each, at the first of 8 candidate cells away from every
+    # visible part (else the farthest candidate).
+    n_blobs = np.minimum(rng.poisson(params.clutter, size=n), MAX_BLOBS)
+    blob_on = np.arange(MAX_BLOBS)[None] < n_blobs[:, None]
+    blob_dim = rng.integers(len(look.group), size=(n, MAX_BLOBS))
+    cand = rng.uniform(0, side - 1, size=(n, MAX_BLOBS, 8, 2))
+    d = np.sqrt(((cand[:, :, :, None, :] - centres[:, None, None, :, :]) ** 2).sum(-1))  # [N, M, 8, G]
+    d = np.where(visible[:, None, None, :], d, np.inf).min(axis=-1)  # [N, M, 8]
+    ok = d > 1.5 * width[:, None, None]
+    pick = np.where(ok.any(axis=-1), ok.argmax(axis=-1), d.argmax(axis=-1))  # [N, M]
+    blob_pos = np.take_along_axis(cand, pick[:, :, None, None], axis=2)[:, :, 0].astype(np.float32)
 
-
-def _prototypes(st: Structure, params: SimParams, rng: np.random.Generator) -> np.ndarray:
-    """[A, F] unit prototypes, partly a fixed random projection of the word vectors."""
+    render_st = replace(st, att_group=look.group, group_names=look.group_names, latent_w2v=look.latent_w2v,
+                        strengths=look.strengths)
+    protos = prototypes(render_st, params, rng)  # [L, F]
+    gw = group_weights(render_st)  # [L, G]
+    scaled = (protos * gw.sum(axis=1, keepdims=True)).astype(np.float32)
     f = params.feature_dim
-    proj = rng.standard_normal((st.latent_w2v.shape[1], f)) / np.sqrt(f)
-    from_w2v = st.latent_w2v @ proj
-    own = rng.standard_normal((st.latent_w2v.shape[0], f))
+    sq = 0.0
+    for gi in range(g):
+        idx = look.group == gi
+        sq += float(((look.strengths[:, idx] @ scaled[idx]) ** 2).sum())
+    part_norm = float(np.sqrt(sq / (k * g)))
+    class_look = (params.class_look * part_norm / np.sqrt(f)
+                  * rng.standard_normal((k, g, f))).astype(np.float32)
+    env, env_res, env_vectors = _environments(st, look, protos, labels, split, params, env_rng)
+    scene = Scene(labels, split, strengths, centres, visible, width, blob_dim, blob_pos, blob_on, env, env_res,
+                  look.group, scaled, protos, class_look, part_norm, env_vectors, side)
+    scene.context_amplitude = _context_amplitude(scene, params)
+    return scene
+
+
+def _confusers(strengths: np.ndarray, st: Structure, labels: np.ndarray, rng: np.random.Generator,
+               nearest: int = 3) -> np.ndarray:
+    """[N] per image a similar class of its side (seen / unseen): one of its class's 3 nearest."""
+    s = strengths.astype(np.float64)
+    sq = (s ** 2).sum(axis=1)
+    d2 = sq[:, None] + sq[None] - 2.0 * s @ s.T  # [K, K]
+    np.fill_diagonal(d2, np.inf)
+    k = len(s)
+    near = np.empty((k, nearest), dtype=np.int64)
+    for side in (st.seen, st.unseen):
+        sub = d2[np.ix_(side, side)]
+        m = min(nearest, max(len(side) - 1, 1))
+        order = np.argsort(sub, axis=1)[:, :m]
+        near[side] = side[order[:, np.arange(nearest) % m]]
+    return near[labels, rng.integers(nearest, size=len(labels))]
+
+
+def _environments(st: Structure, look: Look, protos: np.ndarray, labels: np.ndarray, split: np.ndarray,
+                  params: SimParams, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Environment pool and per-image environments (factual and resampled), from their own stream.
+
+    Every draw is made whatever ``rho`` / ``unseen_shift`` are, so they change nothing else.
+    """
+    e, f, n, k = params.environments, params.feature_dim, len(labels), st.att.shape[1]
+    own = rng.standard_normal((e, f))
+    mix = np.zeros((e, f))
+    n_attr = rng.integers(2, 5, size=e)
+    for j in range(e):
+        dims = rng.choice(len(look.group), size=min(int(n_attr[j]), len(look.group)), replace=False)
+        mix[j] = rng.uniform(0.5, 1.0, size=len(dims)) @ protos[dims]
 
     def unit(m: np.ndarray) -> np.ndarray:
-        nrm = np.linalg.norm(m, axis=1, keepdims=True)
-        return m / np.where(nrm > 0, nrm, 1.0)  # SUN's all-zero word vector stays zero
+        return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
 
-    p = params.w2v_share * unit(from_w2v) + (1.0 - params.w2v_share) * unit(own)
-    return unit(p).astype(np.float32)
-
-
-def _group_weights(st: Structure) -> np.ndarray:
-    """[A, G] block weights: the group map, scaled so classes are equally separable everywhere.
-
-    One scale per dataset: the median distance from a class's strength vector to its nearest
-    other class becomes 1. Why: the published baselines find CUB, SUN and AWA2 about equally hard
-    (54-62 %), while raw semantics differ in spread (SUN's 717 classes sit 2.5x closer than CUB's),
-    so one set of noise parameters could not fit all of them otherwise.
-    """
-    s = st.strengths.astype(np.float64)  # [K, A]
-    sq = (s ** 2).sum(axis=1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * s @ s.T, 0.0)
-    np.fill_diagonal(d2, np.inf)
-    nn = float(np.median(np.sqrt(d2.min(axis=1))))
-    a, g = len(st.att_group), len(st.group_names)
-    w = np.zeros((a, g), dtype=np.float32)
-    w[np.arange(a), st.att_group] = 1.0 / nn if nn > 0 and np.isfinite(nn) else 1.0
-    return w
+    vectors = unit(params.env_own * unit(own) + (1.0 - params.env_own) * unit(mix)).astype(np.float32)
+    e_seen = max(1, min(e - 1, int(round(e * 2 / 3)))) if e > 1 else 1
+    preferred = np.empty(k, dtype=np.int64)
+    preferred[st.seen] = rng.integers(e_seen, size=len(st.seen))
+    preferred[st.unseen] = rng.integers(e_seen, e, size=len(st.unseen)) if e > e_seen else 0
+    correlated = rng.random(n) < params.rho
+    shifted = rng.random(n) < params.unseen_shift
+    other_seen = st.seen[rng.integers(len(st.seen), size=n)]
+    uniform = rng.integers(e, size=n)
+    resampled = rng.integers(e, size=n)
+    unseen = split == 2
+    own_env = np.where(unseen & ~shifted, preferred[other_seen], preferred[labels])
+    env = np.where(correlated, own_env, uniform).astype(np.int64)
+    return env, resampled.astype(np.int64), vectors
 
 
-def _render(img: Images, rows: slice, protos: np.ndarray, gw: np.ndarray, contexts: np.ndarray,
-            params: SimParams, rng: np.random.Generator) -> np.ndarray:
-    """Region features of ``rows`` -> float32 [B, F, R] (SIMULATION.md point 5)."""
-    side, f = params.grid_side, params.feature_dim
-    s = img.strengths[rows]  # [B, A]
-    b = s.shape[0]
-    # Group appearance Σ_{i∈g} s_i p_i / n_g: one GEMM per group (each attribute is in one group).
-    scaled = protos * gw.sum(axis=1, keepdims=True)  # [A, F]
-    gvec = np.empty((b, gw.shape[1], f), dtype=np.float32)  # [B, G, F]
-    for gi in range(gw.shape[1]):
-        idx = gw[:, gi] != 0
-        gvec[:, gi] = s[:, idx] @ scaled[idx]
-    yy, xx = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
-    grid = np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float32)  # [R, 2]
-    d2 = ((img.centres[rows][:, :, None, :] - grid[None, None]) ** 2).sum(-1)  # [B, G, R]
-    width = params.kernel_width * side
-    kern = np.exp(-d2 / (2 * width * width)) * img.visible[rows][:, :, None]  # [B, G, R]
-    feats = np.matmul(gvec.transpose(0, 2, 1), kern.astype(np.float32))  # [B, F, R]
-    background = 1.0 - kern.max(axis=1)  # [B, R]
-    feats += params.context_scale * contexts[img.context[rows]][:, :, None] * background[:, None, :]
-    scale = 1.0 / np.sqrt(f)
-    feats += params.image_noise * scale * rng.standard_normal((b, f, 1), dtype=np.float32)
-    feats += params.region_noise * scale * rng.standard_normal((b, f, side * side), dtype=np.float32)
-    return np.maximum(feats, 0.0, out=feats).astype(np.float32, copy=False)
+def _context_amplitude(scene: Scene, params: SimParams) -> float:
+    """a with E‖a·e·m‖² = context_strength · E‖part term‖², over a fixed probe of up to 256 images."""
+    if params.context_strength == 0:
+        return 0.0
+    n = len(scene.labels)
+    probe = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(np.int64))
+    part, obj = scene.parts(probe, None)
+    mask = (1.0 - obj) + params.bleed * obj
+    e_part = float((part.astype(np.float64) ** 2).sum(axis=(1, 2)).mean())
+    e_mask = float((mask.astype(np.float64) ** 2).sum(axis=1).mean())  # env vectors are unit
+    return float(np.sqrt(params.context_strength * e_part / e_mask)) if e_mask > 0 else 0.0
 
 
 # --------------------------------------------------------------------------- writing
-def _split_indices(img: Images, st: Structure) -> dict[str, np.ndarray]:
-    """0-based row indices of the published split fields, with the validation quirk."""
-    rows = np.arange(len(img.labels))
-    out = {"trainval": rows[img.split == 0], "test_seen": rows[img.split == 1],
-           "test_unseen": rows[img.split == 2]}
-    seen_rows = img.split != 2
-    # As published: train_loc / val_loc hold *all* images of their classes, test-seen included.
-    out["train"] = rows[seen_rows & np.isin(img.labels, st.train_classes)]
-    out["val"] = rows[seen_rows & np.isin(img.labels, st.val_classes)]
-    return out
-
-
-def _write_mat(path: Path, st: Structure, splits: dict[str, np.ndarray], n: int) -> None:
-    import scipy.io
-
-    dtype = np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32
-    mat: dict[str, Any] = {"att": st.att}
-    if st.original_att is not None:
-        mat["original_att"] = st.original_att
-    if st.class_names is not None:
-        mat["allclasses_names"] = np.array(st.class_names, dtype=object).reshape(-1, 1)
-    for key in ("trainval", "test_seen", "test_unseen", "train", "val"):
-        mat[f"{key}_loc"] = (splits[key] + 1).astype(dtype).reshape(-1, 1)
-    scipy.io.savemat(path, mat, do_compression=True)
-
-
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _meta(name: str, preset: str, seed: int, params: SimParams, st: Structure, n: int) -> dict[str, Any]:
-    return {
-        "source": "simulated", "generator": GENERATOR_VERSION, "dataset": name, "preset": preset,
-        "seed": seed, "parameters": asdict(params), "params_hash": _sha(asdict(params)),
-        "real_semantics": st.real_semantics, "real_word_vectors": st.real_word_vectors,
-        "real_class_split": st.real_split, "images": n, "classes": int(st.att.shape[1]),
-        "attributes": int(st.att.shape[0]), "groups": len(st.group_names),
-        "seen": len(st.seen), "unseen": len(st.unseen),
-    }
-
-
-def is_cached(ddir: Path, preset: str, seed: int, params: SimParams) -> bool:
-    """True when ``ddir`` holds a complete dataset made by this generator with these parameters."""
-    meta_file = ddir / META_NAME
-    if not (meta_file.is_file() and (ddir / STORE_NAME).is_file()):
-        return False
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return (meta.get("generator") == GENERATOR_VERSION and meta.get("preset") == preset
-            and meta.get("seed") == seed and meta.get("params_hash") == _sha(asdict(params)))
-
-
-def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike[str] | None = None,
-             out_root: str | os.PathLike[str] | None = None, *, force: bool = False,
-             progress: bool = False, **overrides: Any) -> Path:
-    """Write one simulated dataset and return its directory (``<out_root>/<DIR>``).
-
-    Args:
-        name: a registered dataset (cub, sun, awa2, flo).
-        preset: tiny, small or full.
-        seed: the generator's seed; output is a pure function of (name, preset, seed, parameters,
-            real files used).
-        data_root: where real semantics are looked up (``small``/``full``); default as
-            ``zsl_bench.data.root.data_root``.
-        out_root: parent of the dataset directory; default ``sim_root(preset, seed)``.
-        force: regenerate even when a matching dataset exists.
-        progress: show a tqdm bar over feature chunks.
-        **overrides: ``SimParams`` fields (tests, calibration); recorded in ``sim.json``.
-
-    Raises:
-        ConfigError: unknown dataset, preset or parameter.
-        DataError: unreadable real files; a dataset with other parameters already at the target.
-    """
-    spec = get_spec(name)
-    params = preset_params(preset, spec.name, **overrides)
-    if seed < 0:
-        raise ConfigError(f"sim seed must be >= 0, got {seed}")
-    out = Path(out_root).expanduser() if out_root is not None else data_roots.sim_root(preset, seed)
-    ddir = out / spec.dirname
-    out.mkdir(parents=True, exist_ok=True)
-    # Check-and-generate under an exclusive lock beside the dataset directory: a second process
-    # (two `zsl-bench run`, `ablate --workers 2`) waits, then finds the finished copy cached
-    # instead of generating it again and replacing the directory under the first one's reader.
-    with _generation_lock(out / f".{spec.dirname}.lock"):
-        if not force and is_cached(ddir, preset, seed, params):
-            log.info("%s: cached simulated dataset (%s, seed %d)", ddir, preset, seed)
-            return ddir
-        if ddir.exists() and not force and not _is_simulated(ddir):
-            raise DataError(f"{ddir} exists but is not a simulated dataset (no {META_NAME} saying "
-                            f"'simulated'); pass --force (force=True) to replace it")
-        if ddir.exists() and not force:
-            # A cache written by another generator version or parameters: it is a pure function
-            # of its inputs, so it is replaced rather than reused.
-            log.warning("%s: simulated dataset from another generator version or parameters (or "
-                        "incomplete); regenerating it", ddir)
-        _generate_into(spec, preset, seed, params, data_root, out, ddir, progress)
-    return ddir
-
-
-@contextlib.contextmanager
-def _generation_lock(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock (``fcntl.flock``) on ``path``, held for the ``with`` block."""
-    with open(path, "a+b") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("%s: another process is generating this dataset; waiting for it", path)
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _is_simulated(ddir: Path) -> bool:
-    """True when ``ddir`` was written by this generator (any version): safe to replace."""
-    try:
-        return json.loads((ddir / META_NAME).read_text()).get("source") == "simulated"
-    except (OSError, json.JSONDecodeError, AttributeError):
-        # An incomplete generation never leaves ``ddir`` (it writes to a temporary name), so a
-        # directory without a readable sim.json is someone else's.
-        return False
-
-
-def _generate_into(spec: DatasetSpec, preset: str, seed: int, params: SimParams,
-                   data_root: str | os.PathLike[str] | None, out: Path, ddir: Path,
-                   progress: bool) -> None:
-    """Render the dataset into a temporary directory, then rename it to ``ddir``."""
+def write_dataset(tmp: Path, spec: DatasetSpec, preset: str, seed: int, params: SimParams,
+                  data_root: str | os.PathLike[str] | None, progress: bool) -> dict[str, Any]:
+    """Render the whole dataset (both stores) into the (empty) directory ``tmp``; return ``sim.json``."""
     rng = np.random.default_rng([seed, spec.sim_stream, 0])
-    real_dir = data_roots.data_root(data_root) / spec.dirname
-    if params.real_semantics and (real_dir / "att_splits.mat").is_file():
-        st = _real_structure(spec, real_dir, rng)
-        log.info("%s: real semantics from %s", spec.name, real_dir)
-    else:
-        st = _generate_structure(spec, rng, params, tiny=not params.real_semantics)
-    img = _draw_images(st, _class_counts(spec, st, params), params, rng)
-    protos = _prototypes(st, params, rng)
-    gw = _group_weights(st)
-    contexts = rng.standard_normal((len(st.seen), params.feature_dim)).astype(np.float32)
-    contexts /= np.linalg.norm(contexts, axis=1, keepdims=True)
-    n = len(img.labels)
-    splits = _split_indices(img, st)
-    _check_splits(splits, img, st)
-    meta = _meta(spec.name, preset, seed, params, st, n)
+    st, look, knobs = _structure(spec, rng, params, data_root)
+    # The confounder has its own stream: changing rho, unseen_shift or context_strength leaves every
+    # other latent and every noise draw as it was.
+    env_rng = np.random.default_rng([seed, spec.sim_stream, 2])
+    scene = _draw_scene(st, look, _counts(spec, st, params), params, rng, env_rng)
+    n = len(scene.labels)
+    splits = split_indices(scene, st)
+    check_splits(splits, scene, st)
+    meta = base_meta(GENERATOR_VERSION, spec.name, preset, seed, params, st, n)
+    meta["env_resampled_store"] = ENV_STORE_NAME
+    meta["context_amplitude"] = scene.context_amplitude
+    if knobs is not None:
+        meta["semantic_fit"] = {"knobs": knobs, "targets": _targets(spec.name),
+                                "achieved": semantic_stats(st.att, st.original_att, st.unseen)}
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.dirname}.", suffix=".tmp", dir=out))
-    try:
-        _write_all(tmp, spec, st, img, splits, protos, gw, contexts, params, meta, seed, progress)
-        if ddir.exists():
-            trash = ddir.with_name(f".{ddir.name}.old-{os.getpid()}")
-            os.replace(ddir, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-        os.replace(tmp, ddir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info("%s: wrote simulated %s (%d images, %d classes, F=%d, R=%d)", ddir, preset, n,
-             st.att.shape[1], params.feature_dim, params.grid_side ** 2)
-
-
-def _write_all(tmp: Path, spec: DatasetSpec, st: Structure, img: Images, splits: dict[str, np.ndarray],
-               protos: np.ndarray, gw: np.ndarray, contexts: np.ndarray, params: SimParams,
-               meta: dict[str, Any], seed: int, progress: bool) -> None:
-    n = len(img.labels)
-    _write_mat(tmp / "att_splits.mat", st, splits, n)
-    files = np.array([f"sim/{spec.name}/{i:06d}.jpg" for i in range(n)])
-    np.savez(tmp / "image_index.npz", labels=img.labels, image_files=files,
-             trainval_loc=splits["trainval"], test_seen_loc=splits["test_seen"],
-             test_unseen_loc=splits["test_unseen"], seenclasses=st.seen, unseenclasses=st.unseen)
-    if st.w2v is not None:
-        (tmp / "w2v").mkdir()
-        np.save(tmp / "w2v" / f"{spec.dirname}_attribute.npy", st.w2v)
-    np.savez(tmp / GROUND_TRUTH_NAME, centres=img.centres, visible=img.visible,
-             context=img.context, att_group=st.att_group, group_names=np.array(st.group_names),
-             grid_side=np.int64(params.grid_side), labels=img.labels)
-
-    from tqdm import tqdm
-
-    chunk = params.chunk_size
-    starts = range(0, n, chunk)
-    provenance = {k: meta[k] for k in ("source", "generator", "seed", "preset", "dataset",
-                                       "parameters", "real_semantics")}
-    with StoreWriter(tmp / STORE_NAME, n, params.feature_dim, params.grid_side ** 2, provenance) as w:
-        for ci, start in enumerate(tqdm(starts, desc=f"sim {spec.name}", unit="chunk",
-                                        disable=(not progress) or None)):  # None: off when not a terminal
-            rows = slice(start, min(start + chunk, n))
+    write_index_files(tmp, spec, st, scene.labels, splits)
+    r = params.grid_side ** 2
+    masks = np.empty((n, r), dtype=np.float32)
+    prov = store_provenance(meta)
+    with StoreWriter(tmp / STORE_NAME, n, params.feature_dim, r, prov) as w, \
+            StoreWriter(tmp / ENV_STORE_NAME, n, params.feature_dim, r,
+                        {**prov, "environments": "resampled uniformly"}) as w_env:
+        for ci, start in chunk_starts(n, params.chunk_size, spec.name, progress):
+            rows = slice(start, min(start + params.chunk_size, n))
             # One stream per chunk: memory stays bounded, output does not depend on scheduling.
             crng = np.random.default_rng([seed, spec.sim_stream, 1, ci])
-            w.write(start, _render(img, rows, protos, gw, contexts, params, crng))
+            (factual, resampled), masks[rows] = scene.render(
+                rows, params, crng, [scene.environment, scene.environment_resampled])
+            w.write(start, factual)
+            w_env.write(start, resampled)
+    np.savez(tmp / GROUND_TRUTH_NAME, centres=scene.centres, visible=scene.visible,
+             context=scene.environment, att_group=st.att_group, group_names=np.array(look.group_names),
+             grid_side=np.int64(params.grid_side), labels=scene.labels,
+             environment=scene.environment, environment_resampled=scene.environment_resampled,
+             context_mask=masks, strengths=scene.strengths, class_strengths=look.strengths,
+             render_group=look.group, kernel_width=scene.width,
+             context_amplitude=np.float64(scene.context_amplitude))
     (tmp / META_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return meta
 
 
-def _check_splits(splits: dict[str, np.ndarray], img: Images, st: Structure) -> None:
-    """Internal invariants: partition, class-completeness, the validation quirk."""
-    n = len(img.labels)
-    final = np.concatenate([splits["trainval"], splits["test_seen"], splits["test_unseen"]])
-    assert len(final) == n and len(np.unique(final)) == n, "final splits must partition the images"
-    assert set(np.unique(img.labels[splits["test_unseen"]])) == set(st.unseen.tolist())
-    assert set(np.unique(img.labels[splits["test_seen"]])) == set(st.seen.tolist())
-    assert set(np.unique(img.labels[splits["trainval"]])) == set(st.seen.tolist())
-    quirk = np.union1d(splits["train"], splits["val"])
-    assert np.array_equal(quirk, np.union1d(splits["trainval"], splits["test_seen"]))
+# --------------------------------------------------------------------------- checks
+def oracle_accuracy(ddir: str | os.PathLike[str]) -> float:
+    """Mean per-class accuracy of classifying each unseen test image's TRUE latent strengths by the
+    nearest unseen class (Euclidean, to the class strengths the images were drawn from; v2 data).
+
+    The ceiling of any method on the evidence before rendering: below 1 when class gap, part mixing
+    and strength noise make images of one class look like another.
+    """
+    ddir = Path(ddir)
+    with np.load(ddir / GROUND_TRUTH_NAME) as gt:
+        if "strengths" not in gt.files:
+            raise DataError(f"{ddir / GROUND_TRUTH_NAME}: no latent strengths (not a generator-v2 dataset)")
+        s, cs, labels = gt["strengths"], gt["class_strengths"], gt["labels"]
+    with np.load(ddir / "image_index.npz") as idx:
+        rows, unseen = idx["test_unseen_loc"], idx["unseenclasses"]
+    x, c = s[rows].astype(np.float64), cs[unseen].astype(np.float64)
+    d2 = (x ** 2).sum(1)[:, None] - 2 * x @ c.T + (c ** 2).sum(1)[None]
+    pred = unseen[d2.argmin(axis=1)]
+    truth = labels[rows]
+    return float(np.mean([np.mean(pred[truth == u] == u) for u in unseen]))

@@ -1,0 +1,127 @@
+"""Generator versions: v1 (``zsl-bench-sim/1.2``) reproduces the 1.2 release bit for bit; names,
+errors and the cache directories keyed by version and overrides; the loader passes them through."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+
+from zsl_bench.data import sim
+from zsl_bench.data.loader import load_dataset
+from zsl_bench.data.root import sim_root
+from zsl_bench.errors import ConfigError
+
+# v1_digest of what the 1.2 release (main at 1d36a1e, before the v2 split) wrote for these
+# generations, computed with that code: ``generate(name, "tiny")`` and the two small ones below.
+V1_DIGESTS = {
+    "tiny-cub": "1bb66daf0407cc71bb41fb58a3e8a10f1916b63090c060dcec668683c2913dd2",
+    "tiny-sun": "2054c97c75b1fbe0ff9cf9de4cb7d3d368acfa95e50ce87a882a35b82e14a8e4",
+    "tiny-awa2": "aa2633daff5f7bfcd8ba6c1052b83f9b0166db7d55deecdaa68eb2d4c5706b3d",
+    "tiny-flo": "95da7ef5b397e1f96065479f5680b4859614b2701c41083021ca3336d9a0b959",
+    "small-cub-generated": "8ea48f60f5cd5aef5a7de9c777e52cad15309dbd5fc3a7284e61fc978a721511",
+    "small-flo-real": "4d53101cfd44d176222d6c8f60c5e488467daa0aa1f1a3e1da15db69c803e957",
+}
+
+
+def v1_digest(ddir: Path) -> str:
+    """One sha256 over every array and the sim.json a generation writes (files hold timestamps)."""
+    parts = []
+    for fname in ("image_index.npz", "ground_truth.npz"):
+        with np.load(ddir / fname, allow_pickle=False) as z:
+            parts += [(f"{fname}:{k}", np.ascontiguousarray(z[k]).tobytes()) for k in sorted(z.files)]
+    mat = scipy.io.loadmat(ddir / "att_splits.mat")
+    for k in sorted(m for m in mat if not m.startswith("__")):
+        v = mat[k]
+        parts.append((f"mat:{k}", str([str(np.asarray(x).ravel()[0]) for x in v.ravel()]).encode()
+                      if v.dtype == object else np.ascontiguousarray(v).tobytes()))
+    for f in sorted((ddir / "w2v").glob("*.npy")) if (ddir / "w2v").is_dir() else []:
+        parts.append((f"w2v:{f.name}", np.load(f).tobytes()))
+    with h5py.File(ddir / "features.h5", "r") as h5:
+        parts.append(("regions", h5["regions"][()].tobytes()))
+    parts.append(("sim.json", json.dumps(json.loads((ddir / "sim.json").read_text()), sort_keys=True).encode()))
+    h = hashlib.sha256()
+    for key, blob in parts:
+        h.update(key.encode() + hashlib.sha256(blob).digest())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("name", ["cub", "sun", "awa2", "flo"])
+def test_v1_tiny_is_bit_identical_to_the_release(tmp_path: Path, name: str) -> None:
+    ddir = sim.generate(name, "tiny", out_root=tmp_path, generator="1.2")
+    assert json.loads((ddir / "sim.json").read_text())["generator"] == "zsl-bench-sim/1.2"
+    assert not (ddir / sim.ENV_STORE_NAME).exists()
+    assert v1_digest(ddir) == V1_DIGESTS[f"tiny-{name}"]
+
+
+@pytest.mark.slow
+def test_v1_small_is_bit_identical_to_the_release(tmp_path: Path, shared_root: Path) -> None:
+    gen = sim.generate("cub", "small", out_root=tmp_path / "g", data_root=tmp_path / "empty", generator="1.2")
+    real = sim.generate("flo", "small", out_root=tmp_path / "r", data_root=shared_root,
+                        generator="zsl-bench-sim/1.2")
+    assert v1_digest(gen) == V1_DIGESTS["small-cub-generated"]
+    assert v1_digest(real) == V1_DIGESTS["small-flo-real"]
+
+
+def test_versions_names_and_errors(tmp_path: Path) -> None:
+    assert list(sim.GENERATORS) == ["2.0", "1.2"]
+    assert sim.GENERATOR_VERSION == "zsl-bench-sim/2.0" == sim.GENERATORS["2.0"]
+    # v1 stays the default until v2 is calibrated (issue 16)
+    assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "1.2"
+    assert sim.resolve_generator("zsl-bench-sim/1.2") == "1.2"
+    with pytest.raises(ConfigError, match=r"unknown sim generator '3.0'; valid: 2.0, 1.2"):
+        sim.generate("cub", "tiny", out_root=tmp_path, generator="3.0")
+    with pytest.raises(ConfigError, match=r"unknown sim parameter\(s\) \['context_strength'\] for generator 1.2"):
+        sim.preset_params("tiny", "cub", "1.2", context_strength=0.5)
+    with pytest.raises(ConfigError, match="'rho' must be in \\[0, 1\\]"):
+        sim.preset_params("tiny", "cub", "2.0", rho=1.5)
+    with pytest.raises(ConfigError, match="'unseen_shift' must be in"):
+        sim.cache_root("tiny", 0, "2.0", unseen_shift=-0.1)
+    assert isinstance(sim.preset_params("tiny", "cub", "2.0"), sim.SimParams)
+    assert sim.preset_params("small", "flo", "2.0").latent_parts == 6  # v2's per-dataset scale on top of v1's
+    assert sim.preset_params("small", "flo").images_per_class == 8  # v1's (the default) stays
+
+
+def test_cache_root_is_keyed_by_version_and_overrides() -> None:
+    default = sim.cache_root("small", 0)  # the default generator (1.2) without overrides
+    assert default == sim_root("small", 0) == sim.cache_root("small", 0, "1.2")
+    v2 = sim.cache_root("small", 0, "2.0")
+    assert v2.parent == default.parent and v2.name == "small-seed0-sim2.0"
+    a = sim.cache_root("small", 0, "2.0", rho=0.5)
+    assert a.name.startswith("small-seed0-sim2.0-") and a != v2
+    assert sim.cache_root("small", 0, "2.0", rho=0.5, context_strength=1) == sim.cache_root(
+        "small", 0, "2.0", context_strength=1.0, rho=0.5)  # order and int/float do not matter
+    assert len({a, sim.cache_root("small", 0, "2.0", rho=0.25), sim.cache_root("small", 1, "2.0", rho=0.5),
+                sim.cache_root("small", 0, "1.2", rho=0.5)}) == 4
+
+
+def test_loader_passes_generator_and_overrides() -> None:
+    v1 = load_dataset("cub", sim_preset="tiny", sim_overrides={"generator": "1.2"})
+    assert v1.provenance["generator"] == "zsl-bench-sim/1.2"
+    v2 = load_dataset("cub", sim_preset="tiny", sim_overrides={"generator": "2.0", "rho": 0.5})
+    meta = v2.provenance
+    assert meta["generator"] == sim.GENERATOR_VERSION and meta["parameters"]["rho"] == 0.5
+    assert meta["env_resampled_store"] == sim.ENV_STORE_NAME
+    ddir = sim.cache_root("tiny", 0, "2.0", rho=0.5) / "CUB"
+    assert (ddir / sim.ENV_STORE_NAME).is_file() and (ddir / "sim.json").is_file()
+    with pytest.raises(ConfigError, match="unknown sim parameter"):
+        load_dataset("cub", sim_preset="tiny", sim_overrides={"noise": 1.0})
+    with pytest.raises(ConfigError, match="only to the simulated benchmark"):
+        load_dataset("cub", sim_overrides={"rho": 0.5})
+
+
+def test_cli_generator_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zsl_bench.cli.main import main as cli_main
+
+    assert cli_main(["data", "sim", "awa2", "--preset", "tiny", "--generator", "1.2"]) == 0
+    out = capsys.readouterr().out
+    assert "generated" in out and str(sim.cache_root("tiny", 0, "1.2")) in out
+    ddir = sim.cache_root("tiny", 0, "1.2") / "AWA2"
+    assert json.loads((ddir / "sim.json").read_text())["generator"] == "zsl-bench-sim/1.2"
+    assert cli_main(["data", "sim", "awa2", "--preset", "tiny", "--generator", "9"]) == 2
+    assert "unknown sim generator '9'; valid: 2.0, 1.2" in capsys.readouterr().err
