@@ -133,6 +133,10 @@ def _mean_sd(xs: list[float]) -> str:
     return f"{statistics.fmean(xs):.1f} ± {statistics.stdev(xs):.1f}"
 
 
+def _gap(v: float) -> str:
+    return "–" if math.isnan(v) else f"{v:+.1f}"
+
+
 def summary(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict[str, float]]) -> str:
     """Markdown: per dataset x semantics x method, achieved vs published, and the mean |gap|."""
     lines = ["| dataset | semantics | method | n | ZSL (sim) | ZSL (published) | gap | H (sim) | H (published) | gap |",
@@ -148,9 +152,8 @@ def summary(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict[s
         gh = statistics.fmean(h) - t["h"] if t and not math.isnan(t["h"]) else math.nan
         if t:
             gaps.setdefault((ds, sem), []).append(abs(gz))
-        fmt = (lambda v: "–" if math.isnan(v) else f"{v:+.1f}")
-        lines.append(f"| {ds} | {sem} | {m} | {len(rs)} | {_mean_sd(z)} | {t['zsl_acc'] if t else '–'} | {fmt(gz)} | "
-                     f"{_mean_sd(h)} | {t['h'] if t else '–'} | {fmt(gh)} |")
+        lines.append(f"| {ds} | {sem} | {m} | {len(rs)} | {_mean_sd(z)} | {t['zsl_acc'] if t else '–'} | {_gap(gz)} | "
+                     f"{_mean_sd(h)} | {t['h'] if t else '–'} | {_gap(gh)} |")
     lines.append("")
     for (ds, sem), g in sorted(gaps.items()):
         lines.append(f"- {ds} ({sem} semantics): mean |ZSL gap| {statistics.fmean(g):.1f} over {len(g)} methods, "
