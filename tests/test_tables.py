@@ -79,7 +79,7 @@ def test_ablation_table_golden():
     table = build_table(make_rows("ablation"), "ablation")
     assert table.labels == ["full", "no_causal_attention", "w_distill=0_x"]
     tex = render_latex(table)
-    assert "w\\_distill=0\\_x" in tex and "\\toprule" in tex and "\\cmidrule(lr){2-5}" in tex
+    assert "w\\_distill=0\\_x" in tex and "\\toprule" in tex and "\\cmidrule(lr){2-7}" in tex
     _golden("ablation_table.tex", tex)
     _golden("ablation_table.md", render_markdown(table))
 
