@@ -270,6 +270,41 @@ def paired_power(table: Table, metric: str = "h") -> dict[str, tuple[float | Non
     return out
 
 
+def power_report(rows: Iterable[dict[str, Any]], reference: str | None = None, delta: float = stats.DELTA,
+                 alpha: float = stats.ALPHA, power: float = stats.POWER) -> str:
+    """Per dataset and metric (ZSL acc, H): the sd of the paired differences to the reference row
+    (pooled over variants), the pairs n, the difference detectable at n and the pairs needed for ``delta``."""
+    rows = list(rows)
+    table = build_table(rows, "ablation", reference=reference)
+    compared = sum(1 for row in table.delta_cells if row and not row[0].reference)
+    data_seeds = {stats.unit_key(r)[2] for r in rows if str(r.get("metric")) in table.deltas}
+    unit = "seeds" if len(data_seeds) <= 1 else "pairs"
+    head = ("dataset", "metric", "variants", "n", "sd(diff)", "detectable", f"{unit} for {delta:g}")
+    lines = [f"Paired differences to the reference row ({table.reference}): variant - reference in points, matched "
+             f"by training seed and data seed, sd pooled over {compared} variant row(s); two-sided paired t-test, "
+             f"alpha {alpha:g}, power {power:g}; detectable: the smallest difference found at n; "
+             f"{unit} for {delta:g}: the {unit} needed to find a {delta:g}-point difference.", "",
+             "{:<8} {:<7} {:>8} {:>4} {:>9} {:>11} {:>10}".format(*head)]
+    for m in table.deltas:
+        for d, (sd, n) in paired_power(table, m).items():
+            counts = sorted({row[table.datasets.index(d) * len(table.deltas) + table.deltas.index(m)].paired.n
+                             for row in table.delta_cells
+                             if row[table.datasets.index(d) * len(table.deltas) + table.deltas.index(m)].paired
+                             is not None})
+            n_text = "-".join(str(c) for c in (counts[0], counts[-1])) if counts and counts[0] != counts[-1] \
+                else str(n)
+            if sd is None:
+                vals = ("--", "--", "--")
+            else:
+                dd = stats.detectable_difference(sd, n, alpha, power)
+                k = stats.pairs_needed(sd, delta, alpha, power)
+                vals = (f"{sd:.2f}", "--" if dd is None else f"{dd:.1f}",
+                        str(k) if k is not None else f">{stats.MAX_PAIRS}")
+            lines.append("{:<8} {:<7} {:>8} {:>4} {:>9} {:>11} {:>10}".format(
+                d.upper(), metrics.spec(m).short, compared, n_text, *vals))
+    return "\n".join(lines) + "\n"
+
+
 def _paired_caption(table: Table, rows: list[dict[str, Any]], delta: float) -> str:
     counts = sorted({c.paired.n for row in table.delta_cells for c in row if c.paired is not None})
     if not table.deltas or not counts:
@@ -411,7 +446,7 @@ def _fmt_delta(c: DeltaCell, latex: bool) -> str:
     p = c.paired
     if p is None or p.mean is None:
         return "--" if latex else "–"
-    sign = ("$-$" if latex else "-") if p.mean < 0 else ("$+$" if latex else "+")
+    sign = ("$-$" if latex else "-") if round(p.mean, 1) < 0 else ("$+$" if latex else "+")  # no "-0.0"
     text = f"{sign}{abs(p.mean):.1f}"
     if p.half_width is not None:
         text += f" $\\pm$ {p.half_width:.1f}" if latex else f" ± {p.half_width:.1f}"
