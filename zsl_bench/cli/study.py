@@ -156,11 +156,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = sub.add_parser("plot", help="figures (PNG + PDF) from result rows, curves and Optuna studies",
                        epilog=PLOT_EPILOG, formatter_class=fmt)
     g.add_argument("results", nargs="*", metavar="RESULTS.csv", help="result files for ablation/sensitivity")
-    g.add_argument("--kind", choices=("results", "ablation", "sensitivity", "curves", "optuna", "attention", "all"),
+    g.add_argument("--kind", choices=("results", "ablation", "sensitivity", "sweep", "curves", "optuna", "attention",
+                                      "all"),
                    default="all", help="which figures (default all: what the inputs allow; bars per method "
                    "(results) or per variant (ablation) as the rows hold one or several variants of a "
                    "method, and the U-S curves in <results dir>/curves); attention rebuilds simulated "
-                   "region models from <results dir>/runs/<run_id>/ckpt, which `zsl-bench ablate` keeps")
+                   "region models from <results dir>/runs/<run_id>/ckpt, which `zsl-bench ablate` keeps; "
+                   "sweep: H and ZSL acc vs a swept numeric key (--x) with 95%% bands over seeds")
+    g.add_argument("--x", default=None, metavar="SECTION.KEY",
+                   help="--kind sweep: the swept key on the x axis, e.g. sim.rho (default: the rows' only one)")
     g.add_argument("--metric", default="h", metavar="NAME",
                    help="metric of bars/curves: a table metric (zsl-bench ls metrics), default h")
     g.add_argument("--curves", default=None, metavar="DIR", help="directory of saved U-S curves (*.npz)")
@@ -415,6 +419,8 @@ def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None
     jobs: list[Callable[[], Any]] = [lambda: bars(rows, figs)]
     if any("=" in str(r.get("variant", "")) for r in rows):
         jobs.append(lambda: plots.plot_sensitivity(rows, figs))
+    if len(plots.swept_keys(rows)) == 1:  # one numeric key swept: the metrics against it, with bands
+        jobs.append(lambda: plots.plot_sweep(rows, figs))
     if (out / "curves").is_dir():
         jobs.append(lambda: plots.plot_us_curves(plots.load_curves(out / "curves"), figs))
     if spec.sim:
@@ -517,7 +523,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise ZSLError(f"--metric: unknown metric {args.metric!r}; valid: {', '.join(metrics.names('table'))}")
     made: list[Path] = []
     want = {args.kind} if args.kind != "all" else {"bars", "sensitivity", "curves", "optuna"}
-    if args.kind in ("results", "ablation", "sensitivity", "attention") and not args.results:
+    if args.x is not None and args.kind not in ("sweep", "all"):
+        raise ZSLError(f"--x: only with --kind sweep (the x axis of the sweep figure), not --kind {args.kind}")
+    if args.kind in ("results", "ablation", "sensitivity", "sweep", "attention") and not args.results:
         raise ZSLError(f"--kind {args.kind} needs RESULTS.csv files")
     if args.kind == "curves" and not args.curves:
         raise ZSLError("--kind curves needs --curves DIR (a study's <out>/curves)")
@@ -540,6 +548,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 if args.kind == "sensitivity":
                     raise
                 log.info("no sensitivity figure: %s", exc)
+        if args.kind == "sweep" or (args.kind == "all" and (args.x or len(plots.swept_keys(rows)) == 1)):
+            made += plots.plot_sweep(rows, args.out, args.x)
         if "attention" in want:
             before = len(made)
             for res in args.results:
