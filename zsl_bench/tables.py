@@ -182,7 +182,8 @@ DELTA_METRICS = ("zsl_acc", "h")  # the metrics an ablation table compares with 
 def split_variant(variant: str) -> tuple[str, list[str]]:
     """``"full,sim.rho=0.5"`` -> ``("full", ["sim.rho=0.5"])``: a grid point's named variant and its
     swept ``SECTION.KEY=value`` parts (``zsl_bench.study.spec.expand_grid`` names points so)."""
-    base, swept = [], []
+    base: list[str] = []
+    swept: list[str] = []
     for part in str(variant).split(","):
         key = part.split("=", 1)[0]
         (swept if "=" in part and "." in key else base).append(part)
@@ -217,7 +218,7 @@ def default_reference(variants: Iterable[str]) -> str:
 def _add_paired(table: Table, rows: list[dict[str, Any]], multi: dict[str, bool], reference: str | None,
                 delta: float) -> None:
     """Fill ``table``'s difference columns (variant − reference, paired by unit) and extend its caption."""
-    variant_of = {}  # label -> (method, variant, protocol)
+    variant_of: dict[str, dict[str, Any]] = {}  # label -> its first row (method, variant, protocol)
     for r in rows:
         variant_of.setdefault(_row_key(r, table.kind, multi), r)
     variants = [str(r.get("variant", "") or "default") for r in variant_of.values()]
@@ -287,12 +288,9 @@ def power_report(rows: Iterable[dict[str, Any]], reference: str | None = None, d
              "{:<8} {:<7} {:>8} {:>4} {:>9} {:>11} {:>10}".format(*head)]
     for m in table.deltas:
         for d, (sd, n) in paired_power(table, m).items():
-            counts = sorted({row[table.datasets.index(d) * len(table.deltas) + table.deltas.index(m)].paired.n
-                             for row in table.delta_cells
-                             if row[table.datasets.index(d) * len(table.deltas) + table.deltas.index(m)].paired
-                             is not None})
-            n_text = "-".join(str(c) for c in (counts[0], counts[-1])) if counts and counts[0] != counts[-1] \
-                else str(n)
+            j = table.datasets.index(d) * len(table.deltas) + table.deltas.index(m)
+            counts = sorted({p.n for row in table.delta_cells if (p := row[j].paired) is not None})
+            n_text = f"{counts[0]}-{counts[-1]}" if counts and counts[0] != counts[-1] else str(n)
             if sd is None:
                 vals = ("--", "--", "--")
             else:
@@ -324,7 +322,8 @@ def _paired_caption(table: Table, rows: list[dict[str, Any]], delta: float) -> s
     power_by_ds = paired_power(table, metric)
     data_seeds = {stats.unit_key(r)[2] for r in rows}
     what = "seeds" if len(data_seeds) <= 1 else "pairs (training seed x data seed)"
-    detect, need = [], []
+    detect: list[str] = []
+    need: list[str] = []
     for d, (sd, n) in power_by_ds.items():
         if sd is None or n < 2:
             continue
