@@ -260,6 +260,10 @@ def test_data_seeds_are_pairing_units_and_named_in_the_caption():
     assert table.delta_cells[1][1].paired.n == 4 and table.cells[0][0].n == 4
     assert "mean $\\pm$ std over 2 seeds x 2 data seeds" in table.caption
     assert "pairs (training seed x data seed)" in table.caption
+    # Real rows have no data seed: beside simulated ones of one data seed, no second dimension is claimed.
+    mixed = _unit_rows("a", {(0, 0): 1.0}) + [dict(r, data_seed="", source="real", method="b")
+                                              for r in _unit_rows("a", {(0, 0): 2.0})]
+    assert "data seed" not in build_table(mixed, "main").caption
 
 
 def test_other_table_kinds_are_unchanged_by_paired_differences():

@@ -278,7 +278,7 @@ def power_report(rows: Iterable[dict[str, Any]], reference: str | None = None, d
     rows = list(rows)
     table = build_table(rows, "ablation", reference=reference)
     compared = sum(1 for row in table.delta_cells if row and not row[0].reference)
-    data_seeds = {stats.unit_key(r)[2] for r in rows if str(r.get("metric")) in table.deltas}
+    data_seeds = {stats.unit_key(r)[2] for r in rows if str(r.get("metric")) in table.deltas} - {""}
     unit = "seeds" if len(data_seeds) <= 1 else "pairs"
     head = ("dataset", "metric", "variants", "n", "sd(diff)", "detectable", f"{unit} for {delta:g}")
     lines = [f"Paired differences to the reference row ({table.reference}): variant - reference in points, matched "
@@ -320,7 +320,7 @@ def _paired_caption(table: Table, rows: list[dict[str, Any]], delta: float) -> s
         return " ".join(parts)
     metric = "h" if "h" in table.deltas else table.deltas[0]
     power_by_ds = paired_power(table, metric)
-    data_seeds = {stats.unit_key(r)[2] for r in rows}
+    data_seeds = {stats.unit_key(r)[2] for r in rows} - {""}
     what = "seeds" if len(data_seeds) <= 1 else "pairs (training seed x data seed)"
     detect: list[str] = []
     need: list[str] = []
@@ -383,7 +383,7 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
                 f"{'' if fewer == [1] else 's'})")
     else:
         over = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
-    data_seeds = {stats.unit_key(r)[2] for r in rows}
+    data_seeds = {stats.unit_key(r)[2] for r in rows} - {""}  # real data has none
     if len(data_seeds) > 1:  # simulated data drawn with several data seeds: a second unit dimension
         over += f" x {len(data_seeds)} data seeds"
     named = _metrics_phrase([metrics.spec(n) for n in (metrics.names("table") if names is None else names)])

@@ -315,14 +315,14 @@ def _tables(rows: list[dict[str, Any]], failed: bool, out: Path, spec: Any, url:
 
 def _study_reference(rows: list[dict[str, Any]], spec: Any) -> str | None:
     """The spec's reference row for an ablation table; None (the table's default) when no row has it yet."""
-    from ..tables import valid_references
+    from ..tables import default_reference, valid_references
 
     if spec.table != "ablation" or spec.reference is None:
         return None
-    valid = valid_references(str(r.get("variant", "") or "default") for r in rows)
-    if spec.reference not in valid:
+    variants = [str(r.get("variant", "") or "default") for r in rows]
+    if spec.reference not in valid_references(variants):
         log.warning("reference variant %s has no finished rows; differences are to %s instead", spec.reference,
-                    valid[0])
+                    default_reference(variants))
         return None
     return str(spec.reference)
 
