@@ -487,6 +487,10 @@ def render_latex(table: Table) -> str:
         "\\setlength{\\tabcolsep}{3pt}",
         f"\\caption{{{_caption_latex(table.caption)}}}",
         f"\\label{{{table.label}}}",
+    ]
+    if table.deltas:  # difference columns make the table half again as wide: a smaller font for its body
+        lines += ["\\scriptsize", "\\setlength{\\tabcolsep}{2pt}"]
+    lines += [
         "\\begin{tabular}{l" + "c" * ncol + "}",
         "\\toprule",
     ]

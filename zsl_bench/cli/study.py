@@ -24,6 +24,7 @@ ABLATE_EPILOG = """examples:
   zsl-bench ablate --sim --dry-run                   list its units (and which are done) and exit
   zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
   zsl-bench ablate --sim --seeds 0                   one seed first; rerun with --seeds 0,1,2 to add seeds
+  zsl-bench ablate --sim --data-seeds 0,1            every unit on two draws of the simulated data too
   zsl-bench ablate msdnpp_search.yaml --sim small    an Optuna search on simulated data
   zsl-bench ablate --sim --rerun-changed            after editing a method preset: redo only the units it changed
   zsl-bench ablate main_table.yaml --storage postgresql://u:p@host/db --workers 4
@@ -39,6 +40,7 @@ TABLE_EPILOG = """examples:
   zsl-bench table runs/smoke/results.csv
   zsl-bench table runs/*/results.csv --kind main --published published.csv --out tables
   zsl-bench table --tracking-uri sqlite:///runs/smoke/mlflow.db --kind ablation
+  zsl-bench table runs/ablation/results.csv --kind ablation --reference full
 """
 
 POWER_EPILOG = """examples:
@@ -49,6 +51,7 @@ POWER_EPILOG = """examples:
 PLOT_EPILOG = """examples:
   zsl-bench plot runs/ablation/results.csv --out figs                       ablation bars + sensitivity
   zsl-bench plot --curves runs/ablation/curves --out figs                    U-S curves with AUSUC
+  zsl-bench plot runs/sweep/results.csv --kind sweep --x sim.rho --out figs   H, ZSL acc vs rho, 95% bands
   zsl-bench plot --storage sqlite:///runs/search/optuna.db --study msdnpp_search.cub.search --out figs
 """
 
