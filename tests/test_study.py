@@ -666,3 +666,14 @@ def test_ablate_data_seeds_dry_run_lists_them_and_real_data_is_refused(tmp_path,
     assert main(["ablate", str(real), "--data-seeds", "0,1", "--dry-run", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("zsl-bench: error: study key 'data_seeds'") and "need simulated data" in err[-1]
+
+
+def test_ablate_tables_use_the_spec_reference_while_it_has_rows(caplog):
+    from zsl_bench.cli.study import _study_reference
+
+    rows = [{"method": "study_toy", "variant": v, "dataset": "cub", "seed": 0, "metric": "h", "value": 1.0}
+            for v in ("a", "b")]
+    assert _study_reference(rows, _spec(reference="b")) == "b"
+    assert _study_reference(rows[:1], _spec(reference="b")) is None  # b unfinished: the table's default (a)
+    assert "reference variant b has no finished rows; differences are to a instead" in caplog.text
+    assert _study_reference(rows, _spec(table="main")) is None

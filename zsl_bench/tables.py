@@ -277,7 +277,7 @@ def power_report(rows: Iterable[dict[str, Any]], reference: str | None = None, d
     (pooled over variants), the pairs n, the difference detectable at n and the pairs needed for ``delta``."""
     rows = list(rows)
     table = build_table(rows, "ablation", reference=reference)
-    compared = sum(1 for row in table.delta_cells if row and not row[0].reference)
+    compared = sum(1 for row in table.delta_cells if any(c.paired is not None for c in row))
     data_seeds = {stats.unit_key(r)[2] for r in rows if str(r.get("metric")) in table.deltas} - {""}
     unit = "seeds" if len(data_seeds) <= 1 else "pairs"
     head = ("dataset", "metric", "variants", "n", "sd(diff)", "detectable", f"{unit} for {delta:g}")
