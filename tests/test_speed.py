@@ -101,6 +101,7 @@ print("TORCH_IMPORTED" if "torch" in sys.modules else "NO_TORCH", rc, file=sys.s
     ["data", "info", "cub", "--sim", "tiny"],
     ["run", "ale", "--datasets", "cub", "--data-root", "{missing}"],  # the no-data error
     ["table", "{missing}"], ["plot", "{missing}", "--out", "{missing}"], ["evaluate", "{missing}"],
+    ["power", "{missing}"],
 ])
 def test_commands_that_need_no_torch_do_not_import_it(args, tmp_path):
     args = [a.format(missing=tmp_path / "missing") for a in args]

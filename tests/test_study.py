@@ -559,3 +559,121 @@ def test_ablate_bad_spec_is_one_line_error(tmp_path, capsys):
     bad.write_text("name: [unclosed")
     assert main(["ablate", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- data seeds and the reference row
+
+
+def test_msdnpp_ablation_units_are_unchanged_by_data_seeds():
+    """The default data seeds are the spec's sim seed: every unit, key and run id stays what it was
+    (hashes computed by the code before data_seeds existed, commit 1d36a1e)."""
+    import dataclasses
+    import hashlib
+
+    spec = load_spec("msdnpp_ablation.yaml")
+    assert spec.data_seeds == (0,) and spec.reference == "full"
+    for sim, want in ((None, "44cf53abf56f4d73cf142e8f050680acdce50950"),
+                      ("small", "d4a6dc3dee03c8795181f0ec2aaf0609bc31ceda")):
+        ids = [u.run_id for ds in spec.datasets for u in grid_units(dataclasses.replace(spec, sim=sim), ds)]
+        assert len(ids) == 144 and hashlib.sha1(" ".join(ids).encode()).hexdigest() == want
+    assert grid_units(dataclasses.replace(spec, sim="small"), "cub")[0].run_id == "grid-2be031d9111f90cd"
+
+
+def test_data_seeds_are_a_unit_dimension_whose_rows_carry_the_seed(tmp_path):
+    spec = _spec(data_seeds=[0, 3])
+    units = grid_units(spec, "cub")
+    assert len(units) == 8 and len({u.key for u in units}) == 8
+    assert sorted({(u.spec.seed, u.spec.sim_seed) for u in units}) == [(0, 0), (0, 3), (1, 0), (1, 3)]
+    assert units[1].desc == "study_toy/a/cub/seed 0/data seed 3"
+    # The data seed 0 units are those of the spec without data_seeds: adding a data seed reuses them.
+    assert {u.key for u in units if u.spec.sim_seed == 0} == {u.key for u in grid_units(_spec(), "cub")}
+    assert "2 variants x 1 dataset x 2 seeds x 2 data seeds" in StudyRunner(spec, tmp_path, progress=False).plan() \
+        .listing().replace("×", "x")
+    spec = _spec(data_seeds=[0, 3], seeds=[1])  # 4 units run: cheap
+    out = StudyRunner(spec, tmp_path, run_fn=toy_run, progress=False).run()
+    assert sorted({(r["seed"], r["data_seed"]) for r in out.rows}) == [(1, 0), (1, 3)]
+    table = build_table(out.rows, "ablation", reference=spec.reference)
+    assert table.reference == "a" and table.delta_cells[1][1].paired.n == 2
+    assert table.delta_cells[1][1].paired.mean == pytest.approx(5.0)  # toy H rises by 5 per unit of method.w
+
+
+def test_each_unit_loads_the_data_of_its_data_seed(tmp_path, monkeypatch):
+    import zsl_bench.data.loader as loader
+    import zsl_bench.runner as R
+
+    loads, used = [], []
+    monkeypatch.setattr(loader, "load_dataset", lambda ds, root, sim_preset=None, sim_seed=0: loads.append(sim_seed)
+                        or f"data {ds} {sim_seed}")
+    monkeypatch.setattr(R, "run_one", lambda spec, **kw: used.append((spec.sim_seed, kw["data"])))
+    runner = StudyRunner(_spec(data_seeds=[0, 3]), tmp_path, progress=False)
+    for u in grid_units(runner.spec, "cub")[:2]:
+        runner._run_one(u, out_dir=tmp_path)
+    assert used == [(0, "data cub 0"), (3, "data cub 3")]
+    runner.load_data("cub", 3)
+    assert loads == [0, 3]  # loaded once per data seed
+    assert runner.load_data("cub") == "data cub 0"  # default: the spec's sim seed
+
+
+def test_data_seeds_and_reference_errors_name_the_key(tmp_path):
+    from zsl_bench.cli.study import _spec_with_cli
+
+    with pytest.raises(ConfigError, match="'data_seeds' in toy.yaml must be a non-empty list of distinct"):
+        _spec(data_seeds=[1, 1])
+    with pytest.raises(ConfigError, match="study.data_seeds: 'x'; expected an integer"):
+        _spec(data_seeds=["x"])
+    real = _spec(sim=None, data_seeds=[0, 1])  # a spec for real data may still be run with --sim
+    with pytest.raises(ConfigError, match="'data_seeds' in toy.yaml: 2 data seeds need simulated data"):
+        StudyRunner(real, tmp_path)
+    assert StudyRunner(_spec_with_cli(real, SimpleNamespace(sim="tiny", data_root=None, overrides=[], seeds=None)),
+                       tmp_path).spec.data_seeds == (0, 1)
+    with pytest.raises(ConfigError, match="a search runs on one data seed"):
+        _spec(grid=None, data_seeds=[0, 1], search={"space": {"method.w": {"type": "float", "low": 0, "high": 1}},
+                                                    "n_trials": 2})
+    assert _spec(sim_seed=4).data_seeds == (4,)
+    with pytest.raises(ConfigError, match=r"bad value for study key 'reference' in toy.yaml: 'c'; valid: a, b"):
+        _spec(reference="c")
+    assert _spec(reference="b").reference == "b" and _spec().reference == "a"
+    swept = _spec(grid={"variants": {"x": {}}, "sweep": {"method.w": [1.0, 2.0]}})
+    assert swept.reference == "x" and _spec(grid={"sweep": {"method.w": [1.0, 2.0]}}).reference == "method.w=1"
+    assert _spec(grid={"variants": {"x": {}}, "sweep": {"method.w": [1.0, 2.0]}}, reference="x,method.w=2") \
+        .reference == "x,method.w=2"
+    with pytest.raises(ConfigError, match="a search has no variants"):
+        _spec(grid=None, reference="a", search={"space": {"method.w": {"type": "float", "low": 0, "high": 1}},
+                                                "n_trials": 2})
+
+
+def test_cli_data_seeds_replace_the_spec_data_seeds_and_reach_workers():
+    from zsl_bench.cli.study import _spec_with_cli, _worker_argv
+
+    args = SimpleNamespace(sim=None, data_root=None, overrides=[], seeds=None, data_seeds="1,0")
+    assert _spec_with_cli(_spec(), args).data_seeds == (1, 0)
+    with pytest.raises(ConfigError, match="--data-seeds: bad value"):
+        _spec_with_cli(_spec(), SimpleNamespace(sim=None, data_root=None, overrides=[], seeds=None, data_seeds="-1"))
+    full = SimpleNamespace(spec="toy.yaml", full=False, sim="tiny", storage=None, tracking_uri=None, data_root=None,
+                           seeds=None, data_seeds="0,1", no_mlflow=True, rerun_changed=False, overrides=[])
+    argv = _worker_argv(full, Path("out"))
+    assert argv[argv.index("--data-seeds") + 1] == "0,1"
+
+
+def test_ablate_data_seeds_dry_run_lists_them_and_real_data_is_refused(tmp_path, capsys):
+    from zsl_bench.cli.main import main
+
+    assert main(["ablate", "smoke.yaml", "--data-seeds", "0,1", "--dry-run", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "2 seeds x 2 data seeds" in out.replace("×", "x") and "/seed 1/data seed 1" in out
+    real = tmp_path / "real.yaml"
+    real.write_text(json.dumps({"name": "r", "methods": ["ale"], "datasets": ["cub"], "seeds": [0]}))
+    assert main(["ablate", str(real), "--data-seeds", "0,1", "--dry-run", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("zsl-bench: error: study key 'data_seeds'") and "need simulated data" in err[-1]
+
+
+def test_ablate_tables_use_the_spec_reference_while_it_has_rows(caplog):
+    from zsl_bench.cli.study import _study_reference
+
+    rows = [{"method": "study_toy", "variant": v, "dataset": "cub", "seed": 0, "metric": "h", "value": 1.0}
+            for v in ("a", "b")]
+    assert _study_reference(rows, _spec(reference="b")) == "b"
+    assert _study_reference(rows[:1], _spec(reference="b")) is None  # b unfinished: the table's default (a)
+    assert "reference variant b has no finished rows; differences are to a instead" in caplog.text
+    assert _study_reference(rows, _spec(table="main")) is None

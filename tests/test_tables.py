@@ -79,7 +79,7 @@ def test_ablation_table_golden():
     table = build_table(make_rows("ablation"), "ablation")
     assert table.labels == ["full", "no_causal_attention", "w_distill=0_x"]
     tex = render_latex(table)
-    assert "w\\_distill=0\\_x" in tex and "\\toprule" in tex and "\\cmidrule(lr){2-5}" in tex
+    assert "w\\_distill=0\\_x" in tex and "\\toprule" in tex and "\\cmidrule(lr){2-7}" in tex
     _golden("ablation_table.tex", tex)
     _golden("ablation_table.md", render_markdown(table))
 
@@ -185,3 +185,142 @@ def test_attention_figure_from_a_real_tiny_msdnpp_run(tmp_path):
                                             for e in ("pdf", "png")]
     real = [dict(r, sim_preset="") for r in out.rows]
     assert plots.plot_study_attention(real, tmp_path / "runs", tmp_path / "figs2") == []
+
+
+# ---------------------------------------------------------------- paired differences (ablation / sweep)
+
+
+def _unit_rows(variant: str, values: dict[tuple[int, int], float], dataset: str = "cub", method: str = "msdnpp",
+               metrics_: tuple[str, ...] = ("zsl_acc", "u", "s", "h")) -> list[dict]:
+    """Rows of one variant: ``values`` by (seed, data seed); every metric gets the same value."""
+    return [{"run_id": f"{method}-{variant}-{dataset}-{s}-{d}", "method": method, "variant": variant,
+             "dataset": dataset, "source": "simulated", "sim_preset": "tiny", "data_seed": d, "protocol": "val",
+             "seed": s, "metric": m, "value": v} for (s, d), v in values.items() for m in metrics_]
+
+
+def test_ablation_differences_pair_units_and_say_how_many():
+    rows = (_unit_rows("full", {(0, 0): 50.0, (1, 0): 52.0, (2, 0): 54.0})
+            + _unit_rows("a", {(0, 0): 51.0, (1, 0): 52.0, (2, 0): 56.0})  # +1, 0, +2: not significant
+            + _unit_rows("b", {(0, 0): 60.0, (1, 0): 62.1})  # seed 2 missing: 2 pairs
+            + _unit_rows("c", {(2, 0): 40.0}))  # one pair: a difference, no interval
+    table = build_table(rows, "ablation")
+    assert table.reference == "full" and table.deltas == ["zsl_acc", "h"]
+    full, a, b, c = table.delta_cells
+    assert all(x.reference for x in full)
+    assert a[1].paired.n == 3 and a[1].paired.mean == pytest.approx(1.0) and not a[1].paired.significant
+    assert b[1].paired.n == 2 and b[1].paired.mean == pytest.approx(10.05) and b[1].fewer
+    assert c[1].paired.n == 1 and c[1].paired.lo is None
+    md = render_markdown(table)
+    assert "| full |" in md and md.count("reference |") == 2
+    assert "| +1.0 ± 2.5 |" in md  # differences (1, 0, 2): sd 1, t_{.975,2} / sqrt 3 = 2.48
+    assert "-14.0 (n=1)" in md and "(n=2)" in md and "0.0 ±" not in md.split("| c |")[1]
+    assert "n = 3 pairs per dataset where finished" in table.caption
+    tex = render_latex(table)
+    assert "$\\Delta$H" in tex and "$-$14.0 (n=1)" in tex and "\\cmidrule(lr){2-7}" in tex
+
+
+def test_significant_difference_is_bold_and_caption_gives_detectable_difference():
+    rows = (_unit_rows("full", {(0, 0): 50.0, (1, 0): 52.0, (2, 0): 54.0})
+            + _unit_rows("better", {(0, 0): 55.0, (1, 0): 57.2, (2, 0): 58.8}))  # +5, +5.2, +4.8
+    table = build_table(rows, "ablation")
+    p = table.delta_cells[1][1].paired
+    assert p.significant and p.p < 0.01
+    md = render_markdown(table)
+    assert f"**+5.0 ± {p.half_width:.1f}**" in md
+    detect = (4.302652729749464 + 0.6 / 0.32 ** 0.5) * 0.2 / 3 ** 0.5  # sd of (5, 5.2, 4.8) = 0.2
+    assert f"is {detect:.1f} points on CUB" in table.caption and "needs 2 seeds on CUB" in table.caption
+    assert "p < 0.05" in md and "α = 0.05" in md and "$" not in md.split("\n")[0].replace("$\\pm$", "")
+
+
+def test_reference_is_chosen_validated_and_matches_swept_values():
+    rows = []
+    for rho, shift in ((0, 0.0), (0.5, -4.0)):
+        rows += _unit_rows(f"full,sim.rho={rho}", {(0, 0): 60.0 + shift, (1, 0): 61.0 + shift})
+        rows += _unit_rows(f"nci,sim.rho={rho}", {(0, 0): 59.0 + 2 * shift, (1, 0): 60.0 + 2 * shift})
+    table = build_table(rows, "ablation")
+    assert table.reference == "full"  # the first variant's named part
+    by = dict(zip(table.labels, table.delta_cells))
+    assert by["full,sim.rho=0.5"][1].reference
+    assert by["nci,sim.rho=0"][1].paired.mean == pytest.approx(-1.0)
+    assert by["nci,sim.rho=0.5"][1].paired.mean == pytest.approx(-5.0)  # against full at rho 0.5, not at 0
+    fixed = build_table(rows, "ablation", reference="full,sim.rho=0")
+    assert dict(zip(fixed.labels, fixed.delta_cells))["full,sim.rho=0.5"][1].paired.mean == pytest.approx(-4.0)
+    with pytest.raises(DataError, match="unknown reference variant 'ful'; valid: full,sim.rho=0, .*, full, nci"):
+        build_table(rows, "ablation", reference="ful")
+    with pytest.raises(DataError, match="ablation tables"):
+        build_table(make_rows("main"), "main", reference="full")
+    sweep = [dict(r, variant=r["variant"].split(",")[1]) for r in rows if r["variant"].startswith("full")]
+    assert build_table(sweep, "ablation").reference == "sim.rho=0"  # a sweep alone: its first point
+
+
+def test_data_seeds_are_pairing_units_and_named_in_the_caption():
+    vals = {(s, d): 50.0 + s + 3 * d for s in (0, 1) for d in (0, 1)}
+    rows = _unit_rows("full", vals) + _unit_rows("x", {k: v + 1 + 0.1 * k[0] for k, v in vals.items()})
+    table = build_table(rows, "ablation")
+    assert table.delta_cells[1][1].paired.n == 4 and table.cells[0][0].n == 4
+    assert "mean $\\pm$ std over 2 seeds x 2 data seeds" in table.caption
+    assert "pairs (training seed x data seed)" in table.caption
+    # Real rows have no data seed: beside simulated ones of one data seed, no second dimension is claimed.
+    mixed = _unit_rows("a", {(0, 0): 1.0}) + [dict(r, data_seed="", source="real", method="b")
+                                              for r in _unit_rows("a", {(0, 0): 2.0})]
+    assert "data seed" not in build_table(mixed, "main").caption
+
+
+def test_other_table_kinds_are_unchanged_by_paired_differences():
+    """main_table_plain.* were written by the code before paired differences existed (commit 1d36a1e)."""
+    table = build_table(make_rows("main"), "main")
+    assert table.deltas == [] and table.delta_cells == [] and table.reference is None
+    assert render_latex(table) == (GOLDEN / "main_table_plain.tex").read_text()
+    assert render_markdown(table) == (GOLDEN / "main_table_plain.md").read_text()
+
+
+def test_table_and_power_cli(tmp_path, capsys):
+    from zsl_bench import stats
+    from zsl_bench.cli.main import main
+
+    csv = tmp_path / "results.csv"
+    append_rows(csv, make_rows("ablation"))
+    assert main(["table", str(csv), "--kind", "ablation", "--reference", "no_causal_attention"]) == 0
+    out = capsys.readouterr().out
+    assert "reference row (no_causal_attention)" in out and "| full |" in out and "+10.0" in out
+    assert main(["table", str(csv), "--reference", "full"]) == 2
+    assert "--reference: only with --kind ablation" in capsys.readouterr().err
+    assert main(["table", str(csv), "--kind", "ablation", "--reference", "nope"]) != 0
+    assert "unknown reference variant 'nope'; valid: full, no_causal_attention" in capsys.readouterr().err
+    assert main(["power", str(csv)]) == 0
+    out = capsys.readouterr().out
+    # Paired H differences to full: sd 1 (no_causal_attention) and 2 (w_distill=0_x), pooled sqrt(2.5).
+    sd = 2.5 ** 0.5
+    line = next(x for x in out.splitlines() if x.startswith("CUB") and " H " in x)
+    assert line.split() == ["CUB", "H", "2", "3", f"{sd:.2f}", f"{stats.detectable_difference(sd, 3):.1f}",
+                            str(stats.pairs_needed(sd, 2.0))]
+    assert main(["power", str(csv), "--delta", "0"]) == 2
+    assert "--delta" in capsys.readouterr().err
+
+
+def test_sweep_figure_renders_bands_from_toy_rows(tmp_path):
+    rows = []
+    for rho in (0, 0.5, 0.9):
+        for method in ("msdn", "msdnpp"):
+            rows += _unit_rows(f"sim.rho={rho}", {(s, d): 70.0 - 10 * rho + s + d for s in (0, 1) for d in (0, 1)},
+                               method=method, metrics_=("zsl_acc", "h"))
+    rows += _unit_rows("sim.rho=0", {(0, 0): 60.0}, dataset="flo", metrics_=("zsl_acc", "h"))  # one unit: no band
+    made = plots.plot_sweep(rows, tmp_path)
+    assert sorted(p.name for p in made) == ["sweep_sim_rho.pdf", "sweep_sim_rho.png"]
+    assert all(p.stat().st_size > 1000 for p in made)
+    with pytest.raises(DataError, match="not a numeric key swept in these rows; valid: sim.rho"):
+        plots.plot_sweep(rows, tmp_path, x="sim.kappa")
+    with pytest.raises(DataError, match="give the swept key"):
+        plots.plot_sweep(make_rows("ablation"), tmp_path)
+
+
+def test_plot_cli_sweep(tmp_path, capsys):
+    from zsl_bench.cli.main import main
+
+    csv = tmp_path / "results.csv"
+    append_rows(csv, _unit_rows("full,sim.rho=0", {(0, 0): 1.0, (1, 0): 2.0})
+                + _unit_rows("full,sim.rho=0.5", {(0, 0): 3.0, (1, 0): 2.0}))
+    assert main(["plot", str(csv), "--kind", "sweep", "--x", "sim.rho", "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f" / "sweep_sim_rho.png").is_file()
+    assert main(["plot", str(csv), "--kind", "ablation", "--x", "sim.rho", "--out", str(tmp_path / "f")]) == 2
+    assert "--x: only with --kind sweep" in capsys.readouterr().err

@@ -80,3 +80,15 @@ def test_table_from_tracking_uri_equals_table_from_rows(tracked):
 
 def test_flatten_nests_dotted_keys():
     assert flatten({"a": {"b": 1, "c": {"d": 2}}}) == {"a.b": 1, "a.c.d": 2}
+
+
+def test_units_of_several_data_seeds_name_their_draw(tracked):
+    out, _ = tracked
+    spec = parse_spec({"name": "drawn", "methods": ["study_toy"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
+                       "data_seeds": [0, 2], "grid": {"variants": {"a": {"method.w": 1.0}}}})
+    tracker = Tracker(out)
+    unit = grid_units(spec, "cub")[1]
+    assert tracker.log_unit(unit, status="FAILED", reason="test") is not None
+    (run,) = [r for r in tracker.find_runs(f"tags.`{STUDY_TAG}` = 'drawn'") if UNIT_TAG in r.data.tags]
+    assert run.data.tags["zsl.data_seed"] == "2" and run.info.run_name == "study_toy/a/cub/s0/d2"
+    assert all("zsl.data_seed" not in r.data.tags for r in tracker.find_runs(f"tags.`{STUDY_TAG}` = 'tracked'"))

@@ -179,6 +179,96 @@ def plot_sensitivity(rows: list[dict[str, Any]], out: str | os.PathLike[str], me
     return save_figure(fig, Path(out) / f"sensitivity_{metric}")
 
 
+def swept_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The ``SECTION.KEY``s swept in the rows' variant names whose values are all numbers."""
+    values: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        for k, v in parse_sweep(str(r.get("variant", ""))).items():
+            if "." in k:
+                values[k].add(v)
+    out = []
+    for k, vs in values.items():
+        try:
+            [float(v) for v in vs]
+        except ValueError:
+            continue
+        out.append(k)
+    return sorted(out)
+
+
+def plot_sweep(rows: list[dict[str, Any]], out: str | os.PathLike[str], x: str | None = None,
+               metrics: tuple[str, ...] = ("h", "zsl_acc")) -> list[Path]:
+    """``metrics`` vs a swept numeric key ``x``: a panel per (metric, dataset), a line per method and
+    variant (the point name without ``x``), the mean over units (training seed x data seed) with its
+    95 % t confidence band (none where a point has one unit).
+
+    ``x`` defaults to the one numeric key swept in the rows' variant names (``sim.rho=0.5``).
+    """
+    from . import stats
+
+    rows = list(rows)
+    keys = swept_keys(rows)
+    if x is None:
+        if len(keys) != 1:
+            raise DataError(f"sweep figure: give the swept key (--x); the rows sweep {', '.join(keys) or 'no key'}"
+                            " (variant names like 'full,sim.rho=0.5')")
+        x = keys[0]
+    elif x not in keys:
+        raise DataError(f"sweep figure: {x!r} is not a numeric key swept in these rows; valid: "
+                        f"{', '.join(keys) or 'none (variant names like full,sim.rho=0.5)'}")
+    multi = len({r.get("method") for r in rows}) > 1
+    # (metric, dataset) -> line label -> x value -> {unit: value}
+    pts: dict[tuple[str, str], dict[str, dict[float, dict[Any, list[float]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
+    for r in rows:
+        if r.get("metric") not in metrics:
+            continue
+        parts = [p for p in str(r.get("variant", "")).split(",") if p]
+        mine = [p for p in parts if p.split("=", 1)[0] == x]
+        if len(mine) != 1:
+            continue
+        try:
+            xv, y = float(mine[0].split("=", 1)[1]), float(r["value"])
+        except (TypeError, ValueError, KeyError):
+            continue
+        if not math.isfinite(y):
+            continue
+        rest = ",".join(p for p in parts if p not in mine)
+        label = ": ".join([str(r.get("method"))] * multi + [rest] * bool(rest)) or str(r.get("method"))
+        pts[(str(r["metric"]), str(r.get("dataset", "")).lower())][label][xv][stats.unit_key(r)].append(y)
+    if not pts:
+        raise DataError(f"no rows with metrics {', '.join(metrics)} at swept values of {x} to plot")
+    datasets = in_table_order({d for _, d in pts})
+    shown = [m for m in metrics if any(k[0] == m for k in pts)]
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(shown), len(datasets), figsize=(3.6 * len(datasets), 3.0 * len(shown)),
+                             squeeze=False)
+    labels = list(dict.fromkeys(label for d in pts.values() for label in d))
+    colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    for i, m in enumerate(shown):
+        for j, d in enumerate(datasets):
+            ax = axes[i][j]
+            for label, by_x in pts.get((m, d), {}).items():
+                xs = sorted(by_x)
+                # One value per unit (the mean of any duplicates), then the mean and t band over units.
+                per = [[statistics.fmean(v) for v in by_x[xv].values()] for xv in xs]
+                means = [statistics.fmean(v) for v in per]
+                ax.plot(xs, means, marker="o", ms=3, lw=1.2, color=colors[label], label=label)
+                band = [stats.t_interval(v) for v in per]
+                if any(b is not None for b in band):
+                    lo = [b[0] if b is not None else mu for b, mu in zip(band, means)]
+                    hi = [b[1] if b is not None else mu for b, mu in zip(band, means)]
+                    ax.fill_between(xs, lo, hi, color=colors[label], alpha=0.2, lw=0)
+            ax.set_xlabel(x)
+            ax.set_ylabel(axis_label(m))
+            ax.set_title(d.upper(), fontsize=9)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6, frameon=False)
+    fig.suptitle(f"Sweep of {x} (mean, 95% t band over training x data seeds)" + _label_suffix(rows), fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, Path(out) / f"sweep_{x.replace('.', '_')}")
+
+
 def load_curves(curves_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read and check every ``*.npz`` U–S curve saved by a study (``<out>/curves``).
 

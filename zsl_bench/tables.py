@@ -5,6 +5,11 @@ the metrics registered for tables (``metrics.names("table")``: ZSL accuracy and 
 the mean ± sample standard deviation over seeds; the best mean of each column (by the metric's
 direction) is bold. Published numbers (``published_results.csv``) can be appended as extra rows
 marked with their status; they are not bolded, because papers selected them on the test set.
+
+An ablation (or sweep) table adds, per dataset, the paired difference of each variant to a
+reference row in ZSL accuracy and H (``zsl_bench.stats``): units matched by training seed and data
+seed, the mean difference ± the half-width of its 95 % t interval, bold where significant; the
+caption gives the number of pairs and the difference detectable at that number.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import csv
 import dataclasses
 import math
 import os
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import metrics
+from . import metrics, stats
 from .data.datasets import in_table_order
 from .errors import DataError
 from .fileio import write_text_atomic
@@ -42,6 +48,20 @@ class Cell:
     partial: bool = False  # fewer seeds than the table's other cells (marked with a dagger)
 
 
+@dataclass(frozen=True)
+class DeltaCell:
+    """A variant's paired difference to the reference row in one (dataset, metric).
+
+    ``paired`` is None for the reference row itself (printed "reference") and for rows whose
+    reference variant has no rows (printed as missing). ``fewer``: fewer pairs than the table's
+    other difference cells (the cell shows its n).
+    """
+
+    paired: stats.Paired | None = None
+    reference: bool = False
+    fewer: bool = False
+
+
 @dataclass
 class Table:
     """A rendered-agnostic table: row labels x (dataset, metric) columns, plus its caption."""
@@ -54,6 +74,10 @@ class Table:
     published: list[tuple[str, list[Cell]]] = field(default_factory=list)  # (label, cells)
     label: str = ""
     metrics: list[str] = field(default_factory=lambda: list(metrics.names("table")))  # per dataset
+    # Ablation / sweep tables: paired differences to the reference row, per dataset, after the metrics.
+    deltas: list[str] = field(default_factory=list)  # metric names with a difference column
+    delta_cells: list[list[DeltaCell]] = field(default_factory=list)  # [row][dataset * delta]
+    reference: str | None = None  # the reference variant
 
 
 def _float(v: Any) -> float | None:
@@ -76,16 +100,22 @@ def _row_key(r: dict[str, Any], kind: str, multi: dict[str, bool]) -> str:
 
 
 def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
-                published: list[dict[str, str]] | None = None) -> Table:
+                published: list[dict[str, str]] | None = None, reference: str | None = None,
+                delta: float = stats.DELTA) -> Table:
     """Aggregate rows into a :class:`Table`.
 
     Args:
         rows: long-format result rows (deduplicated: one row per run and metric).
         kind: ``main`` (rows are methods) or ``ablation`` (rows are variants).
         published: rows of a published-results CSV (method, venue, dataset, the table's metrics, status).
+        reference: ablation tables: the variant every other row is compared with (see
+            :func:`reference_of`); default the first variant of the rows.
+        delta: ablation tables: the difference (points) whose required number of pairs the caption gives.
     """
     if kind not in KINDS:
         raise DataError(f"bad table kind {kind!r}; valid: {', '.join(KINDS)}")
+    if reference is not None and kind != "ablation":
+        raise DataError(f"a reference row belongs to ablation tables, not to a {kind} table")
     columns = metrics.specs("table")
     names = [s.name for s in columns]
     rows = [r for r in rows if str(r.get("metric", "")) in names]
@@ -137,10 +167,176 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
         cells = [[dataclasses.replace(c, partial=0 < c.n < n_range[1]) for c in row] for row in cells]
 
     pub = _published_rows(published or [], datasets, names)
-    return Table(kind=kind, datasets=datasets, labels=labels, cells=cells, published=pub,
-                 caption=caption(rows, kind, bool(pub), n_range,
-                                 tuple(sorted({c.n for row in cells for c in row if c.partial})), names),
-                 label=f"tab:{kind}", metrics=names)
+    text = caption(rows, kind, bool(pub), n_range, tuple(sorted({c.n for row in cells for c in row if c.partial})),
+                   names)
+    table = Table(kind=kind, datasets=datasets, labels=labels, cells=cells, published=pub, caption=text,
+                  label=f"tab:{kind}", metrics=names)
+    if kind == "ablation":
+        _add_paired(table, rows, multi, reference, delta)
+    return table
+
+
+DELTA_METRICS = ("zsl_acc", "h")  # the metrics an ablation table compares with its reference row
+
+
+def split_variant(variant: str) -> tuple[str, list[str]]:
+    """``"full,sim.rho=0.5"`` -> ``("full", ["sim.rho=0.5"])``: a grid point's named variant and its
+    swept ``SECTION.KEY=value`` parts (``zsl_bench.study.spec.expand_grid`` names points so)."""
+    base: list[str] = []
+    swept: list[str] = []
+    for part in str(variant).split(","):
+        key = part.split("=", 1)[0]
+        (swept if "=" in part and "." in key else base).append(part)
+    return ",".join(base), swept
+
+
+def reference_of(variant: str, reference: str, variants: Iterable[str]) -> str:
+    """The reference variant of ``variant``'s row.
+
+    ``reference`` names a variant of the rows (``full``, ``sim.rho=0``) or a named variant of a grid
+    with a sweep (``full`` for points ``full,sim.rho=0.5``): then each point is compared with the
+    reference variant at the same swept values.
+    """
+    if reference in set(variants):
+        return reference
+    return ",".join([reference, *split_variant(variant)[1]])
+
+
+def valid_references(variants: Iterable[str]) -> list[str]:
+    """The names a reference may take for rows of these variants (variants, then named bases)."""
+    variants = list(dict.fromkeys(variants))
+    bases = [b for b in dict.fromkeys(split_variant(v)[0] for v in variants) if b and b not in variants]
+    return variants + bases
+
+
+def default_reference(variants: Iterable[str]) -> str:
+    """The first variant's named part (``full`` of ``full,sim.rho=0``), else the first variant."""
+    first = next(iter(variants))
+    return split_variant(first)[0] or first
+
+
+def _add_paired(table: Table, rows: list[dict[str, Any]], multi: dict[str, bool], reference: str | None,
+                delta: float) -> None:
+    """Fill ``table``'s difference columns (variant − reference, paired by unit) and extend its caption."""
+    variant_of: dict[str, dict[str, Any]] = {}  # label -> its first row (method, variant, protocol)
+    for r in rows:
+        variant_of.setdefault(_row_key(r, table.kind, multi), r)
+    variants = [str(r.get("variant", "") or "default") for r in variant_of.values()]
+    valid = valid_references(variants)
+    if reference is None:
+        reference = default_reference(variants)
+    elif reference not in valid:
+        raise DataError(f"unknown reference variant {reference!r}; valid: {', '.join(valid)}")
+    deltas = [m for m in DELTA_METRICS if m in table.metrics]
+    units: dict[tuple[str, str, str], dict[stats.UnitKey, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        v = _float(r.get("value"))
+        if v is not None and r["metric"] in deltas:
+            key = stats.unit_key(r)
+            units[(_row_key(r, table.kind, multi), key[0], str(r["metric"]))][key].append(v)
+    per_unit = {k: {u: statistics.fmean(vs) for u, vs in d.items()} for k, d in units.items()}
+    cells: list[list[DeltaCell]] = []
+    for label in table.labels:
+        r = variant_of[label]
+        ref_label = _row_key({**r, "variant": reference_of(str(r.get("variant", "") or "default"), reference,
+                                                           variants)}, table.kind, multi)
+        row = []
+        for d in table.datasets:
+            for m in deltas:
+                if ref_label == label:
+                    row.append(DeltaCell(reference=True))
+                elif ref_label not in variant_of:
+                    row.append(DeltaCell())
+                else:
+                    row.append(DeltaCell(stats.paired(per_unit.get((label, d, m), {}),
+                                                      per_unit.get((ref_label, d, m), {}))))
+        cells.append(row)
+    counts = [c.paired.n for row in cells for c in row if c.paired is not None]
+    most = max(counts, default=0)
+    cells = [[dataclasses.replace(c, fewer=c.paired is not None and c.paired.n < most) for c in row]
+             for row in cells]
+    table.deltas, table.delta_cells, table.reference = deltas, cells, reference
+    table.caption += " " + _paired_caption(table, rows, delta)
+
+
+def paired_power(table: Table, metric: str = "h") -> dict[str, tuple[float | None, int]]:
+    """Per dataset: the sd of the paired differences in ``metric`` pooled over the table's variants,
+    and the largest number of pairs behind a difference cell (the table's n)."""
+    out = {}
+    j = table.deltas.index(metric) if metric in table.deltas else None
+    for i, d in enumerate(table.datasets):
+        found = [] if j is None else [row[i * len(table.deltas) + j].paired for row in table.delta_cells]
+        groups = [(p.n, p.sd) for p in found if p is not None]
+        out[d] = (stats.pooled_sd(groups), max((n for n, _ in groups), default=0))
+    return out
+
+
+def power_report(rows: Iterable[dict[str, Any]], reference: str | None = None, delta: float = stats.DELTA,
+                 alpha: float = stats.ALPHA, power: float = stats.POWER) -> str:
+    """Per dataset and metric (ZSL acc, H): the sd of the paired differences to the reference row
+    (pooled over variants), the pairs n, the difference detectable at n and the pairs needed for ``delta``."""
+    rows = list(rows)
+    table = build_table(rows, "ablation", reference=reference)
+    compared = sum(1 for row in table.delta_cells if any(c.paired is not None for c in row))
+    data_seeds = {stats.unit_key(r)[2] for r in rows if str(r.get("metric")) in table.deltas} - {""}
+    unit = "seeds" if len(data_seeds) <= 1 else "pairs"
+    head = ("dataset", "metric", "variants", "n", "sd(diff)", "detectable", f"{unit} for {delta:g}")
+    lines = [f"Paired differences to the reference row ({table.reference}): variant - reference in points, matched "
+             f"by training seed and data seed, sd pooled over {compared} variant row(s); two-sided paired t-test, "
+             f"alpha {alpha:g}, power {power:g}; detectable: the smallest difference found at n; "
+             f"{unit} for {delta:g}: the {unit} needed to find a {delta:g}-point difference.", "",
+             "{:<8} {:<7} {:>8} {:>4} {:>9} {:>11} {:>10}".format(*head)]
+    for m in table.deltas:
+        for d, (sd, n) in paired_power(table, m).items():
+            j = table.datasets.index(d) * len(table.deltas) + table.deltas.index(m)
+            counts = sorted({p.n for row in table.delta_cells if (p := row[j].paired) is not None})
+            n_text = f"{counts[0]}-{counts[-1]}" if counts and counts[0] != counts[-1] else str(n)
+            if sd is None:
+                vals = ("--", "--", "--")
+            else:
+                dd = stats.detectable_difference(sd, n, alpha, power)
+                k = stats.pairs_needed(sd, delta, alpha, power)
+                vals = (f"{sd:.2f}", "--" if dd is None else f"{dd:.1f}",
+                        str(k) if k is not None else f">{stats.MAX_PAIRS}")
+            lines.append("{:<8} {:<7} {:>8} {:>4} {:>9} {:>11} {:>10}".format(
+                d.upper(), metrics.spec(m).short, compared, n_text, *vals))
+    return "\n".join(lines) + "\n"
+
+
+def _paired_caption(table: Table, rows: list[dict[str, Any]], delta: float) -> str:
+    counts = sorted({c.paired.n for row in table.delta_cells for c in row if c.paired is not None})
+    if not table.deltas or not counts:
+        return (f"No row could be paired with the reference row ({table.reference}) by training seed and "
+                "data seed, so no differences are given.")
+    named = ", ".join(f"$\\Delta${metrics.spec(m).short}" for m in table.deltas)
+    n_text = f"n = {counts[-1]} pairs per dataset" if len(counts) == 1 else \
+        f"n = {counts[-1]} pairs per dataset where finished, (n=k) where fewer"
+    alpha, power = stats.ALPHA, stats.POWER
+    parts = [f"{named}: paired difference to the reference row ({table.reference}) in points, variant minus "
+             f"reference, over the runs matched by training seed and data seed ({n_text}), $\\pm$ the "
+             f"half-width of its 95% t interval; in bold where significant (paired t-test, $p < {alpha:g}$)."]
+    if counts[-1] < 2:
+        parts.append("With fewer than 2 pairs there is no interval (n=1 cells show the difference alone).")
+        return " ".join(parts)
+    metric = "h" if "h" in table.deltas else table.deltas[0]
+    power_by_ds = paired_power(table, metric)
+    data_seeds = {stats.unit_key(r)[2] for r in rows} - {""}
+    what = "seeds" if len(data_seeds) <= 1 else "pairs (training seed x data seed)"
+    detect: list[str] = []
+    need: list[str] = []
+    for d, (sd, n) in power_by_ds.items():
+        if sd is None or n < 2:
+            continue
+        dd = stats.detectable_difference(sd, n)
+        k = stats.pairs_needed(sd, delta)
+        detect.append(f"{dd:.1f}{' points' if not detect else ''} on {d.upper()}")
+        need.append(f"{k if k is not None else f'over {stats.MAX_PAIRS}'}{f' {what}' if not need else ''} "
+                    f"on {d.upper()}")
+    if detect:
+        parts.append(f"From the measured sd of the paired {metrics.spec(metric).short} differences (pooled over "
+                     f"variants), the smallest difference detectable at this n ($\\alpha = {alpha:g}$, power "
+                     f"{power:g}) is {', '.join(detect)}; a {delta:g}-point difference needs {', '.join(need)}.")
+    return " ".join(parts)
 
 
 def _published_rows(published: list[dict[str, str]], datasets: list[str], names: list[str]
@@ -187,6 +383,9 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
                 f"{'' if fewer == [1] else 's'})")
     else:
         over = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+    data_seeds = {stats.unit_key(r)[2] for r in rows} - {""}  # real data has none
+    if len(data_seeds) > 1:  # simulated data drawn with several data seeds: a second unit dimension
+        over += f" x {len(data_seeds)} data seeds"
     named = _metrics_phrase([metrics.spec(n) for n in (metrics.names("table") if names is None else names)])
     parts = [f"{what}: {named} in %, mean $\\pm$ std over {over}; best mean per column in bold."]
     for p in protocols:
@@ -240,9 +439,45 @@ def _fmt_cell(c: Cell, latex: bool) -> str:
     return text
 
 
+def _fmt_delta(c: DeltaCell, latex: bool) -> str:
+    if c.reference:
+        return "reference"
+    p = c.paired
+    if p is None or p.mean is None:
+        return "--" if latex else "–"
+    sign = ("$-$" if latex else "-") if round(p.mean, 1) < 0 else ("$+$" if latex else "+")  # no "-0.0"
+    text = f"{sign}{abs(p.mean):.1f}"
+    if p.half_width is not None:
+        text += f" $\\pm$ {p.half_width:.1f}" if latex else f" ± {p.half_width:.1f}"
+    if p.significant:
+        text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
+    if p.half_width is None or c.fewer:
+        text += f" (n={p.n})"
+    return text
+
+
+def _row_cells(table: Table, i: int, latex: bool) -> list[str]:
+    """Row ``i``'s cells: per dataset its metrics, then its differences to the reference (if any)."""
+    row, per, dper = table.cells[i], len(table.metrics), len(table.deltas)
+    out = []
+    for j in range(len(table.datasets)):
+        out += [_fmt_cell(c, latex) for c in row[j * per:(j + 1) * per]]
+        if dper:
+            out += [_fmt_delta(c, latex) for c in table.delta_cells[i][j * dper:(j + 1) * dper]]
+    return out
+
+
+def _published_cells(table: Table, row: list[Cell], latex: bool) -> list[str]:
+    per, dper = len(table.metrics), len(table.deltas)
+    out = []
+    for j in range(len(table.datasets)):
+        out += [_fmt_cell(c, latex) for c in row[j * per:(j + 1) * per]] + ["--" if latex else "–"] * dper
+    return out
+
+
 def render_latex(table: Table) -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
-    per = len(table.metrics)
+    per = len(table.metrics) + len(table.deltas)
     ncol = len(table.datasets) * per
     lines = [
         "% Generated by zsl-bench from result rows; requires \\usepackage{booktabs}.",
@@ -252,6 +487,10 @@ def render_latex(table: Table) -> str:
         "\\setlength{\\tabcolsep}{3pt}",
         f"\\caption{{{_caption_latex(table.caption)}}}",
         f"\\label{{{table.label}}}",
+    ]
+    if table.deltas:  # difference columns make the table half again as wide: a smaller font for its body
+        lines += ["\\scriptsize", "\\setlength{\\tabcolsep}{2pt}"]
+    lines += [
         "\\begin{tabular}{l" + "c" * ncol + "}",
         "\\toprule",
     ]
@@ -260,16 +499,17 @@ def render_latex(table: Table) -> str:
     rules = [f"\\cmidrule(lr){{{2 + i * per}-{1 + (i + 1) * per}}}"
              for i in range(len(table.datasets))]
     lines.append(" ".join(rules))
+    heads = [_latex_escape(metrics.spec(m).short) for m in table.metrics]
+    heads += [f"$\\Delta${_latex_escape(metrics.spec(m).short)}" for m in table.deltas]
     lines.append(" & ".join(["Method" if table.kind == "main" else "Variant"]
-                            + [_latex_escape(metrics.spec(m).short) for _ in table.datasets for m in table.metrics])
-                 + " \\\\")
+                            + [h for _ in table.datasets for h in heads]) + " \\\\")
     lines.append("\\midrule")
-    for label, row in zip(table.labels, table.cells):
-        lines.append(" & ".join([_latex_escape(label)] + [_fmt_cell(c, True) for c in row]) + " \\\\")
+    for i, label in enumerate(table.labels):
+        lines.append(" & ".join([_latex_escape(label)] + _row_cells(table, i, True)) + " \\\\")
     if table.published:
         lines.append("\\midrule")
         for label, row in table.published:
-            lines.append(" & ".join([_latex_escape(label)] + [_fmt_cell(c, True) for c in row]) + " \\\\")
+            lines.append(" & ".join([_latex_escape(label)] + _published_cells(table, row, True)) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table*}", ""]
     return "\n".join(lines)
 
@@ -279,15 +519,24 @@ def _caption_latex(text: str) -> str:
     return text.replace("%", r"\%").replace("_", r"\_").replace("&", r"\&").replace("#", r"\#")
 
 
+MARKDOWN_MATH = ((r"\$\\Delta\$", "Δ"), (r"\$\\alpha = ([0-9.]+)\$", r"α = \1"), (r"\$p < ([0-9.]+)\$", r"p < \1"))
+"""LaTeX math of paired-difference captions (regular expressions) and its Markdown text."""
+
+
 def render_markdown(table: Table) -> str:
     """A GitHub-flavoured Markdown table with the caption above it."""
     cap = table.caption.replace("$\\pm$", "±").replace("$\\gamma$", "γ").replace("$^\\dagger$", "†")
+    for tex, text in MARKDOWN_MATH:
+        cap = re.sub(tex, text, cap)
     head = ["Method" if table.kind == "main" else "Variant"] + [
-        f"{d.upper()} {metrics.spec(m).short}" for d in table.datasets for m in table.metrics]
+        f"{d.upper()} {h}" for d in table.datasets
+        for h in [metrics.spec(m).short for m in table.metrics] + [f"Δ{metrics.spec(m).short}" for m in table.deltas]]
     lines = [f"**Table.** {cap}", "", "| " + " | ".join(head) + " |",
              "|" + "|".join([":---"] + [":---:"] * (len(head) - 1)) + "|"]
-    for label, row in list(zip(table.labels, table.cells)) + table.published:
-        lines.append("| " + " | ".join([label.replace("|", "\\|")] + [_fmt_cell(c, False) for c in row]) + " |")
+    cells = [_row_cells(table, i, False) for i in range(len(table.labels))]
+    cells += [_published_cells(table, row, False) for _, row in table.published]
+    for label, row in zip(table.labels + [label for label, _ in table.published], cells):
+        lines.append("| " + " | ".join([label.replace("|", "\\|")] + row) + " |")
     return "\n".join(lines) + "\n"
 
 

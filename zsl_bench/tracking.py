@@ -215,6 +215,9 @@ class Tracker:
             if self.parent_id:
                 tags[PARENT_TAG] = self.parent_id
             name = f"{spec.method}/{spec.variant}/{spec.dataset}/s{spec.seed}"
+            if getattr(unit, "show_data_seed", False):  # a study over several data seeds: name the draw
+                tags["zsl.data_seed"] = str(spec.sim_seed)
+                name += f"/d{spec.sim_seed}"
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             run_id = run.info.run_id
         try:

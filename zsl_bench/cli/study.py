@@ -24,6 +24,7 @@ ABLATE_EPILOG = """examples:
   zsl-bench ablate --sim --dry-run                   list its units (and which are done) and exit
   zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
   zsl-bench ablate --sim --seeds 0                   one seed first; rerun with --seeds 0,1,2 to add seeds
+  zsl-bench ablate --sim --data-seeds 0,1            every unit on two draws of the simulated data too
   zsl-bench ablate msdnpp_search.yaml --sim small    an Optuna search on simulated data
   zsl-bench ablate --sim --rerun-changed            after editing a method preset: redo only the units it changed
   zsl-bench ablate main_table.yaml --storage postgresql://u:p@host/db --workers 4
@@ -39,11 +40,18 @@ TABLE_EPILOG = """examples:
   zsl-bench table runs/smoke/results.csv
   zsl-bench table runs/*/results.csv --kind main --published published.csv --out tables
   zsl-bench table --tracking-uri sqlite:///runs/smoke/mlflow.db --kind ablation
+  zsl-bench table runs/ablation/results.csv --kind ablation --reference full
+"""
+
+POWER_EPILOG = """examples:
+  zsl-bench power runs/msdnpp_ablation-sim-small/results.csv
+  zsl-bench power results.csv --reference full --delta 1
 """
 
 PLOT_EPILOG = """examples:
   zsl-bench plot runs/ablation/results.csv --out figs                       ablation bars + sensitivity
   zsl-bench plot --curves runs/ablation/curves --out figs                    U-S curves with AUSUC
+  zsl-bench plot runs/sweep/results.csv --kind sweep --x sim.rho --out figs   H, ZSL acc vs rho, 95% bands
   zsl-bench plot --storage sqlite:///runs/search/optuna.db --study msdnpp_search.cub.search --out figs
 """
 
@@ -87,6 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default=None, metavar="S,S,...",
                    help="run these training seeds instead of the spec's (e.g. 0 or 0,1,2); units already "
                         "finished for a seed are reused, so adding seeds later only runs the new ones")
+    p.add_argument("--data-seeds", default=None, metavar="S,S,...",
+                   help="simulated data only: draw the data with each of these seeds, a unit dimension beside "
+                        "--seeds (default: the spec's data_seeds, else its sim_seed); like --seeds, finished "
+                        "units are reused")
     p.add_argument("--rerun-changed", action="store_true",
                    help="rerun finished units whose config the code now resolves differently (a method "
                         "preset or default changed); without it such units stop the study with an error")
@@ -122,19 +134,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--tracking-uri", default=None, metavar="URI", help="read rows from MLflow instead")
     t.add_argument("--kind", choices=("main", "ablation"), default="main", help="table layout (default main)")
     t.add_argument("--published", default=None, metavar="CSV", help="published numbers to add as extra rows")
+    t.add_argument("--reference", default=None, metavar="VARIANT",
+                   help="--kind ablation: the row every variant is compared with (paired by training and data "
+                        "seed; default: the first variant in the rows)")
     t.add_argument("--out", default=None, metavar="DIR", help="write <kind>_table.tex/.md here")
     t.add_argument("--format", choices=("latex", "markdown", "both"), default="both",
                    help="what to write (default both); stdout shows Markdown")
     t.set_defaults(func=cmd_table)
 
+    w = sub.add_parser("power", help="seeds needed: sd of paired differences to the reference, detectable "
+                       "difference", description="Per dataset and metric: the sd of the paired differences "
+                       "(variant - reference, matched by training seed and data seed, pooled over variants), the "
+                       "number of pairs n, the smallest difference a paired t-test detects at that n, and the "
+                       "pairs needed to detect DELTA points.", epilog=POWER_EPILOG, formatter_class=fmt)
+    w.add_argument("results", nargs="+", metavar="RESULTS.csv", help="result files of an ablation or sweep")
+    w.add_argument("--reference", default=None, metavar="VARIANT",
+                   help="the variant compared with (default: the first variant in the rows)")
+    w.add_argument("--delta", type=float, default=2.0, metavar="POINTS",
+                   help="the difference to detect, in points (default 2)")
+    w.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    w.add_argument("--power", type=float, default=0.8, help="power (default 0.8)")
+    w.set_defaults(func=cmd_power)
+
     g = sub.add_parser("plot", help="figures (PNG + PDF) from result rows, curves and Optuna studies",
                        epilog=PLOT_EPILOG, formatter_class=fmt)
     g.add_argument("results", nargs="*", metavar="RESULTS.csv", help="result files for ablation/sensitivity")
-    g.add_argument("--kind", choices=("results", "ablation", "sensitivity", "curves", "optuna", "attention", "all"),
+    g.add_argument("--kind", choices=("results", "ablation", "sensitivity", "sweep", "curves", "optuna", "attention",
+                                      "all"),
                    default="all", help="which figures (default all: what the inputs allow; bars per method "
                    "(results) or per variant (ablation) as the rows hold one or several variants of a "
                    "method, and the U-S curves in <results dir>/curves); attention rebuilds simulated "
-                   "region models from <results dir>/runs/<run_id>/ckpt, which `zsl-bench ablate` keeps")
+                   "region models from <results dir>/runs/<run_id>/ckpt, which `zsl-bench ablate` keeps; "
+                   "sweep: H and ZSL acc vs a swept numeric key (--x) with 95%% bands over seeds")
+    g.add_argument("--x", default=None, metavar="SECTION.KEY",
+                   help="--kind sweep: the swept key on the x axis, e.g. sim.rho (default: the rows' only one)")
     g.add_argument("--metric", default="h", metavar="NAME",
                    help="metric of bars/curves: a table metric (zsl-bench ls metrics), default h")
     g.add_argument("--curves", action="append", default=None, metavar="DIR",
@@ -160,6 +193,8 @@ def _spec_with_cli(spec: Any, args: argparse.Namespace) -> Any:
         changes["data_root"] = str(args.data_root)
     if getattr(args, "seeds", None) is not None:
         changes["seeds"] = parse_seeds(args.seeds)
+    if getattr(args, "data_seeds", None) is not None:
+        changes["data_seeds"] = parse_seeds(args.data_seeds, "--data-seeds")
     if args.overrides:
         cli = parse_overrides(args.overrides)
         changes["base"] = merge(spec.base, cli)
@@ -178,7 +213,8 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
         argv += ["--sim", args.sim]
     argv += ["--out", str(out), "--workers", "1", "--no-progress", "--worker-only"]
     for flag, value in (("--storage", args.storage), ("--tracking-uri", args.tracking_uri),
-                        ("--data-root", args.data_root), ("--seeds", args.seeds)):
+                        ("--data-root", args.data_root), ("--seeds", args.seeds),
+                        ("--data-seeds", getattr(args, "data_seeds", None))):
         if value:
             argv += [flag, str(value)]
     if args.no_mlflow:
@@ -271,7 +307,7 @@ def _tables(rows: list[dict[str, Any]], failed: bool, out: Path, spec: Any, url:
     if not rows:
         log.warning("no finished unit produced rows; no table")
         return 3 if failed else 0
-    table = build_table(rows, spec.table)
+    table = build_table(rows, spec.table, reference=_study_reference(rows, spec))
     write_tables(table, out / "tables", "both", stem=f"{spec.table}_table")
     _figures(rows, out, spec, url)
     if tracker is not None:
@@ -279,6 +315,20 @@ def _tables(rows: list[dict[str, Any]], failed: bool, out: Path, spec: Any, url:
             tracker.log_study_artifacts(out)
     sys.stdout.write(render_markdown(table))
     return 0
+
+
+def _study_reference(rows: list[dict[str, Any]], spec: Any) -> str | None:
+    """The spec's reference row for an ablation table; None (the table's default) when no row has it yet."""
+    from ..tables import default_reference, valid_references
+
+    if spec.table != "ablation" or spec.reference is None:
+        return None
+    variants = [str(r.get("variant", "") or "default") for r in rows]
+    if spec.reference not in valid_references(variants):
+        log.warning("reference variant %s has no finished rows; differences are to %s instead", spec.reference,
+                    default_reference(variants))
+        return None
+    return str(spec.reference)
 
 
 def _launch(args: argparse.Namespace, spec: Any, out: Path, url: str, tracker: Any) -> int:
@@ -357,9 +407,10 @@ def _preflight(runner: Any) -> None:
     check_configs(spec)
     needs = {(METHODS.get(m).input, METHODS.get(m).image_size, m) for m in spec.methods}
     for ds in spec.datasets:
-        data = runner.load_data(ds)
-        for kind, size, m in sorted(needs, key=str):
-            data.choose_features(kind, size, what=f"{ds.upper()} {m}")
+        for data_seed in spec.data_seeds or (spec.sim_seed,):
+            data = runner.load_data(ds, data_seed)
+            for kind, size, m in sorted(needs, key=str):
+                data.choose_features(kind, size, what=f"{ds.upper()} {m}")
 
 
 def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None:
@@ -372,6 +423,8 @@ def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None
     jobs: list[Callable[[], Any]] = [lambda: bars(rows, figs)]
     if any("=" in str(r.get("variant", "")) for r in rows):
         jobs.append(lambda: plots.plot_sensitivity(rows, figs))
+    if len(plots.swept_keys(rows)) == 1:  # one numeric key swept: the metrics against it, with bands
+        jobs.append(lambda: plots.plot_sweep(rows, figs))
     if (out / "curves").is_dir():
         jobs.append(lambda: plots.plot_us_curves(plots.load_curves(out / "curves"), figs))
     if spec.sim:
@@ -426,15 +479,30 @@ def _rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
+    from ..errors import ZSLError
     from ..tables import build_table, load_published, render_markdown, write_tables
 
     rows = _rows(args)
     published = load_published(args.published) if args.published else None
-    table = build_table(rows, args.kind, published)
+    if args.reference is not None and args.kind != "ablation":
+        raise ZSLError("--reference: only with --kind ablation (the main table has no reference row)")
+    table = build_table(rows, args.kind, published, reference=args.reference)
     if args.out:
         for p in write_tables(table, args.out, args.format):
             log.info("wrote %s", p)
     sys.stdout.write(render_markdown(table))
+    return 0
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..tables import power_report
+
+    if not args.delta > 0:
+        raise ConfigError(f"--delta: bad value {args.delta}; expected a number of points > 0")
+    if not 0 < args.alpha < 1 or not 0 < args.power < 1:
+        raise ConfigError(f"--alpha {args.alpha} / --power {args.power}: expected numbers between 0 and 1")
+    sys.stdout.write(power_report(_rows(args), args.reference, args.delta, args.alpha, args.power))
     return 0
 
 
@@ -461,7 +529,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise ZSLError(f"--metric: unknown metric {args.metric!r}; valid: {', '.join(metrics.names('table'))}")
     made: list[Path] = []
     want = {args.kind} if args.kind != "all" else {"bars", "sensitivity", "curves", "optuna"}
-    if args.kind in ("results", "ablation", "sensitivity", "attention") and not args.results:
+    if args.x is not None and args.kind not in ("sweep", "all"):
+        raise ZSLError(f"--x: only with --kind sweep (the x axis of the sweep figure), not --kind {args.kind}")
+    if args.kind in ("results", "ablation", "sensitivity", "sweep", "attention") and not args.results:
         raise ZSLError(f"--kind {args.kind} needs RESULTS.csv files")
     if args.kind == "curves" and not args.curves:
         raise ZSLError("--kind curves needs --curves DIR (a study's <out>/curves)")
@@ -484,6 +554,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 if args.kind == "sensitivity":
                     raise
                 log.info("no sensitivity figure: %s", exc)
+        if args.kind == "sweep" or (args.kind == "all" and (args.x or len(plots.swept_keys(rows)) == 1)):
+            made += plots.plot_sweep(rows, args.out, args.x)
         if "attention" in want:
             before = len(made)
             for res in args.results:

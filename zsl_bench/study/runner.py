@@ -23,6 +23,7 @@ and tested once (phase ``final``, ``results.csv``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -195,6 +196,7 @@ class StudyRunner:
     def __init__(self, spec: StudySpec, out: str | os.PathLike[str], *, storage: str | None = None,
                  run_fn: RunFn | None = None, tracker: Any = None, progress: bool = True,
                  rerun_changed: bool = False, keep_checkpoints: bool = True, timing: Timing | None = None) -> None:
+        spec.check_data()
         self.spec = spec
         self.out = Path(out)
         self.url = storage_url(self.out, storage)
@@ -266,26 +268,28 @@ class StudyRunner:
         return self.queue.study(name, sampler, pruner)
 
     # -- data and the default run function
-    def load_data(self, dataset: str) -> Any:
-        """``dataset`` as this study reads it (real or simulated), loaded once per runner."""
+    def load_data(self, dataset: str, data_seed: int | None = None) -> Any:
+        """``dataset`` as this study reads it (real, or simulated with ``data_seed``, default the spec's
+        ``sim_seed``), loaded once per runner."""
         from ..data.loader import load_dataset
 
-        key = (dataset, self.spec.data_root, self.spec.sim, self.spec.sim_seed)
+        seed = self.spec.sim_seed if data_seed is None else data_seed
+        key = (dataset, self.spec.data_root, self.spec.sim, seed)
         if key not in self._data:
-            self._data[key] = load_dataset(dataset, self.spec.data_root, sim_preset=self.spec.sim,
-                                           sim_seed=self.spec.sim_seed)
+            self._data[key] = load_dataset(dataset, self.spec.data_root, sim_preset=self.spec.sim, sim_seed=seed)
         return self._data[key]
 
-    def use_data(self, dataset: str, data: Any) -> Any:
+    def use_data(self, dataset: str, data: Any, data_seed: int | None = None) -> Any:
         """Use ``data`` (already loaded as this study reads ``dataset``) for that dataset's units."""
-        self._data[(dataset, self.spec.data_root, self.spec.sim, self.spec.sim_seed)] = data
+        seed = self.spec.sim_seed if data_seed is None else data_seed
+        self._data[(dataset, self.spec.data_root, self.spec.sim, seed)] = data
         return data
 
     def _run_one(self, unit: Unit, *, out_dir: Path, reporter: Any = None, progress: bool = True) -> Any:
         from ..runner import run_one
 
         return run_one(unit.spec, out_dir=out_dir, reporter=reporter, progress=progress,
-                       data=self.load_data(unit.spec.dataset), requested=self.requested(unit))
+                       data=self.load_data(unit.spec.dataset, unit.spec.sim_seed), requested=self.requested(unit))
 
     # -- the plan (read from <out>, writes nothing)
     def plan(self) -> Plan:
@@ -312,6 +316,8 @@ class StudyRunner:
         variants = spec.variants or {"default": {}}
         parts = [(len(spec.methods), "method")] if len(spec.methods) > 1 else []
         parts += [(len(variants), "variant"), (len(spec.datasets), "dataset"), (len(spec.seeds), "seed")]
+        if len(spec.data_seeds or ()) > 1:
+            parts.append((len(spec.data_seeds or ()), "data seed"))
         done_walls = []
         for pu in units:
             with contextlib.suppress(TypeError, ValueError):
@@ -483,7 +489,8 @@ class StudyRunner:
                     self.queue.set_attr(frozen, "duplicate_of", dup.number)
                     self.queue.finish(frozen, "FAIL")
                     continue
-                unit = Unit.from_json(frozen.user_attrs["unit"])
+                unit = dataclasses.replace(Unit.from_json(frozen.user_attrs["unit"]),
+                                           show_data_seed=len(self.spec.data_seeds or ()) > 1)
                 # Lets _check_changed judge a unit that fails (it leaves no rows with a digest).
                 self.queue.set_attr(frozen, "config_hash", self.requested(unit).digest())
                 self._execute(frozen, unit, phase)
@@ -675,7 +682,8 @@ class StudyRunner:
         u = Unit.from_json(unit_json)
         s, r = self.spec, u.spec
         return (r.method in s.methods and r.seed in s.seeds and r.protocol == s.protocol
-                and r.sim_preset == s.sim and (u.phase != "grid" or r.variant in (s.variants or {"default": {}})))
+                and r.sim_preset == s.sim and (u.phase != "grid" or r.variant in (s.variants or {"default": {}}))
+                and (u.phase != "grid" or r.sim_seed in (s.data_seeds or (s.sim_seed,))))
 
     def collect(self, which: str = "results") -> list[dict[str, Any]]:
         """Rows of every finished unit in storage (any worker); fills in local CSVs missing some."""

@@ -258,12 +258,16 @@ class StudySpec:
     protocol: str = "val"
     sim: str | None = None  # simulated preset (e.g. tiny) or None for real data
     sim_seed: int = 0
+    # Seeds of the simulated data, a unit dimension beside the training seeds (default: (sim_seed,)).
+    data_seeds: tuple[int, ...] | None = None
     data_root: str | None = None
     base: Overrides = field(default_factory=dict)
     per_method: dict[str, Overrides] = field(default_factory=dict)  # after base, for one method only
     grid: GridSpec | None = None
     search: SearchSpec | None = None
     table: str | None = None  # main | ablation: how `ablate` prints its table (None: main for >1 method)
+    # The variant an ablation / sweep table compares every row with (None: the grid's first variant).
+    reference: str | None = None
     # Worker resources for `ablate --launcher slurm` (zsl_bench.launcher.SlurmOptions fields; flags win).
     slurm: dict[str, Any] = field(default_factory=dict)
     source: str = ""
@@ -299,10 +303,43 @@ class StudySpec:
                 _ = self.variants
             except ConfigError as exc:
                 raise ConfigError(f"{exc}{w}") from None
+        self._check_data_seeds(w)
+        self._check_reference(w)
         if self.table is None:
             object.__setattr__(self, "table", "main" if len(self.methods) > 1 else "ablation")
         if self.table not in TABLES:
             raise ConfigError(f"bad value for study key 'table'{w}: {self.table!r}; valid: {', '.join(TABLES)}")
+
+    def _check_data_seeds(self, w: str) -> None:
+        if self.data_seeds is None:
+            object.__setattr__(self, "data_seeds", (self.sim_seed,))
+        seeds = self.data_seeds
+        assert seeds is not None
+        if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+            raise ConfigError(f"study key 'data_seeds'{w} must be a non-empty list of distinct integers >= 0")
+        if len(seeds) > 1 and self.search is not None:
+            raise ConfigError(f"study key 'data_seeds'{w}: a search runs on one data seed; give one (or use a grid)")
+
+    def check_data(self) -> None:
+        """Several data seeds need simulated data. Checked when the study is run, not when the spec is
+        read: a spec with ``sim: null`` is run on simulated data with ``--sim``."""
+        n = len(self.data_seeds or ())
+        if n > 1 and self.sim is None:
+            raise ConfigError(f"study key 'data_seeds'{_where(self.source)}: {n} data seeds need simulated data "
+                              "(sim: PRESET in the spec, or --sim); real data has one draw, so give one data seed")
+
+    def _check_reference(self, w: str) -> None:
+        if self.search is not None:
+            if self.reference is not None:
+                raise ConfigError(f"study key 'reference'{w}: a search has no variants to compare; remove it")
+            return
+        named = list((self.grid.variants or {}) if self.grid is not None else {})
+        points = list(self.variants)
+        valid = list(dict.fromkeys(named + points))
+        if self.reference is None:
+            object.__setattr__(self, "reference", valid[0])
+        elif self.reference not in valid:
+            raise ConfigError(f"bad value for study key 'reference'{w}: {self.reference!r}; valid: {', '.join(valid)}")
 
     @functools.cached_property
     def variants(self) -> dict[str, Overrides]:
@@ -340,6 +377,13 @@ def parse_spec(raw: Any, source: str = "") -> StudySpec:
     values["seeds"] = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
     if not isinstance(values["seeds"], list) or any(isinstance(s, bool) for s in values["seeds"]):
         raise ConfigError(f"study key 'seeds'{w} must be a non-empty list of distinct integers")
+    if raw.get("data_seeds") is not None:
+        ds = raw["data_seeds"]
+        values["data_seeds"] = [ds] if isinstance(ds, int) and not isinstance(ds, bool) else ds
+        if not isinstance(values["data_seeds"], list) or any(isinstance(s, bool) for s in values["data_seeds"]):
+            raise ConfigError(f"study key 'data_seeds'{w} must be a non-empty list of distinct integers >= 0")
+    if not isinstance(raw.get("reference", ""), (str, type(None))):
+        raise ConfigError(f"study key 'reference'{w} must be the name of a grid variant")
     if not isinstance(raw.get("data_root", ""), (str, type(None))):
         raise ConfigError(f"study key 'data_root'{w} must be a path or null")
     if not isinstance(raw.get("sim", ""), (str, type(None))):
@@ -487,6 +531,8 @@ class Unit:
     study: str
     spec: RunSpec
     phase: str = "grid"  # grid | trial | final
+    # Name the data seed in descriptions (studies over several data seeds); not part of the key.
+    show_data_seed: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         assert self.phase in PHASES, self.phase
@@ -507,7 +553,8 @@ class Unit:
 
     @property
     def desc(self) -> str:
-        return f"{self.spec.method}/{self.spec.variant}/{self.spec.dataset}/seed {self.spec.seed}"
+        desc = f"{self.spec.method}/{self.spec.variant}/{self.spec.dataset}/seed {self.spec.seed}"
+        return desc + (f"/data seed {self.spec.sim_seed}" if self.show_data_seed else "")
 
     def to_json(self) -> str:
         """The flat JSON stored on a unit's trial (the format of every existing storage)."""
@@ -531,15 +578,18 @@ class Unit:
 
 
 def make_unit(spec: StudySpec, method: str, dataset: str, seed: int, variant: str, overrides: Overrides,
-              phase: str = "grid") -> Unit:
-    """A unit of ``spec`` (its protocol and data) with these run fields."""
+              phase: str = "grid", data_seed: int | None = None) -> Unit:
+    """A unit of ``spec`` (its protocol and data) with these run fields; ``data_seed`` default: ``spec.sim_seed``."""
     return Unit(spec.name, RunSpec(method=method, dataset=dataset, seed=seed, variant=variant, overrides=overrides,
-                                   protocol=spec.protocol, sim_preset=spec.sim, sim_seed=spec.sim_seed,
-                                   data_root=spec.data_root), phase)
+                                   protocol=spec.protocol, sim_preset=spec.sim,
+                                   sim_seed=spec.sim_seed if data_seed is None else data_seed,
+                                   data_root=spec.data_root), phase,
+                show_data_seed=len(spec.data_seeds or ()) > 1)
 
 
 def grid_units(spec: StudySpec, dataset: str) -> list[Unit]:
-    """All units of a grid study on ``dataset``: methods x grid points x seeds, in a fixed order."""
+    """All units of a grid study on ``dataset``: methods x grid points x seeds x data seeds, in a fixed order."""
     variants = spec.variants or {"default": {}}
-    return [make_unit(spec, m, dataset, s, v, merge(spec.base_for(m), ov))
-            for m in spec.methods for v, ov in variants.items() for s in spec.seeds]
+    data_seeds = spec.data_seeds or (spec.sim_seed,)
+    return [make_unit(spec, m, dataset, s, v, merge(spec.base_for(m), ov), data_seed=d)
+            for m in spec.methods for v, ov in variants.items() for s in spec.seeds for d in data_seeds]
