@@ -61,7 +61,7 @@ RES101 = "res101.mat"
 
 # ------------------------------------------------------------------------------------ entry points
 def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, sim_preset: str | None = None,
-                 sim_seed: int = 0) -> ZSLData:
+                 sim_seed: int = 0, sim_overrides: dict[str, Any] | None = None) -> ZSLData:
     """Load dataset ``name`` (a registered name: cub, sun, ...), checked, with 0-based splits.
 
     Args:
@@ -70,10 +70,11 @@ def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, 
             With ``sim_preset`` it is passed to the generator (which may read real metadata).
         sim_preset: load the simulated benchmark of this preset (generated first if missing).
         sim_seed: the generator's seed.
+        sim_overrides: the config's ``sim`` section (``generator`` and parameters), passed to the generator.
     """
     spec = get_spec(name)
     try:
-        return _load_dataset(spec, data_root, sim_preset, sim_seed)
+        return _load_dataset(spec, data_root, sim_preset, sim_seed, sim_overrides or {})
     except OSError as exc:  # unreadable directory or file (permissions, a name too long, I/O error)
         raise _os_error(exc) from None
 
@@ -85,7 +86,7 @@ def _os_error(exc: OSError) -> DataError:
 
 
 def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, sim_preset: str | None,
-                  sim_seed: int) -> ZSLData:
+                  sim_seed: int, sim_overrides: dict[str, Any]) -> ZSLData:
     if sim_preset is None:
         root = roots.data_root(data_root)
         ddir = root / spec.dirname
@@ -102,9 +103,13 @@ def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, s
 
     # The generator's own presets always go through it: it returns a matching cached copy at once,
     # regenerates a stale one (other generator version) and serialises concurrent processes.
-    if sim_preset in getattr(sim, "PRESETS", ()) or not ((ddir / SIM_META).is_file() and (ddir / ATT_SPLITS).is_file()):
+    if sim_overrides or sim_preset in getattr(sim, "PRESETS", ()) \
+            or not ((ddir / SIM_META).is_file() and (ddir / ATT_SPLITS).is_file()):
         log.info("simulated %s (preset %s, seed %d): generating unless cached", spec.dirname, sim_preset, sim_seed)
-        out = sim.generate(spec.name, sim_preset, seed=sim_seed, data_root=data_root)
+        overrides = dict(sim_overrides)
+        if not hasattr(sim, "GENERATORS"):  # one generator version: config.build_sim checked it is this one
+            overrides.pop("generator", None)
+        out = sim.generate(spec.name, sim_preset, seed=sim_seed, data_root=data_root, **overrides)
         if out is not None and Path(out).is_dir():
             ddir = Path(out)
     meta = read_sim_meta(ddir / SIM_META)

@@ -266,26 +266,33 @@ class StudyRunner:
         return self.queue.study(name, sampler, pruner)
 
     # -- data and the default run function
-    def load_data(self, dataset: str) -> Any:
-        """``dataset`` as this study reads it (real or simulated), loaded once per runner."""
+    def _data_key(self, dataset: str, sim: dict[str, Any] | None) -> tuple[Any, ...]:
+        return (dataset, self.spec.data_root, self.spec.sim, self.spec.sim_seed,
+                json.dumps(sim or {}, sort_keys=True, default=str))
+
+    def load_data(self, dataset: str, sim: dict[str, Any] | None = None) -> Any:
+        """``dataset`` as this study reads it (real or simulated), loaded once per runner and
+        generator setting ``sim`` (a config's ``sim`` section, ``SimConfig.overrides()``)."""
         from ..data.loader import load_dataset
 
-        key = (dataset, self.spec.data_root, self.spec.sim, self.spec.sim_seed)
+        key = self._data_key(dataset, sim)
         if key not in self._data:
             self._data[key] = load_dataset(dataset, self.spec.data_root, sim_preset=self.spec.sim,
-                                           sim_seed=self.spec.sim_seed)
+                                           sim_seed=self.spec.sim_seed, sim_overrides=sim)
         return self._data[key]
 
-    def use_data(self, dataset: str, data: Any) -> Any:
-        """Use ``data`` (already loaded as this study reads ``dataset``) for that dataset's units."""
-        self._data[(dataset, self.spec.data_root, self.spec.sim, self.spec.sim_seed)] = data
+    def use_data(self, dataset: str, data: Any, sim: dict[str, Any] | None = None) -> Any:
+        """Use ``data`` (already loaded as this study reads ``dataset`` with generator setting ``sim``)
+        for that dataset's units."""
+        self._data[self._data_key(dataset, sim)] = data
         return data
 
     def _run_one(self, unit: Unit, *, out_dir: Path, reporter: Any = None, progress: bool = True) -> Any:
         from ..runner import run_one
 
+        requested = self.requested(unit)
         return run_one(unit.spec, out_dir=out_dir, reporter=reporter, progress=progress,
-                       data=self.load_data(unit.spec.dataset), requested=self.requested(unit))
+                       data=self.load_data(unit.spec.dataset, requested.sim.overrides()), requested=requested)
 
     # -- the plan (read from <out>, writes nothing)
     def plan(self) -> Plan:
