@@ -87,6 +87,31 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert not (tmp_path / "o").exists()  # nothing written on a user error
 
 
+def test_set_sim_reaches_the_generator_the_config_and_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from zsl_bench.data import sim
+
+    calls: list[dict] = []
+    real = sim.generate
+    monkeypatch.setattr(sim, "generate", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    versions = tuple(getattr(sim, "GENERATORS", ())) or (sim.GENERATOR_VERSION.rsplit("/", 1)[-1],)
+    g = versions[0]  # the oldest version (v1 once there are two): not the default of a later generator
+    out = tmp_path / "out"
+    assert main(["run", "eszsl", "--datasets", "cub", "--sim", "tiny", "--seeds", "0", "--no-mlflow", "--out", str(out),
+                 "--set", "sim.rho=0", "--set", f"sim.generator={g}"]) == 0
+    assert calls and all(c.get("rho") == 0.0 for c in calls)
+    rows = read_rows(out / "results.csv")
+    assert {r["config"] for r in rows} and all(yaml.safe_load(r["config"])["sim"] == {"generator": g, "rho": 0.0}
+                                               for r in rows)
+    assert {r["generator_version"] for r in rows} == {f"zsl-bench-sim/{g}"}  # the version that made the data
+    assert yaml.safe_load((out / "config.yaml").read_text())["configs"]["cub"]["sim"] == {"generator": g, "rho": 0.0}
+    # The same setting on real data, an unknown key: one line, nothing written.
+    capsys.readouterr()
+    _one_line_error(capsys, ["run", "eszsl", "--datasets", "cub", "--sim", "tiny", "--out", str(tmp_path / "o"),
+                             "--set", "sim.rhoo=1"], "unknown config key sim.rhoo; valid keys of sim: generator, ")
+    assert not (tmp_path / "o").exists()
+
+
 def test_real_data_without_features_names_the_ways_forward(shared_root: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o"

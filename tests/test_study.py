@@ -257,6 +257,37 @@ def test_a_config_is_resolved_once_per_runner_not_per_check(tmp_path, monkeypatc
     assert sorted(calls) == ["a", "b"]
 
 
+def test_sim_sweep_expands_into_units_and_each_run_generates_its_own_data(tmp_path, monkeypatch):
+    from zsl_bench.data import sim
+    from zsl_bench.study.spec import sim_settings
+
+    spec = parse_spec({"name": "rho", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
+                       "base": {"sim.jitter": 0.05}, "grid": {"sweep": {"sim.rho": [0, 0.5]}}}, "rho.yaml")
+    units = grid_units(spec, "cub")
+    assert [u.spec.variant for u in units] == ["sim.rho=0", "sim.rho=0.5"]
+    assert [u.spec.overrides["sim"] for u in units] == [{"jitter": 0.05, "rho": 0}, {"jitter": 0.05, "rho": 0.5}]
+    assert len({u.key for u in units}) == 2 and len({u.requested_digest() for u in units}) == 2
+    check_configs(spec)
+    assert sim_settings(spec) == [{"jitter": 0.05, "rho": 0.0}, {"jitter": 0.05, "rho": 0.5}]
+    assert sim_settings(_spec()) == [{}]  # no sim section: the preset as it is
+
+    calls = []
+    real = sim.generate
+    monkeypatch.setattr(sim, "generate", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    out = StudyRunner(spec, tmp_path / "out", progress=False).run()
+    assert {(c["rho"], c["jitter"]) for c in calls} == {(0.0, 0.05), (0.5, 0.05)}
+    got = {r["variant"]: json.loads(r["config"])["sim"] for r in out.rows}
+    assert got == {"sim.rho=0": {"jitter": 0.05, "rho": 0.0}, "sim.rho=0.5": {"jitter": 0.05, "rho": 0.5}}
+    assert {r["generator_version"] for r in out.rows} == {sim.GENERATOR_VERSION}
+
+
+def test_sim_section_in_a_real_data_spec_is_refused():
+    spec = parse_spec({"name": "x", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0],
+                       "grid": {"variants": {"v": {"sim.rho": 0.5}}}}, "real.yaml")
+    with pytest.raises(ConfigError, match=r"^config key sim\.rho: .*reads real data.*variant 'v' in real\.yaml"):
+        check_configs(spec)
+
+
 def test_check_configs_rejects_unknown_method_field():
     spec = parse_spec({"name": "x", "methods": ["msdnpp"], "datasets": ["cub"], "seeds": [0],
                        "grid": {"variants": {"bad": {"method.w_distil": 0}}}})
