@@ -281,6 +281,28 @@ def test_sim_sweep_expands_into_units_and_each_run_generates_its_own_data(tmp_pa
     assert {r["generator_version"] for r in out.rows} == {sim.GENERATOR_VERSION}
 
 
+def test_confounding_sweep_spec_sweeps_rho_for_msdn_and_the_intervention_variants():
+    import yaml
+
+    from zsl_bench.study.spec import SPEC_KEYS, sim_settings
+
+    raw = yaml.safe_load((REPO / "benchmarks" / "confounding_sweep.yaml").read_text())
+    for key in ("data_seeds", "reference"):  # study keys added by another change of issue 16
+        if key not in SPEC_KEYS:
+            raw.pop(key)
+    spec = parse_spec(raw, "confounding_sweep.yaml")
+    check_configs(spec)
+    rhos = [0.0, 0.25, 0.5, 0.75, 0.9]
+    assert spec.sim == "small" and sim_settings(spec) == [{"rho": r} for r in rhos]
+    named = ["msdn", "full", *(f"intervention_{k}" for k in ("uniform", "reversed", "shuffle_batch",
+                                                              "shuffle_region", "shuffle_attribute"))]
+    assert list(spec.variants) == [f"{v},sim.rho={r:g}" for v in named for r in rhos]
+    units = grid_units(spec, "cub")
+    assert len(units) == len(named) * len(rhos) * len(spec.seeds) * len(getattr(spec, "data_seeds", None) or [0])
+    assert resolve_config(units[0].spec).method.intervention == "none"  # the MSDN row
+    assert {resolve_config(u.spec).train.epochs for u in units} == {10}
+
+
 def test_sim_section_in_a_real_data_spec_is_refused():
     spec = parse_spec({"name": "x", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0],
                        "grid": {"variants": {"v": {"sim.rho": 0.5}}}}, "real.yaml")
