@@ -143,6 +143,7 @@ def test_tables_show_reliance_only_when_rows_have_it() -> None:
     assert table.metrics == ["zsl_acc", "u", "s", "h", "reliance_zsl", "reliance_h"]
     assert [c.mean for c in table.cells[0]] == [50.5, 40.0, 60.0, 48.5, 3.5, 1.0]
     md = render_markdown(table)
-    assert "CUB ΔAcc env" in md and "CUB ΔH env" in md and "context reliance ΔAcc, ΔH" in md
+    assert "| CUB Rel Acc | CUB Rel H |" in md
+    assert "U, S, H and context reliance (points lost when the environment is resampled) Acc, H in %" in md
     assert "**3.5" not in md  # reliance has no better direction: never bold
     assert metrics.spec("reliance_h").direction == "none"

@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     # Every dataset's features for this method, before writing anything.
     for ds, d in data.items():
-        runner.use_data(ds, d, configs[ds].sim.overrides()).choose_features(method_cls.input, method_cls.image_size,
+        runner.use_data(ds, d, sim=configs[ds].sim.overrides()).choose_features(method_cls.input, method_cls.image_size,
                                                what=f"{ds.upper()} {method_cls.name}")
     from ..threads import apply_threads
 
