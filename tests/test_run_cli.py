@@ -95,7 +95,7 @@ def test_set_sim_reaches_the_generator_the_config_and_the_rows(tmp_path: Path, m
     real = sim.generate
     monkeypatch.setattr(sim, "generate", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
     versions = tuple(getattr(sim, "GENERATORS", ())) or (sim.GENERATOR_VERSION.rsplit("/", 1)[-1],)
-    g = versions[0]  # the oldest version (v1 once there are two): not the default of a later generator
+    g = sorted(versions)[0]  # the oldest version (v1 once there are two): not the default of a later one
     out = tmp_path / "out"
     assert main(["run", "eszsl", "--datasets", "cub", "--sim", "tiny", "--seeds", "0", "--no-mlflow", "--out", str(out),
                  "--set", "sim.rho=0", "--set", f"sim.generator={g}"]) == 0
