@@ -29,7 +29,14 @@ RELIANCE = ("zsl_acc_env", "h_env", "reliance_zsl", "reliance_h")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate("cub", "tiny", seed=0, out_root=tmp_path_factory.mktemp("sim"))
+    """A tiny simulated CUB without an environment-resampled store (a generator that writes one:
+    removed here, so that each test adds the store it means)."""
+    ddir = generate("cub", "tiny", seed=0, out_root=tmp_path_factory.mktemp("sim"))
+    meta = json.loads((ddir / "sim.json").read_text())
+    if meta.pop("env_resampled_store", None):
+        (ddir / ENV_STORE).unlink()
+        (ddir / "sim.json").write_text(json.dumps(meta))
+    return ddir
 
 
 def _copy(tiny: Path, dest: Path) -> Path:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from zsl_bench.cli.main import main
+from zsl_bench.data.root import sim_root
 from zsl_bench.results import COLUMNS, METRIC_NAMES, read_rows
 
 
@@ -18,7 +20,10 @@ def test_run_eszsl_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     printed = capsys.readouterr().out
 
     rows = read_rows(out / "results.csv")
-    assert [r["metric"] for r in rows] == list(METRIC_NAMES)
+    # Data with an environment-resampled store (generator v2) add the context-reliance rows.
+    meta = json.loads((sim_root("tiny", 0) / "CUB" / "sim.json").read_text())
+    reliance = ["zsl_acc_env", "h_env", "reliance_zsl", "reliance_h"] if meta.get("env_resampled_store") else []
+    assert [r["metric"] for r in rows] == [*METRIC_NAMES, *reliance]
     for r in rows:
         assert list(r) == list(COLUMNS)
         assert all(r[c] != "" for c in COLUMNS), r
@@ -35,7 +40,8 @@ def test_run_eszsl_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
 
     title, header = printed.splitlines()[:2]
     assert "eszsl" in title and "simulated" in title and "val protocol" in title
-    assert header.split() == ["dataset", "ZSL", "acc", "U", "S", "H", "γ", "AUSUC"]
+    assert header.split() == ["dataset", "ZSL", "acc", "U", "S", "H", "γ", "AUSUC"] + (
+        ["reliance", "ZSL", "reliance", "H"] if reliance else [])
     assert f"{values['h']:.2f}" in printed and "cub" in printed
     # A one-method study: one unit per seed, its U-S curve kept, its checkpoints gone once its rows are in.
     (run_id,) = {r["run_id"] for r in rows}
