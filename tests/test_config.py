@@ -132,3 +132,66 @@ def test_merge_later_layers_win_key_by_key() -> None:
     assert merged == {"train": {"lr": 3.0, "epochs": 2}, "method": {"a": 1}}
     with pytest.raises(ConfigError, match="unknown config section 'trian'"):
         C.merge({"trian": {"lr": 1.0}})
+
+
+# ---------------------------------------------------------------- the sim section
+
+# Digests measured on main before the sim section existed (python: resolve_config(RunSpec(...)).digest()):
+# configs without a sim section must keep them, and so every existing result row its config_hash.
+DIGESTS_BEFORE_SIM = [("eszsl", "cub", {}, "203a99e91372"), ("msdnpp", "cub", {}, "45e07769b183"),
+                      ("msdn", "sun", {}, "b8e75541a4c8"), ("ale", "awa2", {"train": {"lr": 0.05}}, "f7761dd8d828"),
+                      ("msdnpp", "flo", {"method": {"intervention": "none"}}, "b638ebed2137")]
+
+
+@pytest.mark.parametrize(("method", "dataset", "overrides", "digest"), DIGESTS_BEFORE_SIM)
+def test_digest_without_sim_section_is_unchanged(method: str, dataset: str, overrides: dict, digest: str) -> None:
+    for sim_preset in (None, "tiny"):
+        cfg = resolve_config(RunSpec(method, dataset, overrides=overrides, sim_preset=sim_preset))
+        assert cfg.digest() == digest and "sim" not in cfg.as_dict() and not cfg.sim
+    empty = resolve_config(RunSpec(method, dataset, overrides={**overrides, "sim": {}}, sim_preset="tiny"))
+    assert empty.digest() == digest  # an empty section is no section
+
+
+def test_sim_section_is_part_of_the_config_only_when_set() -> None:
+    base = resolve_config(RunSpec("eszsl", "cub", sim_preset="tiny"))
+    cfg = resolve_config(RunSpec("eszsl", "cub", sim_preset="tiny"), C.parse_overrides(["sim.rho=0"]))
+    assert cfg.as_dict()["sim"] == {"rho": 0.0} and cfg.sim.overrides() == {"rho": 0.0}
+    assert cfg.digest() != base.digest()
+    # Coerced to the parameter's type: rho 0 and 0.0 are one setting (one digest, one dataset).
+    same = resolve_config(RunSpec("eszsl", "cub", overrides={"sim": {"rho": 0.0}}, sim_preset="tiny"))
+    assert same.digest() == cfg.digest()
+    assert resolve_config(RunSpec("eszsl", "cub", overrides={"sim": {"rho": 0.5}}, sim_preset="tiny")).digest() \
+        != cfg.digest()
+    # Precedence as every section: CLI over file, key by key.
+    both = resolve_config(RunSpec("eszsl", "cub", overrides={"sim": {"rho": 0.25, "jitter": 0.2}}, sim_preset="tiny"),
+                          {"sim": {"rho": 0.75}})
+    assert both.sim.overrides() == {"jitter": 0.2, "rho": 0.75}
+
+
+def test_sim_generator_selects_a_version() -> None:
+    from zsl_bench.data import sim
+
+    versions = tuple(getattr(sim, "GENERATORS", ())) or (sim.GENERATOR_VERSION.rsplit("/", 1)[-1],)
+    for g in versions:
+        cfg = resolve_config(RunSpec("eszsl", "cub", sim_preset="tiny"), {"sim": {"generator": g}})
+        assert cfg.sim.generator == g and cfg.as_dict()["sim"] == {"generator": g}
+    with pytest.raises(ConfigError, match=rf"^bad value for sim.generator: '0.9'; valid: {', '.join(versions)}$"):
+        resolve_config(RunSpec("eszsl", "cub", sim_preset="tiny"), {"sim": {"generator": "0.9"}})
+
+
+@pytest.mark.parametrize(("sim", "match"), [
+    ({"rhoo": 0.5}, r"^unknown config key sim\.rhoo; valid keys of sim: generator, .*\brho\b"),
+    ({"rho": "abc"}, r"^bad value for sim\.rho: 'abc'; expected a number$"),
+    ({"rho": 1.5}, r"\brho\b.*1\.5"),
+])
+def test_bad_sim_keys_and_values_are_one_line(sim: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as err:
+        resolve_config(RunSpec("eszsl", "cub", sim_preset="tiny"), {"sim": sim})
+    assert "\n" not in str(err.value)
+
+
+def test_sim_section_on_real_data_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"^config key sim\.rho: the sim section sets the simulated data generator, "
+                                          r"but this run reads real data"):
+        resolve_config(RunSpec("eszsl", "cub"), C.parse_overrides(["sim.rho=0.5"]))
+    assert not resolve_config(RunSpec("eszsl", "cub"), {"sim": {}}).sim  # empty: nothing to refuse

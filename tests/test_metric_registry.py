@@ -34,8 +34,11 @@ def test_builtin_names_and_orders_are_unchanged():
     assert metrics.names("evaluate") == ("zsl_acc", "u", "s", "h", "gamma", "best_gamma", "best_h", "ausuc")
     assert set(metrics.names("history")) == set(metrics.names("evaluate"))
     assert metrics.names("selection") == ("zsl_acc", "u", "s", "h", "ausuc")
-    assert metrics.names("table") == ("zsl_acc", "u", "s", "h")
-    assert [metrics.spec(n).short for n in metrics.names("table")] == ["Acc", "U", "S", "H"]
+    # Table columns: the four, plus the context-reliance extras only where some row has them.
+    assert [s.name for s in metrics.columns("table")] == ["zsl_acc", "u", "s", "h"]
+    assert [s.short for s in metrics.columns("table")] == ["Acc", "U", "S", "H"]
+    assert [s.name for s in metrics.columns("table", {"reliance_h", "reliance_zsl"})] == [
+        "zsl_acc", "u", "s", "h", "reliance_zsl", "reliance_h"]
     # The `run` table: six columns, the attention hit rates of MSDN's two maps only where some row has them.
     base = [("zsl_acc", "ZSL acc"), ("u", "U"), ("s", "S"), ("h", "H"), ("gamma", "γ"), ("ausuc", "AUSUC")]
     assert [(s.name, s.label) for s in metrics.columns("run")] == base
@@ -43,7 +46,8 @@ def test_builtin_names_and_orders_are_unchanged():
     assert [(s.name, s.label) for s in metrics.columns("run", present)] == base + [
         ("attention_hit_rate_avca", "attn hit AVCA"), ("attention_hit_rate_vaca", "attn hit VACA")]
     assert [s.fmt for s in metrics.columns("run")] == [".2f"] * 4 + [".3f", ".2f"]
-    assert set(metrics.names("extra")) == {metrics.hit_rate_name(m) for m in ("avca", "vaca", "attribute_to_region")}
+    assert set(metrics.names("extra")) == {metrics.hit_rate_name(m) for m in ("avca", "vaca", "attribute_to_region")} | {
+        "zsl_acc_env", "h_env", "reliance_zsl", "reliance_h"}
     assert metrics.spec("h").direction == "max" and metrics.spec("gamma").direction == "none"
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from zsl_bench.cli.main import main
+from zsl_bench.data.root import sim_root
 from zsl_bench.results import COLUMNS, METRIC_NAMES, read_rows
 
 
@@ -18,7 +20,10 @@ def test_run_eszsl_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     printed = capsys.readouterr().out
 
     rows = read_rows(out / "results.csv")
-    assert [r["metric"] for r in rows] == list(METRIC_NAMES)
+    # Data with an environment-resampled store (generator v2) add the context-reliance rows.
+    meta = json.loads((sim_root("tiny", 0) / "CUB" / "sim.json").read_text())
+    reliance = ["zsl_acc_env", "h_env", "reliance_zsl", "reliance_h"] if meta.get("env_resampled_store") else []
+    assert [r["metric"] for r in rows] == [*METRIC_NAMES, *reliance]
     for r in rows:
         assert list(r) == list(COLUMNS)
         assert all(r[c] != "" for c in COLUMNS), r
@@ -35,7 +40,8 @@ def test_run_eszsl_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
 
     title, header = printed.splitlines()[:2]
     assert "eszsl" in title and "simulated" in title and "val protocol" in title
-    assert header.split() == ["dataset", "ZSL", "acc", "U", "S", "H", "γ", "AUSUC"]
+    assert header.split() == ["dataset", "ZSL", "acc", "U", "S", "H", "γ", "AUSUC"] + (
+        ["reliance", "ZSL", "reliance", "H"] if reliance else [])
     assert f"{values['h']:.2f}" in printed and "cub" in printed
     # A one-method study: one unit per seed, its U-S curve kept, its checkpoints gone once its rows are in.
     (run_id,) = {r["run_id"] for r in rows}
@@ -85,6 +91,31 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     _one_line_error(capsys, ["run", "eszsl", *base, "--config", str(tmp_path / "no.yaml")], "config file not found")
     _one_line_error(capsys, ["run", "eszsl", "--datasets", "cub", "--sim", "huge"], "--sim: unknown preset 'huge'")
     assert not (tmp_path / "o").exists()  # nothing written on a user error
+
+
+def test_set_sim_reaches_the_generator_the_config_and_the_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from zsl_bench.data import sim
+
+    calls: list[dict] = []
+    real = sim.generate
+    monkeypatch.setattr(sim, "generate", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    versions = tuple(getattr(sim, "GENERATORS", ())) or (sim.GENERATOR_VERSION.rsplit("/", 1)[-1],)
+    g = sorted(versions)[0]  # the oldest version (v1 once there are two): not the default of a later one
+    out = tmp_path / "out"
+    assert main(["run", "eszsl", "--datasets", "cub", "--sim", "tiny", "--seeds", "0", "--no-mlflow", "--out", str(out),
+                 "--set", "sim.rho=0", "--set", f"sim.generator={g}"]) == 0
+    assert calls and all(c.get("rho") == 0.0 for c in calls)
+    rows = read_rows(out / "results.csv")
+    assert {r["config"] for r in rows} and all(yaml.safe_load(r["config"])["sim"] == {"generator": g, "rho": 0.0}
+                                               for r in rows)
+    assert {r["generator_version"] for r in rows} == {f"zsl-bench-sim/{g}"}  # the version that made the data
+    assert yaml.safe_load((out / "config.yaml").read_text())["configs"]["cub"]["sim"] == {"generator": g, "rho": 0.0}
+    # The same setting on real data, an unknown key: one line, nothing written.
+    capsys.readouterr()
+    _one_line_error(capsys, ["run", "eszsl", "--datasets", "cub", "--sim", "tiny", "--out", str(tmp_path / "o"),
+                             "--set", "sim.rhoo=1"], "unknown config key sim.rhoo; valid keys of sim: generator, ")
+    assert not (tmp_path / "o").exists()
 
 
 def test_real_data_without_features_names_the_ways_forward(shared_root: Path, tmp_path: Path,

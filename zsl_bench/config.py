@@ -2,7 +2,10 @@
 
 Precedence: CLI ``--set`` > config file > per-dataset method preset > dataclass defaults.
 A run's configuration has three sections: ``method`` (the method's own frozen dataclass, defined
-beside the method), ``train`` (:class:`TrainConfig`) and ``eval`` (:class:`EvalConfig`).
+beside the method), ``train`` (:class:`TrainConfig`) and ``eval`` (:class:`EvalConfig`), and, for
+simulated data only, a fourth: ``sim`` (:class:`SimConfig`), overrides of the data generator
+(``--set sim.rho=0.5``, ``sim.generator`` its version). ``sim`` is part of a config (its digest,
+the rows' ``config``) only when it sets something, so configs without it are as before.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:  # the contract imports torch; configs are read before any model is built
     from .contract import ZSLMethod
 
-SECTIONS = ("method", "train", "eval")
+SECTIONS = ("method", "train", "eval", "sim")
 PRECISIONS = ("fp32", "bf16")
 # Keys that were renamed: (section, old key) -> what replaces them, said in one line.
 RENAMED = {("train", "amp"): "train.amp was replaced by train.precision: fp32 (the default, as the official "
@@ -89,6 +92,70 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check(self.protocol in ("val", "test-oracle"), "eval.protocol", self.protocol, "val or test-oracle")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The ``sim`` section: overrides of the simulated data generator (:mod:`zsl_bench.data.sim`).
+
+    Built by :func:`build_sim`, which checks every key against the generator's parameters. Empty
+    (the default) means the generator's preset as it is; an empty section is left out of
+    :meth:`ResolvedConfig.as_dict` and so of every digest and result row.
+
+    Attributes:
+        generator: the generator version (a name of ``sim.GENERATORS``); None: the default one.
+        params: ``(name, value)`` pairs of the generator's parameters, sorted by name.
+    """
+
+    generator: str | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.generator is not None or bool(self.params)
+
+    def overrides(self) -> dict[str, Any]:
+        """What ``load_dataset(..., sim_overrides=...)`` takes: the parameters, and ``generator`` when set."""
+        return {**({"generator": self.generator} if self.generator is not None else {}), **dict(self.params)}
+
+    def dotted_keys(self) -> list[str]:
+        return [f"sim.{k}" for k in self.overrides()]
+
+
+def build_sim(values: dict[str, Any] | None) -> SimConfig:
+    """The ``sim`` section from its merged layers; every key and value checked by the generator.
+
+    Valid keys: ``generator`` (a version of ``sim.GENERATORS``) and the fields of the parameters of
+    that version (``sim.preset_params``); values are coerced to the field's type (``rho: 0`` and
+    ``rho: 0.0`` are one setting) and checked by the generator's own rules.
+
+    Raises:
+        ConfigError: one line naming the key and what is valid.
+    """
+    values = dict(values or {})
+    if not values:
+        return SimConfig()
+    from .data import sim  # the generator: only for configs that override it
+
+    generator = values.pop("generator", None)
+    versions = tuple(getattr(sim, "GENERATORS", ())) or (sim.GENERATOR_VERSION.rsplit("/", 1)[-1],)
+    if generator is not None:
+        generator = _coerce(generator, str, "sim.generator")
+        check(generator in versions, "sim.generator", generator, ", ".join(versions))
+
+    def params_of(**overrides: Any) -> Any:
+        if hasattr(sim, "GENERATORS"):
+            overrides["generator"] = generator
+        return sim.preset_params("tiny", None, **overrides)
+
+    defaults = params_of()
+    valid = [f.name for f in fields(defaults)]
+    unknown = sorted(set(values) - set(valid), key=str)
+    if unknown:
+        raise ConfigError(f"unknown config key sim.{unknown[0]}; valid keys of sim: generator, {', '.join(valid)}")
+    hints = typing.get_type_hints(type(defaults))
+    params = {k: _coerce(v, hints[k], f"sim.{k}") for k, v in values.items()}
+    params_of(**params)  # the generator's own checks of the values (ranges)
+    return SimConfig(generator=generator, params=tuple(sorted(params.items())))
 
 
 def check(ok: bool, key: str, value: Any, valid: str) -> None:
@@ -288,7 +355,7 @@ def merge(*layers: dict[str, Any] | None) -> dict[str, Any]:
     """Merge ``{section: {key: value}}`` override layers; later layers win key by key.
 
     The one override merger (presets, config files, ``--set``, study variants). Sections must be
-    ``method``, ``train`` or ``eval``; an empty (``None``) section is skipped.
+    ``method``, ``train``, ``eval`` or ``sim``; an empty (``None``) section is skipped.
     """
     out: dict[str, Any] = {}
     for layer in layers:
@@ -308,13 +375,17 @@ class ResolvedConfig:
     method: Any
     train: TrainConfig
     eval: EvalConfig
+    sim: SimConfig = SimConfig()
 
     def as_dict(self) -> dict[str, Any]:
         train = to_dict(self.train)
         for key in TrainConfig.OMIT_AT_DEFAULT:
             if train[key] == getattr(TrainConfig, key):
                 del train[key]
-        return {"method": to_dict(self.method), "train": train, "eval": to_dict(self.eval)}
+        out = {"method": to_dict(self.method), "train": train, "eval": to_dict(self.eval)}
+        if self.sim:  # only when set: every config without it keeps its digest and rows
+            out["sim"] = self.sim.overrides()
+        return out
 
     def digest(self) -> str:
         blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()
@@ -322,17 +393,27 @@ class ResolvedConfig:
 
 
 def resolve(method_cls: type[ZSLMethod], dataset: str | None, file_cfg: dict[str, Any] | None = None,
-            cli: dict[str, Any] | None = None) -> ResolvedConfig:
+            cli: dict[str, Any] | None = None, *, simulated: bool | None = None) -> ResolvedConfig:
     """Resolve a run's config for ``method_cls`` on ``dataset`` (lowercase name or None).
 
     Layers: defaults < ``method_cls.presets[dataset]`` < file < CLI.
+
+    Args:
+        simulated: whether the run reads simulated data; False: a ``sim`` section is an error
+            (it would silently do nothing on real data). None: not checked.
     """
     preset = {}
     if dataset is not None:
         preset = method_cls.presets.get(dataset.lower(), {})
     layers = merge(preset, file_cfg, cli)
-    return ResolvedConfig(
+    cfg = ResolvedConfig(
         method=build(method_cls.config_cls, layers.get("method"), "method"),
         train=build(TrainConfig, layers.get("train"), "train"),
         eval=build(EvalConfig, layers.get("eval"), "eval"),
+        sim=build_sim(layers.get("sim")),
     )
+    if simulated is False and cfg.sim:
+        raise ConfigError(f"config key {cfg.sim.dotted_keys()[0]}: the sim section sets the simulated data generator, "
+                          "but this run reads real data; add --sim PRESET (study key 'sim') or remove the sim "
+                          "overrides")
+    return cfg

@@ -874,6 +874,15 @@ class Engine:
         other.cfg = cfg
         return other
 
+    def with_store(self, store: FeatureSource) -> Engine:
+        """An engine for the same method and config that reads its features from ``store`` (the same
+        rows in the same order, e.g. simulated data's environment-resampled features); nothing loaded
+        from this engine's store is shared."""
+        other = copy.copy(self)
+        other.store = store
+        other._cache, other._resident = {}, {}
+        return other
+
     def task(self, seen: np.ndarray, unseen: np.ndarray) -> TaskInfo:
         from zsl_bench.contract import TaskInfo
 

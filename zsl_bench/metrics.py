@@ -554,3 +554,25 @@ register(MetricSpec(
     hit_rate_name("attribute_to_region"), "attn hit A→R",
     "% of (image, visible attribute) pairs whose attribute-to-region attention peaks within one cell of "
     "the true part", shown={"extra"}, group="attention", note=_HIT_NOTE))
+# Context reliance (protocol.context_reliance): simulated data whose generator wrote features with
+# every image's environment resampled. Extras: absent on real data and generator v1. Reliance has no
+# better direction (near 0 is "ignores the context"; negative means the resampled context helped).
+_RELIANCE_GROUP = "context reliance (points lost when the environment is resampled)"
+_RELIANCE_NOTE = ("reliance: test accuracy lost (points) when each test image's environment is resampled "
+                  "(same object, same noise; simulated data only)")
+register(MetricSpec(
+    "zsl_acc_env", "ZSL acc (env resampled)",
+    "ZSL accuracy on the test images re-rendered with their environment resampled (simulated data)",
+    shown={"extra"}, group=_RELIANCE_GROUP))
+register(MetricSpec(
+    "h_env", "H (env resampled)",
+    "H at the selected γ on the test images re-rendered with their environment resampled (simulated data)",
+    shown={"extra"}, group=_RELIANCE_GROUP))
+register(MetricSpec(
+    "reliance_zsl", "reliance ZSL", "zsl_acc - zsl_acc_env: ZSL accuracy lost when the environment is resampled",
+    direction="none", shown={"extra", "run", "table"}, short="Rel Acc",
+    group=_RELIANCE_GROUP, caption="Acc", note=_RELIANCE_NOTE))
+register(MetricSpec(
+    "reliance_h", "reliance H", "h - h_env: H lost when the environment is resampled",
+    direction="none", shown={"extra", "run", "table"}, short="Rel H",
+    group=_RELIANCE_GROUP, caption="H", note=_RELIANCE_NOTE))

@@ -442,14 +442,14 @@ def plot_run_attention(run_dir: str | os.PathLike[str], row: dict[str, Any], out
     ckpt = next((p for p in (Path(run_dir) / "ckpt" / n for n in ("final.pt", "oracle.pt")) if p.is_file()), None)
     if ckpt is None:
         raise DataError(f"no checkpoint under {Path(run_dir) / 'ckpt'} to rebuild the model from")
-    data = load_dataset(str(row["dataset"]), None, sim_preset=str(row["sim_preset"]),
-                        sim_seed=int(row.get("data_seed") or 0))
-    gt_path = data.ground_truth
-    if gt_path is None:
-        raise DataError(f"simulated {row['dataset']} has no ground_truth.npz")
     cfg_dict = json.loads(row["config"]) if row.get("config") else {}
     cfg_dict.get("train", {})["device"] = "cpu"
     cfg = resolve(method_cls, str(row["dataset"]), cfg_dict)
+    data = load_dataset(str(row["dataset"]), None, sim_preset=str(row["sim_preset"]),
+                        sim_seed=int(row.get("data_seed") or 0), sim_overrides=cfg.sim.overrides())
+    gt_path = data.ground_truth
+    if gt_path is None:
+        raise DataError(f"simulated {row['dataset']} has no ground_truth.npz")
     engine = Engine(method_cls, cfg, data)
     model = engine.build_model(data.seen_classes, data.unseen_classes)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)

@@ -280,7 +280,7 @@ def with_method_values(cfg: ResolvedConfig, method_cls: type[Any], values: Mappi
     if not values:
         return cfg
     method = build(method_cls.config_cls, {**to_dict(cfg.method), **values}, "method")
-    return ResolvedConfig(method=method, train=cfg.train, eval=cfg.eval)
+    return dataclasses.replace(cfg, method=method)
 
 
 def select_on_val(engine: Engine, grid: Mapping[str, tuple[Any, ...]], *, seed: int, ckpt_dir: Path,
@@ -377,6 +377,44 @@ def select_on_test(engine: Engine, *, seed: int, ckpt_dir: Path, reporter: Repor
     selection = {"best_epoch": epoch, "gamma": gamma, "oracle": 1.0, **_selected(test.get("fit_values") or {})}
     return Outcome(config=cfg, model=model, history=p.history, best_epoch=epoch, gamma=gamma,
                    selection=selection, test=test)
+
+
+# ---------------------------------------------------------------- context reliance
+#
+# Simulated data of generator v2 holds a second feature store: every image re-rendered with the same
+# latents and noise but its environment (the context on the background, with some bleed onto the
+# object) drawn again, independently of class and split. The model the protocol reported is scored
+# on those features at the same γ by the same evaluation; the accuracy it loses is what it took
+# from the environment. Real data and generator v1 have no such store: no rows.
+
+
+def context_reliance(engine: Engine, outcome: Outcome) -> dict[str, float]:
+    """``zsl_acc_env``, ``h_env`` (test split on the environment-resampled features) and
+    ``reliance_zsl = zsl_acc - zsl_acc_env``, ``reliance_h = h - h_env`` (points), for the model and γ
+    of ``outcome``; ``{}`` when the data has no environment-resampled store.
+
+    The second scoring is :meth:`Engine.evaluate` on an engine reading that store
+    (:meth:`Engine.with_store`), so both numbers come from one evaluation path.
+    """
+    if outcome.test is None or outcome.model is None:
+        return {}
+    store = engine.data.env_resampled_features(engine.store)
+    if store is None:
+        return {}
+    try:
+        if engine.method_cls.selects_in_fit and outcome.selection.get("oracle"):
+            # test-oracle of a method selecting inside fit reports H and ZSL accuracy of two states
+            # of the fit, not of one model: there is no single model to score again.
+            log.info("%s: no context reliance under test-oracle (its numbers come from states inside fit)",
+                     engine.method_cls.name)
+            return {}
+        env = engine.with_config(outcome.config).with_store(store)
+        res = env.evaluate(outcome.model, _test_split(engine), outcome.gamma)
+    finally:
+        store.close()
+    zsl, h = float(res["zsl_acc"]), float(res["h"])
+    return {"zsl_acc_env": zsl, "h_env": h, "reliance_zsl": float(outcome.test["zsl_acc"]) - zsl,
+            "reliance_h": float(outcome.test["h"]) - h}
 
 
 def _selected(fit_values: Mapping[str, Any]) -> dict[str, float]:

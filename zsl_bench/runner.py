@@ -90,7 +90,8 @@ def resolve_config(spec: RunSpec, cli_overrides: dict[str, Any] | None = None) -
 
     The protocol's one source is ``spec.protocol``: it is written over any ``eval.protocol`` layer, so
     the resolved ``eval.protocol`` (kept because it is part of the serialized config and its digest,
-    which existing results are matched on) always equals it.
+    which existing results are matched on) always equals it. A ``sim`` section on a real-data run
+    (``spec.sim_preset`` None) is a ConfigError.
     """
     from .registry import METHODS
 
@@ -99,7 +100,7 @@ def resolve_config(spec: RunSpec, cli_overrides: dict[str, Any] | None = None) -
     file_layer = spec.overrides
     if spec.variant == PAPER_VARIANT:  # the official schedule where it differs from the presets
         file_layer = merge(method_cls.paper_presets.get(spec.dataset.lower(), {}), spec.overrides)
-    return resolve(method_cls, spec.dataset, file_layer, cli)
+    return resolve(method_cls, spec.dataset, file_layer, cli, simulated=spec.sim_preset is not None)
 
 
 # `run --preset paper` runs its units as this variant: its rows say so, and its configs add the
@@ -136,7 +137,8 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
     if data is None:
         from .data.loader import load_dataset
 
-        data = load_dataset(spec.dataset, spec.data_root, sim_preset=spec.sim_preset, sim_seed=spec.sim_seed)
+        data = load_dataset(spec.dataset, spec.data_root, sim_preset=spec.sim_preset, sim_seed=spec.sim_seed,
+                            sim_overrides=requested.sim.overrides())
     engine = Engine(method_cls, requested, data)
     common: dict[str, Any] = dict(seed=spec.seed, ckpt_dir=Path(out_dir) / "ckpt", reporter=reporter,
                                   progress=progress)
@@ -151,11 +153,13 @@ def run_one(spec: RunSpec, *, out_dir: Path, cli_overrides: dict[str, Any] | Non
     assert out.test is not None
     metrics = {k: float(out.test[k]) for k in metric_specs.names("row")}
     metrics["gamma"] = out.gamma
+    # Simulated data with environment-resampled features: the same model scored again on them.
+    metrics.update(protocol.context_reliance(engine, out))
     extras = _extras(out.model, data)
     wall = time.perf_counter() - t0
     rows = make_rows(spec, out.config, data, metrics, epoch=out.best_epoch, wall_time_s=wall,
                      config_hash=requested.digest(), extras=extras, runtime=engine.runtime(),
-                     features=engine.features_label)
+                     features=engine.features_label, names=tuple(metrics))
     log.info("%s %s seed %d (%s): ZSL %.2f  U %.2f  S %.2f  H %.2f  (epoch %d, γ %.3g, %.1fs)",
              spec.method, spec.dataset, spec.seed, spec.protocol, metrics["zsl_acc"], metrics["u"],
              metrics["s"], metrics["h"], out.best_epoch, out.gamma, wall)

@@ -1,7 +1,8 @@
 """Tables from result rows: the main table as papers print it, and the ablation table.
 
 Pure functions: rows in (``zsl_bench.results`` long format), text out. Per dataset the columns are
-the metrics registered for tables (``metrics.names("table")``: ZSL accuracy and GZSL U, S, H), each
+the metrics registered for tables (``metrics.columns("table")``: ZSL accuracy and GZSL U, S, H; the
+context reliance extras of simulated data only where rows have them), each
 the mean ± sample standard deviation over seeds; the best mean of each column (by the metric's
 direction) is bold. Published numbers (``published_results.csv``) can be appended as extra rows
 marked with their status; they are not bolded, because papers selected them on the test set.
@@ -73,7 +74,7 @@ class Table:
     caption: str
     published: list[tuple[str, list[Cell]]] = field(default_factory=list)  # (label, cells)
     label: str = ""
-    metrics: list[str] = field(default_factory=lambda: list(metrics.names("table")))  # per dataset
+    metrics: list[str] = field(default_factory=lambda: [s.name for s in metrics.columns("table")])  # per dataset
     # Ablation / sweep tables: paired differences to the reference row, per dataset, after the metrics.
     deltas: list[str] = field(default_factory=list)  # metric names with a difference column
     delta_cells: list[list[DeltaCell]] = field(default_factory=list)  # [row][dataset * delta]
@@ -116,7 +117,9 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
         raise DataError(f"bad table kind {kind!r}; valid: {', '.join(KINDS)}")
     if reference is not None and kind != "ablation":
         raise DataError(f"a reference row belongs to ablation tables, not to a {kind} table")
-    columns = metrics.specs("table")
+    rows = list(rows)
+    # Extras registered for tables (context reliance on simulated data) only when some row has them.
+    columns = metrics.columns("table", {str(r.get("metric", "")) for r in rows})
     names = [s.name for s in columns]
     rows = [r for r in rows if str(r.get("metric", "")) in names]
     if not rows:
@@ -367,7 +370,7 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
 
     ``n_range`` is the (min, max) number of seeds behind a cell; when they differ the caption says
     so and the cells with fewer seeds carry a dagger. ``names`` are the table's metrics (default
-    ``metrics.names("table")``).
+    ``metrics.columns("table")``).
     """
     protocols = sorted({str(r.get("protocol", "")) for r in rows if r.get("protocol")})
     seeds = sorted({str(r.get("seed", "")) for r in rows})
@@ -386,7 +389,9 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
     data_seeds = {stats.unit_key(r)[2] for r in rows} - {""}  # real data has none
     if len(data_seeds) > 1:  # simulated data drawn with several data seeds: a second unit dimension
         over += f" x {len(data_seeds)} data seeds"
-    named = _metrics_phrase([metrics.spec(n) for n in (metrics.names("table") if names is None else names)])
+    if names is None:
+        names = [s.name for s in metrics.columns("table")]
+    named = _metrics_phrase([metrics.spec(n) for n in names])
     parts = [f"{what}: {named} in %, mean $\\pm$ std over {over}; best mean per column in bold."]
     for p in protocols:
         if p == "val":
@@ -563,7 +568,7 @@ def load_published(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     for i, r in enumerate(rows, start=2):
         if None in r or None in r.values():
             raise DataError(f"{p}: row {i - 1} (near line {i}) has a different number of fields than the header")
-    names = metrics.names("table")
+    names = [s.name for s in metrics.columns("table")]
     have = set(rows[0]) if rows else set()
     missing = sorted({"method", "dataset"} - have)
     if rows and (missing or not have & set(names)):

@@ -117,8 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     file_cfg = C.merge(C.load_yaml(args.config)) if args.config else {}
     from ..data.loader import load_dataset
 
-    def load(ds: str) -> object:
-        return load_dataset(ds, args.data_root, sim_preset=args.sim, sim_seed=args.sim_seed)
+    def load(ds: str, sim: dict[str, Any] | None = None) -> object:
+        return load_dataset(ds, args.data_root, sim_preset=args.sim, sim_seed=args.sim_seed, sim_overrides=sim)
 
     # Real data is checked before the training stack is imported; simulated data (generated if
     # missing, with log lines) after the method, so that a bad method is the only line printed.
@@ -129,8 +129,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..study import StudyRunner, StudySpec
 
     method_cls = METHODS.get(args.method)
-    if args.sim is not None and not args.dry_run:
-        data = {ds: load(ds) for ds in datasets}
     flags: dict[str, Any] = {"train": {}}
     if args.epochs is not None:
         flags["train"]["epochs"] = args.epochs
@@ -153,8 +151,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Resolve every config before training anything: a bad value fails in a second, not after a run.
     configs = {ds: resolve_config(RunSpec(method=method, dataset=ds, variant=variant, protocol=protocol,
                                           overrides=C.merge(spec.base, (grid.variants or {}).get(variant) if grid
-                                                            else None)))
+                                                            else None), sim_preset=args.sim))
                for ds in datasets}
+    if args.sim is not None and not args.dry_run:  # generated with the config's sim section (--set sim.rho=...)
+        data = {ds: load(ds, configs[ds].sim.overrides()) for ds in datasets}
     if args.preset == "paper":  # the paper's features, or one line saying which are missing
         paper_lines = [paper_plan(method_cls, ds, data[ds], configs[ds]) for ds in datasets]
     out = C.check_out_dir(Path(args.out) if args.out else Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{method}")
@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     # Every dataset's features for this method, before writing anything.
     for ds, d in data.items():
-        runner.use_data(ds, d).choose_features(method_cls.input, method_cls.image_size,
+        runner.use_data(ds, d, sim=configs[ds].sim.overrides()).choose_features(method_cls.input, method_cls.image_size,
                                                what=f"{ds.upper()} {method_cls.name}")
     from ..threads import apply_threads
 

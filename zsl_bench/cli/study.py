@@ -402,15 +402,17 @@ def _preflight(runner: Any) -> None:
     is generated into the cache here), before the study writes anything."""
     from ..registry import METHODS
     from ..study import check_configs
+    from ..study.spec import sim_settings
 
     spec = runner.spec
     check_configs(spec)
     needs = {(METHODS.get(m).input, METHODS.get(m).image_size, m) for m in spec.methods}
     for ds in spec.datasets:
         for data_seed in spec.data_seeds or (spec.sim_seed,):
-            data = runner.load_data(ds, data_seed)
-            for kind, size, m in sorted(needs, key=str):
-                data.choose_features(kind, size, what=f"{ds.upper()} {m}")
+            for sim in sim_settings(spec):  # every generator setting of the grid (sweep: sim.rho)
+                data = runner.load_data(ds, data_seed, sim)
+                for kind, size, m in sorted(needs, key=str):
+                    data.choose_features(kind, size, what=f"{ds.upper()} {m}")
 
 
 def _figures(rows: list[dict[str, Any]], out: Path, spec: Any, url: str) -> None:

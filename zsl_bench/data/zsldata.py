@@ -105,6 +105,41 @@ class ZSLData:
             raise DataError(missing_message(self.name, where, kind, image_size, self.feature_sets, paper=True))
         return chosen.open(), chosen.label(kind)
 
+    def env_resampled_features(self, chosen: FeatureSource) -> FeatureSource | None:
+        """Simulated data with a reliance store: the features of every image re-rendered with its
+        environment resampled (``sim.json``'s ``env_resampled_store``: same rows, same order, same
+        format as ``features.h5``), when ``chosen`` (what a method is fed) is that ``features.h5``;
+        else None (real data, generator v1, other features).
+
+        Raises:
+            DataError: ``sim.json`` names a store that is missing or does not match ``features.h5``.
+        """
+        from ..errors import DataError
+        from .features import check_rows
+        from .store import STORE_NAME, FeatureStore
+
+        name = self.provenance.get("env_resampled_store") if self.is_simulated else None
+        if not name or not self.provenance.get("dir"):
+            return None
+        ddir = Path(self.provenance["dir"])
+        meta = ddir / "sim.json"
+        if not isinstance(name, str) or Path(name).name != name:
+            raise DataError(f"{meta}: env_resampled_store must be a file name in {ddir}, got {name!r}")
+        main = getattr(chosen, "path", None)
+        if main is None or Path(main).resolve() != (ddir / STORE_NAME).resolve():
+            return None
+        store = FeatureStore(ddir / name)
+        try:
+            check_rows(store, self.num_images, store.path, f"{self.num_images} images")
+            if (store.feature_dim, store.num_regions) != (chosen.feature_dim, chosen.num_regions):
+                raise DataError(f"{store.path}: features of shape F={store.feature_dim}, R={store.num_regions}, "
+                                f"but {STORE_NAME} has F={chosen.feature_dim}, R={chosen.num_regions}; "
+                                "regenerate the simulated dataset")
+        except BaseException:
+            store.close()
+            raise
+        return store
+
     def require_features(self, kind: str) -> FeatureSource:
         """The feature handle, or a one-line error naming the missing file and the two ways forward."""
         from ..errors import DataError

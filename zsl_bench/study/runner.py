@@ -268,28 +268,36 @@ class StudyRunner:
         return self.queue.study(name, sampler, pruner)
 
     # -- data and the default run function
-    def load_data(self, dataset: str, data_seed: int | None = None) -> Any:
+    def _data_key(self, dataset: str, data_seed: int | None, sim: dict[str, Any] | None) -> tuple[Any, ...]:
+        seed = self.spec.sim_seed if data_seed is None else data_seed
+        return (dataset, self.spec.data_root, self.spec.sim, seed, json.dumps(sim or {}, sort_keys=True, default=str))
+
+    def load_data(self, dataset: str, data_seed: int | None = None, sim: dict[str, Any] | None = None) -> Any:
         """``dataset`` as this study reads it (real, or simulated with ``data_seed``, default the spec's
-        ``sim_seed``), loaded once per runner."""
+        ``sim_seed``, and generator setting ``sim``: a config's ``sim`` section, ``SimConfig.overrides()``),
+        loaded once per runner."""
         from ..data.loader import load_dataset
 
-        seed = self.spec.sim_seed if data_seed is None else data_seed
-        key = (dataset, self.spec.data_root, self.spec.sim, seed)
+        key = self._data_key(dataset, data_seed, sim)
         if key not in self._data:
-            self._data[key] = load_dataset(dataset, self.spec.data_root, sim_preset=self.spec.sim, sim_seed=seed)
+            self._data[key] = load_dataset(dataset, self.spec.data_root, sim_preset=self.spec.sim, sim_seed=key[3],
+                                           sim_overrides=sim)
         return self._data[key]
 
-    def use_data(self, dataset: str, data: Any, data_seed: int | None = None) -> Any:
-        """Use ``data`` (already loaded as this study reads ``dataset``) for that dataset's units."""
-        seed = self.spec.sim_seed if data_seed is None else data_seed
-        self._data[(dataset, self.spec.data_root, self.spec.sim, seed)] = data
+    def use_data(self, dataset: str, data: Any, data_seed: int | None = None, sim: dict[str, Any] | None = None) -> Any:
+        """Use ``data`` (already loaded as this study reads ``dataset`` with ``data_seed`` and ``sim``)
+        for that dataset's units."""
+        self._data[self._data_key(dataset, data_seed, sim)] = data
+        return data
         return data
 
     def _run_one(self, unit: Unit, *, out_dir: Path, reporter: Any = None, progress: bool = True) -> Any:
         from ..runner import run_one
 
+        requested = self.requested(unit)
         return run_one(unit.spec, out_dir=out_dir, reporter=reporter, progress=progress,
-                       data=self.load_data(unit.spec.dataset, unit.spec.sim_seed), requested=self.requested(unit))
+                       data=self.load_data(unit.spec.dataset, unit.spec.sim_seed, requested.sim.overrides()),
+                       requested=requested)
 
     # -- the plan (read from <out>, writes nothing)
     def plan(self) -> Plan:

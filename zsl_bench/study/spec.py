@@ -471,10 +471,23 @@ def check_configs(spec: StudySpec) -> None:
         cls = METHODS.get(m)
         for name, ov in points.items():
             try:
-                resolve(cls, spec.datasets[0], merge(spec.base_for(m), ov))
+                resolve(cls, spec.datasets[0], merge(spec.base_for(m), ov), simulated=spec.sim is not None)
             except ConfigError as exc:
                 raise ConfigError(f"{exc} (study {spec.name}, method {m}, variant {name!r}"
                                   f"{_where(spec.source)})") from None
+
+
+def sim_settings(spec: StudySpec) -> list[dict[str, Any]]:
+    """The distinct generator settings (``sim`` sections, as ``SimConfig.overrides()``) of the
+    study's grid points, in grid order; ``[{}]`` when none sets one (the preset as it is)."""
+    from ..config import build_sim
+
+    out: dict[str, dict[str, Any]] = {}
+    for m in spec.methods:
+        for ov in (dict(spec.variants) or {"default": {}}).values():
+            sim = build_sim(merge(spec.base_for(m), ov).get("sim")).overrides()
+            out.setdefault(json.dumps(sim, sort_keys=True, default=str), sim)
+    return list(out.values())
 
 
 def benchmarks_dir() -> Path:
