@@ -278,7 +278,7 @@ def test_sim_sweep_expands_into_units_and_each_run_generates_its_own_data(tmp_pa
     assert {(c["rho"], c["jitter"]) for c in calls} == {(0.0, 0.05), (0.5, 0.05)}
     got = {r["variant"]: json.loads(r["config"])["sim"] for r in out.rows}
     assert got == {"sim.rho=0": {"jitter": 0.05, "rho": 0.0}, "sim.rho=0.5": {"jitter": 0.05, "rho": 0.5}}
-    assert {r["generator_version"] for r in out.rows} == {sim.GENERATOR_VERSION}
+    assert {r["generator_version"] for r in out.rows} == {sim.GENERATORS[sim.DEFAULT_GENERATOR]}
 
 
 def test_confounding_sweep_spec_sweeps_rho_for_msdn_and_the_intervention_variants():
@@ -293,7 +293,7 @@ def test_confounding_sweep_spec_sweeps_rho_for_msdn_and_the_intervention_variant
     spec = parse_spec(raw, "confounding_sweep.yaml")
     check_configs(spec)
     rhos = [0.0, 0.25, 0.5, 0.75, 0.9]
-    assert spec.sim == "small" and sim_settings(spec) == [{"rho": r} for r in rhos]
+    assert spec.sim == "small" and sim_settings(spec) == [{"generator": "2.0", "rho": r} for r in rhos]
     named = ["msdn", "full", *(f"intervention_{k}" for k in ("uniform", "reversed", "shuffle_batch",
                                                               "shuffle_region", "shuffle_attribute"))]
     assert list(spec.variants) == [f"{v},sim.rho={r:g}" for v in named for r in rhos]
@@ -656,7 +656,7 @@ def test_each_unit_loads_the_data_of_its_data_seed(tmp_path, monkeypatch):
     import zsl_bench.runner as R
 
     loads, used = [], []
-    monkeypatch.setattr(loader, "load_dataset", lambda ds, root, sim_preset=None, sim_seed=0: loads.append(sim_seed)
+    monkeypatch.setattr(loader, "load_dataset", lambda ds, root, sim_preset=None, sim_seed=0, **kw: loads.append(sim_seed)
                         or f"data {ds} {sim_seed}")
     monkeypatch.setattr(R, "run_one", lambda spec, **kw: used.append((spec.sim_seed, kw["data"])))
     runner = StudyRunner(_spec(data_seeds=[0, 3]), tmp_path, progress=False)
