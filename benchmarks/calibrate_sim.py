@@ -38,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,11 @@ def _generate(name: str, seed: int, data_root: str, out: Path, generator: str | 
                         generator=generator, **overrides)
 
 
-def calibrate_cell(name: str, semantics: str, data_seed: int, methods: list[str], seeds: list[int], *,
+def calibrate_cell(name: str, semantics: str, data_seed: int, runs: list[tuple[str, int]], *,
                    out: Path, real_root: str, generator: str | None,
-                   overrides: dict[str, Any]) -> list[dict[str, Any]]:
-    """Generate one dataset (small, ``data_seed``, one semantics source); one record per method and seed."""
+                   overrides: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Generate one dataset (small, ``data_seed``, one semantics source); yield one record per method
+    and seed as it finishes (the caller journals each, so a killed calibration loses one run)."""
     with tempfile.TemporaryDirectory(prefix="calib-empty-") as empty:
         root = real_root if semantics == "real" else empty  # nothing real visible: generated semantics
         t0 = time.perf_counter()
@@ -107,22 +109,19 @@ def calibrate_cell(name: str, semantics: str, data_seed: int, methods: list[str]
         raise ZSLError(f"{ddir}: asked for {semantics} semantics, the generator used "
                        f"{'real' if meta.get('real_semantics') else 'generated'} ones")
     data = load_from_dir(name, ddir, source="simulated", root=ddir.parent, provenance=meta)
-    records = []
-    for method in methods:
-        for seed in seeds:
-            spec = RunSpec(method, name, seed=seed, sim_preset="small", sim_seed=data_seed, protocol="val")
-            with tempfile.TemporaryDirectory(prefix="calib-run-") as run_dir:
-                res = run_one(spec, out_dir=Path(run_dir), data=data, progress=False)
-            records.append({
-                "dataset": name, "semantics": semantics, "data_seed": data_seed, "method": method,
-                "seed": seed, "generator": meta.get("generator"), "overrides": overrides,
-                "zsl_acc": round(res.metrics["zsl_acc"], 2), "h": round(res.metrics["h"], 2),
-                "u": round(res.metrics["u"], 2), "s": round(res.metrics["s"], 2),
-                "chance": round(100.0 / meta["unseen"], 2), "wall_s": round(res.wall_time_s, 1),
-                "generate_s": round(gen_s, 1)})
-            log.info("%s %s data seed %d %s seed %d: ZSL %.1f H %.1f (%.0fs)", name, semantics, data_seed,
-                     method, seed, res.metrics["zsl_acc"], res.metrics["h"], res.wall_time_s)
-    return records
+    for method, seed in runs:  # (method, training seed)
+        spec = RunSpec(method, name, seed=seed, sim_preset="small", sim_seed=data_seed, protocol="val")
+        with tempfile.TemporaryDirectory(prefix="calib-run-") as run_dir:
+            res = run_one(spec, out_dir=Path(run_dir), data=data, progress=False)
+        yield {
+            "dataset": name, "semantics": semantics, "data_seed": data_seed, "method": method,
+            "seed": seed, "generator": meta.get("generator"), "overrides": overrides,
+            "zsl_acc": round(res.metrics["zsl_acc"], 2), "h": round(res.metrics["h"], 2),
+            "u": round(res.metrics["u"], 2), "s": round(res.metrics["s"], 2),
+            "chance": round(100.0 / meta["unseen"], 2), "wall_s": round(res.wall_time_s, 1),
+            "generate_s": round(gen_s, 1)}
+        log.info("%s %s data seed %d %s seed %d: ZSL %.1f H %.1f (%.0fs)", name, semantics, data_seed,
+                 method, seed, res.metrics["zsl_acc"], res.metrics["h"], res.wall_time_s)
 
 
 def _mean_sd(xs: list[float]) -> str:
@@ -222,10 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             for ds in data_seeds:
                 done = {(r["method"], r["seed"]) for r in records if (r["dataset"], r["semantics"], r["data_seed"],
                                                                       r.get("key")) == (name, sem, ds, key)}
-                todo = [m for m in methods if any((m, s) not in done for s in seeds)]
+                todo = [(m, s) for m in methods for s in seeds if (m, s) not in done]
                 if not todo:
                     continue
-                for rec in calibrate_cell(name, sem, ds, todo, seeds, out=out, real_root=real_root,
+                for rec in calibrate_cell(name, sem, ds, todo, out=out, real_root=real_root,
                                           generator=generator, overrides=ov):
                     rec["key"] = key
                     records.append(rec)
