@@ -1,0 +1,58 @@
+"""benchmarks/calibrate_sim.py: what it refuses and how it reads its inputs (the calibration itself
+is a benchmark, not a test)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from zsl_bench.errors import ConfigError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "calibrate_sim.py"
+
+
+@pytest.fixture(scope="module")
+def calib():
+    spec = importlib.util.spec_from_file_location("calibrate_sim", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("method", ["msdn", "msdnpp", "transzero"])
+def test_the_methods_under_study_are_refused(calib, method, capsys):
+    assert calib.main(["--methods", f"eszsl,{method}", "--out", "/nonexistent/never-written"]) == 2
+    err = capsys.readouterr().err
+    assert method in err and "never used to choose the generator's knobs" in err and "dazle" in err
+
+
+def test_bad_generator_semantics_and_parameters_are_refused_before_any_run(calib, capsys, tmp_path):
+    out = tmp_path / "out"
+    for argv, names in ([["--generator", "9.9"], ["9.9", "2.0", "1.2"]],
+                        [["--semantics", "fake"], ["--semantics", "generated"]],
+                        [["--generator", "1.2", "--set", "context_strength=0.5"], ["context_strength", "1.2"]],
+                        [["--set", "cub.rho"], ["cub.rho", "KEY=VALUE"]]):
+        assert calib.main([*argv, "--datasets", "cub", "--methods", "eszsl", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert all(n in err for n in names), (argv, err)
+    assert not out.exists()
+
+
+def test_overrides_apply_to_every_dataset_or_one(calib):
+    got = calib.parse_overrides(["rho=0.5", "cub.region_noise=0.3", "awa2.occlusion=0.2", "jitter=x"])
+    assert got == {"*": {"rho": 0.5, "jitter": "x"}, "cub": {"region_noise": 0.3}, "awa2": {"occlusion": 0.2}}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        calib.parse_overrides(["=1"])
+
+
+def test_targets_are_the_published_numbers_of_the_calibration_methods(calib, tmp_path):
+    csv = tmp_path / "published.csv"
+    csv.write_text("method,venue,dataset,zsl_acc,u,s,h,status,source\n"
+                   "ESZSL,x,CUB,53.9,12.6,63.8,21.0,ok,src\n"
+                   "DAZLE,x,SUN,59.4,52.3,24.3,33.2,ok,src\n"
+                   "MSDN,x,CUB,76.1,68.7,67.5,68.1,ok,src\n"
+                   "f-CLSWGAN,x,FLO,67.2,,,65.6,ok,src\n")
+    assert calib.published_targets(csv) == {("eszsl", "cub"): {"zsl_acc": 53.9, "h": 21.0},
+                                            ("dazle", "sun"): {"zsl_acc": 59.4, "h": 33.2}}
