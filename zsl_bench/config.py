@@ -137,15 +137,12 @@ def build_sim(values: dict[str, Any] | None) -> SimConfig:
     from .data import sim  # the generator: only for configs that override it
 
     generator = values.pop("generator", None)
-    versions = tuple(getattr(sim, "GENERATORS", ())) or (sim.GENERATOR_VERSION.rsplit("/", 1)[-1],)
     if generator is not None:
         generator = _coerce(generator, str, "sim.generator")
-        check(generator in versions, "sim.generator", generator, ", ".join(versions))
+        check(generator in sim.GENERATORS, "sim.generator", generator, ", ".join(sim.GENERATORS))
 
     def params_of(**overrides: Any) -> Any:
-        if hasattr(sim, "GENERATORS"):
-            overrides["generator"] = generator
-        return sim.preset_params("tiny", None, **overrides)
+        return sim.preset_params("tiny", None, generator, **overrides)
 
     defaults = params_of()
     valid = [f.name for f in fields(defaults)]

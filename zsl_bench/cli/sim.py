@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", metavar="DATASET", help="a dataset (zsl-bench ls datasets), a comma list, or 'all'")
     p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
-    p.add_argument("--generator", default=None, help="generator version: 2.0 (default) or 1.2")
+    p.add_argument("--generator", default=None, help="generator version: 1.2 (default until 2.0 is calibrated) or 2.0")
     p.add_argument("--data-root", default=None, help="real metadata root for the semantics "
                    "(default: $ZSL_BENCH_DATA, else the cache)")
     p.add_argument("--out", default=None, help="parent directory of the dataset dirs "
@@ -43,7 +43,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise ConfigError(f"--preset: unknown preset '{args.preset}'; valid: {', '.join(PRESETS)}")
     if args.seed < 0:
         raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
-    gen = getattr(args, "generator", None)
+    gen = args.generator
     out = Path(args.out).expanduser() if args.out else cache_root(args.preset, args.seed, gen)
     for name in parse_dataset_list(args.dataset):
         params = preset_params(args.preset, name, gen)

@@ -71,7 +71,7 @@ def load_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, 
         sim_preset: load the simulated benchmark of this preset (generated first if missing).
         sim_seed: the generator's seed.
         sim_overrides: generator parameters (``sim.SimParams`` fields of the chosen version) and
-            optionally ``generator`` (a ``sim.GENERATORS`` name; default the current version). The
+            optionally ``generator`` (a ``sim.GENERATORS`` name; default ``sim.DEFAULT_GENERATOR``). The
             dataset lives in ``sim.cache_root(preset, seed, generator, **overrides)``, so every
             setting has its own directory. Only with ``sim_preset``.
     """

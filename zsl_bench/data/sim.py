@@ -138,6 +138,7 @@ from .sim_common import (
     prototypes,
     real_structure,
     semantic_stats,
+    sha,
     split_indices,
     store_provenance,
     unit_columns,
@@ -337,11 +338,7 @@ def is_cached(ddir: Path, preset: str, seed: int, params: ScaleParams) -> bool:
     if isinstance(params, SimParams) and not (ddir / ENV_STORE_NAME).is_file():
         return False
     return (meta.get("generator") == type(params).VERSION and meta.get("preset") == preset
-            and meta.get("seed") == seed and meta.get("params_hash") == _params_hash(params))
-
-
-def _params_hash(params: ScaleParams) -> str:
-    return hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]
+            and meta.get("seed") == seed and meta.get("params_hash") == sha(asdict(params)))
 
 
 def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike[str] | None = None,
@@ -360,7 +357,8 @@ def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike
             **overrides)``.
         force: regenerate even when a matching dataset exists.
         progress: show a tqdm bar over feature chunks.
-        generator: ``GENERATORS`` name (default: ``"2.0"``); ``"1.2"`` reproduces v1 bit for bit.
+        generator: ``GENERATORS`` name (default: ``DEFAULT_GENERATOR``, ``"1.2"`` until v2 is
+            calibrated); ``"1.2"`` reproduces v1 bit for bit.
         **overrides: ``SimParams`` fields of that version (tests, calibration, sweeps); recorded in
             ``sim.json``.
 

@@ -289,7 +289,6 @@ class StudyRunner:
         for that dataset's units."""
         self._data[self._data_key(dataset, data_seed, sim)] = data
         return data
-        return data
 
     def _run_one(self, unit: Unit, *, out_dir: Path, reporter: Any = None, progress: bool = True) -> Any:
         from ..runner import run_one
