@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"generator version ({', '.join(sim.GENERATORS)}; default {sim.DEFAULT_GENERATOR})")
     p.add_argument("--set", action="append", default=[], metavar="[DATASET.]KEY=VALUE",
                    help="override a generator parameter (exploration; the chosen values live in sim.py)")
+    p.add_argument("--noise-scale", action="append", default=[], metavar="[DATASET=]S",
+                   help="exploration: every sim.NOISE_KNOBS field at S x its default (--set wins)")
     p.add_argument("--out", default=None, help="work directory (default a fresh one under /tmp)")
     p.add_argument("--published", default=str(PUBLISHED), help="published_results.csv")
     p.add_argument("--fresh", action="store_true", help="ignore finished cells in <out>/calibration.jsonl")
@@ -199,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             if missing:
                 raise ConfigError(f"--semantics real: no att_splits.mat under {real_root} for "
                                   f"{', '.join(missing)}; give --data-root")
-        overrides = parse_overrides(args.set)
+        overrides: dict[str, dict[str, Any]] = {}
+        for item in args.noise_scale:  # "[DATASET=]S"
+            scope, _, value = item.rpartition("=")
+            overrides[scope.lower() or "*"] = sim.noise_level(float(value))
+        for scope, kv in parse_overrides(args.set).items():
+            overrides.setdefault(scope, {}).update(kv)
         generator = sim.resolve_generator(args.generator)
         for name in datasets:
             sim.preset_params("small", name, generator, **{**overrides.get("*", {}), **overrides.get(name, {})})
@@ -213,11 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     if journal.is_file() and not args.fresh:
         records = [json.loads(ln) for ln in journal.read_text().splitlines() if ln.strip()]
-    keys = {}
+    keys: dict[tuple[str, str], str] = {}
     for name in datasets:
         ov = {**overrides.get("*", {}), **overrides.get(name, {})}
-        key = keys[name] = hashlib.sha256(json.dumps([generator, ov], sort_keys=True).encode()).hexdigest()[:12]
         for sem in sources:
+            # keyed by the effective parameters: a record made under other calibrated knobs is not reused
+            params = sim.preset_params("small", name, generator, sem if generator != "1.2" else None, **ov)
+            key = keys[(name, sem)] = hashlib.sha256(json.dumps([generator, asdict(params)], sort_keys=True,
+                                                                default=str).encode()).hexdigest()[:12]
             for ds in data_seeds:
                 done = {(r["method"], r["seed"]) for r in records if (r["dataset"], r["semantics"], r["data_seed"],
                                                                       r.get("key")) == (name, sem, ds, key)}
@@ -230,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                     records.append(rec)
                     with journal.open("a") as fh:
                         fh.write(json.dumps(rec, sort_keys=True) + "\n")
-    wanted = [r for r in records if r["dataset"] in keys and r.get("key") == keys[r["dataset"]] and r["semantics"] in sources
+    wanted = [r for r in records if r.get("key") == keys.get((r["dataset"], r["semantics"]))
               and r["data_seed"] in data_seeds and r["seed"] in seeds and r["method"] in methods]
     print(f"simulated benchmark calibration, generator {sim.GENERATORS[generator]} (small preset; "
           f"records: {journal})")

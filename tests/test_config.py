@@ -195,3 +195,12 @@ def test_sim_section_on_real_data_is_an_error() -> None:
                                           r"but this run reads real data"):
         resolve_config(RunSpec("eszsl", "cub"), C.parse_overrides(["sim.rho=0.5"]))
     assert not resolve_config(RunSpec("eszsl", "cub"), {"sim": {}}).sim  # empty: nothing to refuse
+
+
+def test_rho_without_context_strength_is_an_error_not_a_silent_no_op() -> None:
+    spec = RunSpec("eszsl", "cub", sim_preset="tiny")
+    with pytest.raises(ConfigError, match=r"sim\.rho=0\.5 has no effect at sim\.context_strength 0 .*"
+                                          r"set sim\.context_strength too"):
+        resolve_config(spec, C.parse_overrides(["sim.generator=2.0", "sim.rho=0.5"]))
+    cfg = resolve_config(spec, C.parse_overrides(["sim.generator=2.0", "sim.rho=0.5", "sim.context_strength=0.25"]))
+    assert dict(cfg.sim.params) == {"rho": 0.5, "context_strength": 0.25}

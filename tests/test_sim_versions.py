@@ -125,3 +125,32 @@ def test_cli_generator_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert json.loads((ddir / "sim.json").read_text())["generator"] == "zsl-bench-sim/1.2"
     assert cli_main(["data", "sim", "awa2", "--preset", "tiny", "--generator", "9"]) == 2
     assert "unknown sim generator '9'; valid: 2.0, 1.2" in capsys.readouterr().err
+
+
+def test_calibrated_knobs_apply_per_dataset_and_semantics_source(tmp_path: Path, monkeypatch) -> None:
+    table = {("cub", "real"): {"part_noise": 0.123}, ("cub", "generated"): {"part_noise": 0.456}}
+    monkeypatch.setattr(sim, "CALIBRATED", table)
+    assert sim.preset_params("small", "cub", "2.0", "real").part_noise == 0.123
+    assert sim.preset_params("small", "cub", "2.0", "generated").part_noise == 0.456
+    assert sim.preset_params("small", "cub", "2.0", "real", part_noise=0.9).part_noise == 0.9  # overrides win
+    assert sim.preset_params("tiny", "cub", "2.0", "real").part_noise == sim.PRESET_SCALE["tiny"]["part_noise"]
+    assert sim.preset_params("small", "sun", "2.0", "real").part_noise == sim.DEFAULTS.part_noise
+    with pytest.raises(ConfigError, match="unknown semantics source 'fake'; valid: generated, real"):
+        sim.preset_params("small", "cub", "2.0", "fake")
+    # generate() picks the source it reads: no att_splits.mat under the data root -> generated
+    monkeypatch.setitem(sim.PRESET_SCALE, "small", {**sim.PRESET_SCALE["small"], "images_per_class": 2,
+                                                    "max_images": 400, "feature_dim": 16, "grid_side": 3})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ddir = sim.generate("cub", "small", out_root=tmp_path / "g", data_root=empty, generator="2.0")
+    assert json.loads((ddir / "sim.json").read_text())["parameters"]["part_noise"] == 0.456
+
+
+def test_noise_level_scales_every_noise_knob() -> None:
+    half = sim.noise_level(0.5)
+    assert set(half) == set(sim.NOISE_KNOBS)
+    for k in sim.NOISE_KNOBS:
+        assert half[k] == pytest.approx(0.5 * getattr(sim.DEFAULTS, k), abs=1e-4)
+    assert sim.noise_level(10.0)["part_mix"] == 1.0  # a probability-like share, capped
+    with pytest.raises(ConfigError, match="noise scale must be >= 0"):
+        sim.noise_level(-1.0)

@@ -217,7 +217,7 @@ class SimParams(ScaleParams):
     env_own: float = 0.5  # share of an environment's own component (the rest: 2-4 attribute prototypes)
     rho: float = 0.0
     unseen_shift: float = 0.5
-    context_strength: float = 0.25  # context-to-part energy ratio
+    context_strength: float = 0.0  # context-to-part energy ratio (0: the confounder is off, as in the main table)
     bleed: float = 0.2  # context weight on object cells (background: 1)
 
     def __post_init__(self) -> None:
@@ -236,6 +236,27 @@ class SimParams(ScaleParams):
 
 
 DEFAULTS = SimParams()  # v2 model defaults: placeholders, not calibrated yet
+
+# The noise knobs that calibration moves together (one axis per dataset and semantics source):
+# ``noise_level(scale)`` is each at ``scale`` x its default (``part_mix`` at most 1).
+NOISE_KNOBS = ("strength_noise", "class_gap", "part_mix", "part_noise", "class_look", "image_noise",
+               "region_noise")
+
+
+def noise_level(scale: float) -> dict[str, float]:
+    """The calibration axis: every ``NOISE_KNOBS`` field at ``scale`` x its ``DEFAULTS`` value."""
+    if scale < 0:
+        raise ConfigError(f"noise scale must be >= 0, got {scale}")
+    out = {k: round(scale * float(getattr(DEFAULTS, k)), 4) for k in NOISE_KNOBS}
+    out["part_mix"] = min(out["part_mix"], 1.0)
+    return out
+
+
+# Calibrated knobs per (dataset, semantics source) for the ``small`` and ``full`` presets, applied
+# on top of the per-dataset scale and under explicit overrides (record in the module docstring).
+# The source is "real" when the generator reads ``att_splits.mat`` from the data root, else
+# "generated". Empty until the calibration record is written.
+CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {}
 
 PRESET_SCALE: dict[str, dict[str, Any]] = {
     # tiny is for unit tests that check a method learns at all: little noise, unfitted semantics.
@@ -272,8 +293,11 @@ def _params_class(name: str) -> type[ScaleParams]:
 
 
 def preset_params(preset: str, name: str | None = None, generator: str | None = None,
-                  **overrides: Any) -> ScaleParams:
+                  source: str | None = None, **overrides: Any) -> ScaleParams:
     """The parameters of a preset (for dataset ``name`` when given) of a generator, with overrides.
+
+    ``source`` ("generated" or "real", v2 only) adds the calibrated knobs of (``name``, source)
+    (``CALIBRATED``) for the ``small`` and ``full`` presets; ``generate`` passes the source it uses.
 
     Raises:
         ConfigError: unknown preset, generator or parameter (naming the valid ones), bad value.
@@ -290,7 +314,18 @@ def preset_params(preset: str, name: str | None = None, generator: str | None = 
     spec = get_spec(name) if name else None
     per_dataset = {**spec.sim_scale.get(preset, {}), **spec.sim_scale_v2.get(preset, {})} if spec else {}
     per_dataset = {k: v for k, v in per_dataset.items() if k in known}
-    return replace(DEFAULTS, **{**PRESET_SCALE[preset], **per_dataset, **overrides})
+    if source not in (None, "generated", "real"):
+        raise ConfigError(f"unknown semantics source '{source}'; valid: generated, real")
+    calibrated = CALIBRATED.get((spec.name, source), {}) if spec and source and preset != "tiny" else {}
+    return replace(DEFAULTS, **{**PRESET_SCALE[preset], **per_dataset, **calibrated, **overrides})
+
+
+def semantics_source(spec: DatasetSpec, real_semantics: bool,
+                     data_root: str | os.PathLike[str] | None = None) -> str:
+    """"real" when the generator reads ``<data_root>/<DIR>/att_splits.mat`` (``real_semantics`` and
+    the file exists), else "generated"."""
+    real = real_semantics and (data_roots.data_root(data_root) / spec.dirname / "att_splits.mat").is_file()
+    return "real" if real else "generated"
 
 
 def _canonical_overrides(version: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -369,6 +404,9 @@ def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike
     spec = get_spec(name)
     version = resolve_generator(generator)
     params = preset_params(preset, spec.name, version, **overrides)
+    if isinstance(params, SimParams):  # v2: the calibrated knobs of the semantics source it will use
+        params = preset_params(preset, spec.name, version,
+                               semantics_source(spec, params.real_semantics, data_root), **overrides)
     if seed < 0:
         raise ConfigError(f"sim seed must be >= 0, got {seed}")
     out = (Path(out_root).expanduser() if out_root is not None
@@ -611,7 +649,7 @@ def _real_latents(st: Structure, rng: np.random.Generator, params: SimParams) ->
 def _structure(spec: DatasetSpec, rng: np.random.Generator, params: SimParams,
                data_root: str | os.PathLike[str] | None) -> tuple[Structure, Look, dict[str, float] | None]:
     real_dir = data_roots.data_root(data_root) / spec.dirname
-    if params.real_semantics and (real_dir / "att_splits.mat").is_file():
+    if semantics_source(spec, params.real_semantics, data_root) == "real":
         st = real_structure(spec, real_dir, rng)
         log.info("%s: real semantics from %s", spec.name, real_dir)
         if params.latent_parts:
