@@ -160,12 +160,12 @@ def test_sim_section_is_part_of_the_config_only_when_set() -> None:
     # Coerced to the parameter's type: rho 0 and 0.0 are one setting (one digest, one dataset).
     same = resolve_config(RunSpec("eszsl", "cub", overrides={"sim": {"rho": 0.0}}, sim_preset="tiny"))
     assert same.digest() == cfg.digest()
-    assert resolve_config(RunSpec("eszsl", "cub", overrides={"sim": {"rho": 0.5}}, sim_preset="tiny")).digest() \
-        != cfg.digest()
+    assert resolve_config(RunSpec("eszsl", "cub", overrides={"sim": {"rho": 0.5, "context_strength": 0.25}},
+                                  sim_preset="tiny")).digest() != cfg.digest()
     # Precedence as every section: CLI over file, key by key.
     both = resolve_config(RunSpec("eszsl", "cub", overrides={"sim": {"rho": 0.25, "jitter": 0.2}}, sim_preset="tiny"),
-                          {"sim": {"rho": 0.75}})
-    assert both.sim.overrides() == {"jitter": 0.2, "rho": 0.75}
+                          {"sim": {"rho": 0.75, "context_strength": 0.25}})
+    assert both.sim.overrides() == {"context_strength": 0.25, "jitter": 0.2, "rho": 0.75}
 
 
 def test_sim_generator_selects_a_version() -> None:

@@ -127,7 +127,9 @@ def test_installed_plugin_runs_end_to_end(toy_target: Path, tmp_path: Path) -> N
     from zsl_bench.results import METRIC_NAMES, read_rows
 
     rows = read_rows(out / "results.csv")
-    assert {r["metric"] for r in rows} == set(METRIC_NAMES)
+    # the default generator (v2) writes an environment-resampled store: context reliance comes too
+    reliance = {"zsl_acc_env", "h_env", "reliance_zsl", "reliance_h"}
+    assert {r["metric"] for r in rows} == set(METRIC_NAMES) | reliance
     assert {(r["method"], r["dataset"], r["source"], r["seed"]) for r in rows} == {("toyridge", "cub", "simulated", "0")}
     values = {r["metric"]: float(r["value"]) for r in rows}
     # The tiny preset is near chance for pooled features (test_run_cli), so only the range is

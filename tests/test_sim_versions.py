@@ -72,7 +72,7 @@ def test_versions_names_and_errors(tmp_path: Path) -> None:
     assert list(sim.GENERATORS) == ["2.0", "1.2"]
     assert sim.GENERATOR_VERSION == "zsl-bench-sim/2.0" == sim.GENERATORS["2.0"]
     # v1 stays the default until v2 is calibrated (issue 16)
-    assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "1.2"
+    assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "2.0"
     assert sim.resolve_generator("zsl-bench-sim/1.2") == "1.2"
     with pytest.raises(ConfigError, match=r"unknown sim generator '3.0'; valid: 2.0, 1.2"):
         sim.generate("cub", "tiny", out_root=tmp_path, generator="3.0")
@@ -84,16 +84,17 @@ def test_versions_names_and_errors(tmp_path: Path) -> None:
         sim.cache_root("tiny", 0, "2.0", unseen_shift=-0.1)
     assert isinstance(sim.preset_params("tiny", "cub", "2.0"), sim.SimParams)
     assert sim.preset_params("small", "flo", "2.0").latent_parts == 6  # v2's per-dataset scale on top of v1's
-    assert sim.preset_params("small", "flo").images_per_class == 8  # v1's (the default) stays
+    assert sim.preset_params("small", "flo", "1.2").images_per_class == 8  # v1's stays
+    assert sim.preset_params("small", "flo").images_per_class == 20  # v2, the default
 
 
 def test_cache_root_is_keyed_by_version_and_overrides() -> None:
-    default = sim.cache_root("small", 0)  # the default generator (1.2) without overrides
-    assert default == sim_root("small", 0) == sim.cache_root("small", 0, "1.2")
-    v2 = sim.cache_root("small", 0, "2.0")
-    assert v2.parent == default.parent and v2.name == "small-seed0-sim2.0"
+    default = sim.cache_root("small", 0)  # the default generator (2.0) without overrides
+    assert default == sim_root("small", 0) == sim.cache_root("small", 0, "2.0")
+    v1 = sim.cache_root("small", 0, "1.2")
+    assert v1.parent == default.parent and v1.name == "small-seed0-sim1.2"
     a = sim.cache_root("small", 0, "2.0", rho=0.5)
-    assert a.name.startswith("small-seed0-sim2.0-") and a != v2
+    assert a.name.startswith("small-seed0-sim2.0-") and a != default
     assert sim.cache_root("small", 0, "2.0", rho=0.5, context_strength=1) == sim.cache_root(
         "small", 0, "2.0", context_strength=1.0, rho=0.5)  # order and int/float do not matter
     assert len({a, sim.cache_root("small", 0, "2.0", rho=0.25), sim.cache_root("small", 1, "2.0", rho=0.5),

@@ -262,13 +262,16 @@ def test_sim_sweep_expands_into_units_and_each_run_generates_its_own_data(tmp_pa
     from zsl_bench.study.spec import sim_settings
 
     spec = parse_spec({"name": "rho", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
-                       "base": {"sim.jitter": 0.05}, "grid": {"sweep": {"sim.rho": [0, 0.5]}}}, "rho.yaml")
+                       "base": {"sim.jitter": 0.05, "sim.context_strength": 0.25},
+                       "grid": {"sweep": {"sim.rho": [0, 0.5]}}}, "rho.yaml")
     units = grid_units(spec, "cub")
     assert [u.spec.variant for u in units] == ["sim.rho=0", "sim.rho=0.5"]
-    assert [u.spec.overrides["sim"] for u in units] == [{"jitter": 0.05, "rho": 0}, {"jitter": 0.05, "rho": 0.5}]
+    assert [u.spec.overrides["sim"] for u in units] == [{"jitter": 0.05, "context_strength": 0.25, "rho": 0},
+                                                        {"jitter": 0.05, "context_strength": 0.25, "rho": 0.5}]
     assert len({u.key for u in units}) == 2 and len({u.requested_digest() for u in units}) == 2
     check_configs(spec)
-    assert sim_settings(spec) == [{"jitter": 0.05, "rho": 0.0}, {"jitter": 0.05, "rho": 0.5}]
+    assert sim_settings(spec) == [{"context_strength": 0.25, "jitter": 0.05, "rho": 0.0},
+                                  {"context_strength": 0.25, "jitter": 0.05, "rho": 0.5}]
     assert sim_settings(_spec()) == [{}]  # no sim section: the preset as it is
 
     calls = []
@@ -277,7 +280,8 @@ def test_sim_sweep_expands_into_units_and_each_run_generates_its_own_data(tmp_pa
     out = StudyRunner(spec, tmp_path / "out", progress=False).run()
     assert {(c["rho"], c["jitter"]) for c in calls} == {(0.0, 0.05), (0.5, 0.05)}
     got = {r["variant"]: json.loads(r["config"])["sim"] for r in out.rows}
-    assert got == {"sim.rho=0": {"jitter": 0.05, "rho": 0.0}, "sim.rho=0.5": {"jitter": 0.05, "rho": 0.5}}
+    assert got == {"sim.rho=0": {"context_strength": 0.25, "jitter": 0.05, "rho": 0.0},
+                   "sim.rho=0.5": {"context_strength": 0.25, "jitter": 0.05, "rho": 0.5}}
     assert {r["generator_version"] for r in out.rows} == {sim.GENERATORS[sim.DEFAULT_GENERATOR]}
 
 
@@ -293,7 +297,8 @@ def test_confounding_sweep_spec_sweeps_rho_for_msdn_and_the_intervention_variant
     spec = parse_spec(raw, "confounding_sweep.yaml")
     check_configs(spec)
     rhos = [0.0, 0.25, 0.5, 0.75, 0.9]
-    assert spec.sim == "small" and sim_settings(spec) == [{"generator": "2.0", "rho": r} for r in rhos]
+    assert spec.sim == "small" and sim_settings(spec) == [{"context_strength": 0.25, "generator": "2.0", "rho": r}
+                                                         for r in rhos]
     named = ["msdn", "full", *(f"intervention_{k}" for k in ("uniform", "reversed", "shuffle_batch",
                                                               "shuffle_region", "shuffle_attribute"))]
     assert list(spec.variants) == [f"{v},sim.rho={r:g}" for v in named for r in rhos]

@@ -408,14 +408,16 @@ def resolve(method_cls: type[ZSLMethod], dataset: str | None, file_cfg: dict[str
     if dataset is not None:
         preset = method_cls.presets.get(dataset.lower(), {})
     layers = merge(preset, file_cfg, cli)
+    raw_sim = layers.get("sim") or {}
+    if simulated is False and raw_sim:  # before the generator's own checks: the section is wrong here
+        first = "generator" if "generator" in raw_sim else sorted(raw_sim, key=str)[0]
+        raise ConfigError(f"config key sim.{first}: the sim section sets the simulated data generator, "
+                          "but this run reads real data; add --sim PRESET (study key 'sim') or remove the sim "
+                          "overrides")
     cfg = ResolvedConfig(
         method=build(method_cls.config_cls, layers.get("method"), "method"),
         train=build(TrainConfig, layers.get("train"), "train"),
         eval=build(EvalConfig, layers.get("eval"), "eval"),
         sim=build_sim(layers.get("sim")),
     )
-    if simulated is False and cfg.sim:
-        raise ConfigError(f"config key {cfg.sim.dotted_keys()[0]}: the sim section sets the simulated data generator, "
-                          "but this run reads real data; add --sim PRESET (study key 'sim') or remove the sim "
-                          "overrides")
     return cfg

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", metavar="DATASET", help="a dataset (zsl-bench ls datasets), a comma list, or 'all'")
     p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
-    p.add_argument("--generator", default=None, help="generator version: 1.2 (default until 2.0 is calibrated) or 2.0")
+    p.add_argument("--generator", default=None, help="generator version: 2.0 (default, calibrated) or 1.2 (the previous one)")
     p.add_argument("--data-root", default=None, help="real metadata root for the semantics "
                    "(default: $ZSL_BENCH_DATA, else the cache)")
     p.add_argument("--out", default=None, help="parent directory of the dataset dirs "

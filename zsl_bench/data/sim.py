@@ -8,8 +8,8 @@ sim_overrides=...)``). Everything it writes is labelled "simulated".
 
 Versions (``GENERATORS``): ``"2.0"`` (``zsl-bench-sim/2.0``, this module) and ``"1.2"``
 (``zsl-bench-sim/1.2``, ``sim_v1``: bit-identical to the 1.2 release, its calibration record is in
-that module). ``DEFAULT_GENERATOR`` is ``"1.2"`` until v2's calibration record is written (below);
-``generate(..., generator="2.0")`` selects v2. The default cache directory is keyed by
+that module). ``DEFAULT_GENERATOR`` is ``"2.0"`` since v2's calibration record (below) was written;
+``generate(..., generator="1.2")`` selects v1. The default cache directory is keyed by
 the version and the overrides (``cache_root``), so two settings never share a directory.
 
 Model v2 (SIMULATION.md points 1-7; knobs are ``SimParams`` fields):
@@ -79,12 +79,64 @@ whose attribute resemblance misleads attribute predictions instead. A model read
 cells shows no reliance up to the ``bleed`` share; one reading only background cells shows reliance
 growing with ``rho`` (``tests/test_sim_v2.py`` checks both with nearest-class-mean probes).
 
-Defaults: every v2 model knob is a placeholder, **not calibrated yet**: ``rho`` = 0 (no confounding
-in the main table and calibration; the context is present but uncorrelated with class),
-``context_strength`` 0.25, ``unseen_shift`` 0.5. CALIBRATION RECORD: pending. The lead calibrates
-later with ``benchmarks/calibrate_sim.py`` on the classic baselines and DAZLE only (never MSDN,
-MSDN++ or TransZero), per dataset and semantics source, and records knobs, targets, achieved and the
-command here before any of those three is run on v2 data.
+Defaults: ``rho`` = 0 and ``context_strength`` = 0: the confounder is off in the main table and in
+calibration, so it is an experimental axis and not a hidden difficulty term (uncorrelated context
+on the background is noise that only pooled features feel); ``unseen_shift`` 0.5. The other knobs
+are ``DEFAULTS`` with the calibrated values of ``CALIBRATED`` per (dataset, semantics source) on top.
+
+CALIBRATION RECORD (v2, 2026-11-30; the knobs, the rule and this text were fixed before MSDN,
+MSDN++ or TransZero was run on v2 data: their unit tests, pass/fail on the tiny preset, ran while the
+last AWA2 and FLO rows below were measured; they never informed a knob). Methods: the classic baselines and DAZLE only; preset ``small``;
+``rho`` 0, ``context_strength`` 0; targets: published real-data ZSL accuracy
+(``../shared/reference/published_results.csv``, Xian et al. TPAMI 2018 tables; DAZLE "recalled").
+Knobs moved: background ``clutter`` 0 everywhere (with the default clutter and a context of
+strength 0.25 at rho 0, the classic baselines on CUB lost 12-17 points and DAZLE none, so the
+background set the attention gain instead of the data) and one noise scale s per cell
+(``noise_level(s)``: every ``NOISE_KNOBS`` field at s x its default). Rule: s minimises
+(mean classic gap)^2 + (DAZLE gap)^2, the classic gap averaged over ESZSL, SAE, ALE, DeViSE and
+SJE without cells below 3x chance, found from probes at s = 0.6 and 1.0 (ESZSL, SAE, ALE), one
+round of all six at a first guess, and linear interpolation; FLO has no published number of a
+calibration method and takes CUB's s. Probes and record: data seed 0 (record: 0 and 1), training
+seed 0. Achieved, ZSL mean ± sd over data seeds 0 and 1 / published::
+
+    dataset semantics   s            eszsl           sae           ale        devise           sje         dazle  classic gap  DAZLE gap
+    cub     generated   0.99  45.4± 3.4/53.9  42.9±10.0/33.3  46.4± 8.8/54.9  38.8± 4.0/52.0  38.0± 0.8/53.9  66.7± 4.9/66.0    -7.3        +0.7
+    cub     real        0.78  57.7± 5.2/53.9  44.6± 7.9/33.3  54.2± 0.8/54.9  42.7± 0.1/52.0  24.6± 0.6/53.9  65.5± 1.0/66.0    -4.8        -0.5
+    sun     generated   1.22  57.5± 4.7/54.5  37.6±12.8/40.3  50.7± 1.8/58.1   1.5± 0.2/56.5  12.9±13.6/53.7  65.6± 3.5/59.4   -12.0        +6.2
+    sun     real        1.14  54.4± 3.5/54.5  48.8± 0.2/40.3  59.4± 1.2/58.1   1.9± 0.4/56.5   4.0± 2.2/53.7  66.9± 2.8/59.4    +3.2        +7.5
+    awa2    generated   0.62  70.2± 5.3/58.6  67.6±16.6/54.1  54.5±21.8/62.5  61.4± 4.9/59.7  63.4± 6.8/61.9  60.6±12.2/67.9    +4.1        -7.3
+    awa2    real        0.55  89.5± 3.9/58.6  74.8± 4.4/54.1  67.0± 5.3/62.5  66.6± 4.9/59.7  74.8± 1.4/61.9  56.1± 1.6/67.9   +15.2       -11.8
+    flo     generated   0.99  62.5(n=1)/   -  49.8(n=1)/   -  63.2(n=1)/   -  44.8(n=1)/   -  52.5(n=1)/   -             -    +nan        +nan
+    flo     real        0.78  54.0(n=1)/   -  21.5(n=1)/   -  46.5(n=1)/   -  46.8(n=1)/   -  52.2(n=1)/   -             -    +nan        +nan
+
+    (each cell: mean ± sd over data seeds / published; n=1: data seed 0 only. s: the noise scale.
+    The gaps are the rule's inputs. FLO: no targets, and its second data seed and DAZLE were not
+    run before this stop; AWA2: see below)
+
+Command (records in ``benchmarks/sim_calibration_v2.jsonl``; CI re-runs its CUB ESZSL and SAE runs)::
+
+    python benchmarks/calibrate_sim.py --generator 2.0 --datasets all --semantics generated,real \
+        --methods eszsl,sae,ale,devise,sje,dazle --data-seeds 0,1 --seeds 0 --out OUT
+
+What the record says and leaves open:
+- ESZSL, ALE, SAE and DAZLE land within a few points on average; single runs move by up to ~10
+  points with the data seed (ESZSL's validated regulariser flips between neighbouring grid points:
+  CUB generated data seed 0 gives 43.0 at s = 0.99 and 54.6 at s = 1.0). SAE sits above its
+  published number (its published SAE row is far below the other baselines; here it is not).
+- DeViSE and SJE, the per-image ranking methods with mvp18's settings, sit 10-30 points below
+  their targets on CUB, and **at chance on SUN** (both sources). DeViSE's SUN setting (raw
+  features, margin 3) assumes ResNet-101's feature scale (the simulated features are ~100x
+  smaller, docs/FIDELITY.md); SJE's SUN collapse (lr 1.0, margin 2.0, L2-normalised features, ~3
+  training images per class at ``small``) is not explained yet. Both are excluded from the rule on
+  SUN and reported as they are.
+- AWA2 misses the rule's balance: DAZLE sits below the classic baselines on the simulated AWA2
+  (real: ~8 points above), so the rule leaves the classics high (real semantics: +15) and DAZLE
+  low (-12). Its 10 unseen classes also give the largest sds. AWA2 needs a knob that moves
+  attention relative to pooled features; none of the current ones does (clutter, tried on CUB,
+  hurt both).
+- LATEM is not in the record: one LATEM run (its K is validated) takes ~1000 s on CUB ``small``.
+- H is not a target: published classic H comes with seen-biased scores (U << S) that the simulated
+  data, whose seen and unseen images are equally hard, does not reproduce.
 
 Semantic statistics (``SEMANTIC_TARGETS``, real published files, ``python
 benchmarks/sim_semantic_stats.py --data-root ../shared/data/zsl``; FLO's unseen classes are unknown:
@@ -151,11 +203,9 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = "zsl-bench-sim/2.0"
 # name -> full version string; generate(generator=<name>) (or the full string) selects one
 GENERATORS: dict[str, str] = {"2.0": GENERATOR_VERSION, "1.2": sim_v1.GENERATOR_VERSION}
-# v1 stays the default until v2 is calibrated (issue 16): the main command, results/ and every test
-# that trains MSDN, MSDN++ or TransZero run on 1.2, so those methods never see v2 data before its
-# calibration record is written. v2 is asked for by name: `--set sim.generator=2.0`,
-# `zsl-bench data sim --generator 2.0`, `generate(..., generator="2.0")`.
-DEFAULT_GENERATOR = "1.2"
+# v2 is the default since its calibration record (module docstring) was written; v1 is asked for by
+# name: `--set sim.generator=1.2`, `zsl-bench data sim --generator 1.2`, `generate(..., generator="1.2")`.
+DEFAULT_GENERATOR = "2.0"
 ENV_STORE_NAME = "features_env_resampled.h5"
 MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
@@ -177,8 +227,8 @@ class SimParams(ScaleParams):
     """Every parameter of one v2 generation; recorded in ``sim.json`` and the store's provenance.
 
     Scale fields (``ScaleParams``, plus ``unseen_images_per_class``, ``latent_parts``,
-    ``latent_dim``) differ per preset and dataset. The model knobs below are placeholders, **not
-    calibrated yet** (see the module docstring; sizes of noise vectors are relative to a unit-norm
+    ``latent_dim``) differ per preset and dataset. The model knobs below are the base values;
+    ``CALIBRATED`` sets the calibrated ones per dataset and semantics source (module docstring; sizes of noise vectors are relative to a unit-norm
     signal at any F, appearance offsets relative to the typical part appearance norm).
     """
 
@@ -235,7 +285,7 @@ class SimParams(ScaleParams):
             raise ConfigError(f"sim parameter 'kernel_width' must be > 0, got {self.kernel_width}")
 
 
-DEFAULTS = SimParams()  # v2 model defaults: placeholders, not calibrated yet
+DEFAULTS = SimParams()  # v2 model defaults; CALIBRATED adds the per-(dataset, source) knobs
 
 # The noise knobs that calibration moves together (one axis per dataset and semantics source):
 # ``noise_level(scale)`` is each at ``scale`` x its default (``part_mix`` at most 1).
@@ -255,8 +305,14 @@ def noise_level(scale: float) -> dict[str, float]:
 # Calibrated knobs per (dataset, semantics source) for the ``small`` and ``full`` presets, applied
 # on top of the per-dataset scale and under explicit overrides (record in the module docstring).
 # The source is "real" when the generator reads ``att_splits.mat`` from the data root, else
-# "generated". Empty until the calibration record is written.
-CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {}
+# "generated". Chosen by the rule in the calibration record (module docstring): no background clutter,
+# no context (the confounder is an experimental axis), and one noise scale per cell. FLO has no
+# published number of a calibration method: it takes CUB's scales (the other fine-grained dataset).
+_CALIBRATED_SCALE = {("cub", "generated"): 0.99, ("cub", "real"): 0.78, ("sun", "generated"): 1.22,
+                     ("sun", "real"): 1.14, ("awa2", "generated"): 0.62, ("awa2", "real"): 0.55,
+                     ("flo", "generated"): 0.99, ("flo", "real"): 0.78}
+CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {
+    cell: {**noise_level(scale), "clutter": 0.0} for cell, scale in _CALIBRATED_SCALE.items()}
 
 PRESET_SCALE: dict[str, dict[str, Any]] = {
     # tiny is for unit tests that check a method learns at all: little noise, unfitted semantics.
