@@ -205,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides: dict[str, dict[str, Any]] = {}
         for item in args.noise_scale:  # "[DATASET=]S"
             scope, _, value = item.rpartition("=")
-            overrides[scope.lower() or "*"] = sim.noise_level(float(value))
+            try:
+                scale = float(value)
+            except ValueError:
+                raise ConfigError(f"--noise-scale {item!r}: expected S or DATASET=S, S a number >= 0") from None
+            overrides[scope.lower() or "*"] = sim.noise_level(scale)
         for scope, kv in parse_overrides(args.set).items():
             overrides.setdefault(scope, {}).update(kv)
         generator = sim.resolve_generator(args.generator)
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         ov = {**overrides.get("*", {}), **overrides.get(name, {})}
         for sem in sources:
             # keyed by the effective parameters: a record made under other calibrated knobs is not reused
-            params = sim.preset_params("small", name, generator, sem if generator != "1.2" else None, **ov)
+            params = sim.preset_params("small", name, generator, sem, **ov)  # v1 has no per-source knobs
             key = keys[(name, sem)] = hashlib.sha256(json.dumps([generator, asdict(params)], sort_keys=True,
                                                                 default=str).encode()).hexdigest()[:12]
             for ds in data_seeds:

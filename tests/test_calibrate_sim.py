@@ -33,7 +33,9 @@ def test_bad_generator_semantics_and_parameters_are_refused_before_any_run(calib
     for argv, names in ([["--generator", "9.9"], ["9.9", "2.0", "1.2"]],
                         [["--semantics", "fake"], ["--semantics", "generated"]],
                         [["--generator", "1.2", "--set", "context_strength=0.5"], ["context_strength", "1.2"]],
-                        [["--set", "cub.rho"], ["cub.rho", "KEY=VALUE"]]):
+                        [["--set", "cub.rho"], ["cub.rho", "KEY=VALUE"]],
+                        [["--noise-scale", "cub=x"], ["--noise-scale", "'cub=x'", "DATASET=S"]],
+                        [["--noise-scale", "-1"], ["noise scale must be >= 0"]]):
         assert calib.main([*argv, "--datasets", "cub", "--methods", "eszsl", "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert all(n in err for n in names), (argv, err)

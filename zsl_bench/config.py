@@ -151,9 +151,9 @@ def build_sim(values: dict[str, Any] | None) -> SimConfig:
         raise ConfigError(f"unknown config key sim.{unknown[0]}; valid keys of sim: generator, {', '.join(valid)}")
     hints = typing.get_type_hints(type(defaults))
     params = {k: _coerce(v, hints[k], f"sim.{k}") for k, v in values.items()}
-    effective = params_of(**params)  # the generator's own checks of the values (ranges)
-    if (isinstance(effective, sim.SimParams) and effective.rho > 0
-            and sim.preset_params("small", None, generator, **params).context_strength == 0):
+    params_of(**params)  # the generator's own checks of the values (ranges)
+    small = sim.preset_params("small", None, generator, **params)  # the main command's preset
+    if isinstance(small, sim.SimParams) and small.rho > 0 and small.context_strength == 0:
         raise ConfigError(f"sim.rho={params['rho']} has no effect at sim.context_strength 0 (the default: the "
                           "confounder is off); set sim.context_strength too, e.g. 0.25 as "
                           "benchmarks/confounding_sweep.yaml")

@@ -86,9 +86,10 @@ are ``DEFAULTS`` with the calibrated values of ``CALIBRATED`` per (dataset, sema
 
 CALIBRATION RECORD (v2, 2026-11-30; the knobs, the rule and this text were fixed before MSDN,
 MSDN++ or TransZero was run on v2 data: their unit tests, pass/fail on the tiny preset, ran while the
-last AWA2 and FLO rows below were measured; they never informed a knob). Methods: the classic baselines and DAZLE only; preset ``small``;
-``rho`` 0, ``context_strength`` 0; targets: published real-data ZSL accuracy
-(``../shared/reference/published_results.csv``, Xian et al. TPAMI 2018 tables; DAZLE "recalled").
+last AWA2 and FLO rows below were measured; they never informed a knob). Methods: the classic
+baselines and DAZLE only; preset ``small``; ``rho`` 0, ``context_strength`` 0; targets: published
+real-data ZSL accuracy (``../shared/reference/published_results.csv``, Xian et al. TPAMI 2018
+tables; DAZLE "recalled").
 Knobs moved: background ``clutter`` 0 everywhere (with the default clutter and a context of
 strength 0.25 at rho 0, the classic baselines on CUB lost 12-17 points and DAZLE none, so the
 background set the attention gain instead of the data) and one noise scale s per cell
@@ -228,8 +229,9 @@ class SimParams(ScaleParams):
 
     Scale fields (``ScaleParams``, plus ``unseen_images_per_class``, ``latent_parts``,
     ``latent_dim``) differ per preset and dataset. The model knobs below are the base values;
-    ``CALIBRATED`` sets the calibrated ones per dataset and semantics source (module docstring; sizes of noise vectors are relative to a unit-norm
-    signal at any F, appearance offsets relative to the typical part appearance norm).
+    ``CALIBRATED`` sets the calibrated ones per dataset and semantics source (module docstring;
+    sizes of noise vectors are relative to a unit-norm signal at any F, appearance offsets relative
+    to the typical part appearance norm).
     """
 
     VERSION = GENERATOR_VERSION
@@ -305,8 +307,8 @@ def noise_level(scale: float) -> dict[str, float]:
 # Calibrated knobs per (dataset, semantics source) for the ``small`` and ``full`` presets, applied
 # on top of the per-dataset scale and under explicit overrides (record in the module docstring).
 # The source is "real" when the generator reads ``att_splits.mat`` from the data root, else
-# "generated". Chosen by the rule in the calibration record (module docstring): no background clutter,
-# no context (the confounder is an experimental axis), and one noise scale per cell. FLO has no
+# "generated". Chosen by the rule in the calibration record (module docstring): no background
+# clutter, no context (the confounder is an experimental axis), and one noise scale per cell. FLO has no
 # published number of a calibration method: it takes CUB's scales (the other fine-grained dataset).
 _CALIBRATED_SCALE = {("cub", "generated"): 0.99, ("cub", "real"): 0.78, ("sun", "generated"): 1.22,
                      ("sun", "real"): 1.14, ("awa2", "generated"): 0.62, ("awa2", "real"): 0.55,
