@@ -41,7 +41,7 @@ def test_two_workers_run_each_grid_point_once(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    from zsl_bench.results import read_rows
+    from zsl_bench.results import METRIC_NAMES, read_rows
     from zsl_bench.study import grid_units, load_spec
     from zsl_bench.tracking import Tracker
 
@@ -80,7 +80,10 @@ grid: {{sweep: {{train.lr: [0.03, 0.3]}}}}
     per_run: dict[str, int] = {}
     for r in rows:
         per_run[r["run_id"]] = per_run.get(r["run_id"], 0) + 1
-    assert len(per_run) == len(want) and set(per_run.values()) == {6}
+    # ZSL/U/S/H and friends, plus context reliance: the default generator (v2) writes the resampled store
+    reliance = {"zsl_acc_env", "h_env", "reliance_zsl", "reliance_h"}
+    assert {r["metric"] for r in rows} == set(METRIC_NAMES) | reliance
+    assert len(per_run) == len(want) and set(per_run.values()) == {len(METRIC_NAMES) + len(reliance)}
 
     counts = Tracker(out).count_units(name)
     assert set(counts) == want and set(counts.values()) == {1}, "MLflow holds each unit once"
