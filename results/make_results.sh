@@ -1,31 +1,46 @@
 #!/usr/bin/env bash
 # Regenerate results/ from scratch on the simulated benchmark (small preset), 2 CPU cores.
-#   bash results/make_results.sh            main job, all-methods table, MSDN++ ablation (the specs' 3 seeds)
-#   SEEDS=0 bash results/make_results.sh    one seed first (SEEDS_MAIN / SEEDS_ABLATION for one study only)
+#   bash results/make_results.sh            main job, all-methods table, MSDN++ ablation, confounding sweep
+#   SEEDS=0 bash results/make_results.sh    the all-methods table with one training seed first
+#   TRANSZERO=1 bash results/make_results.sh  also TransZero's CPU-budget study (hours on 2 cores)
 # Studies resume: rerunning after an interruption, or with more seeds, only runs missing units.
 # One thread per process: on 2 shared cores PyTorch's default (2 threads) thrashes under any other load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 PUBLISHED=../shared/reference/published_results.csv
-MAIN_SEEDS="${SEEDS_MAIN:-${SEEDS:-}}"          # empty: the spec's seeds
-ABLATION_SEEDS="${SEEDS_ABLATION:-${SEEDS:-}}"
+MAIN_SEEDS="${SEEDS:-}"          # empty: the specs' seeds
 
 # 1. The README's main command: MSDN++ on all four datasets, 3 seeds, val protocol.
 [ -f results/main/results.csv ] || zsl-bench run msdnpp --datasets all --sim --out results/main --no-mlflow
 zsl-bench table results/main/results.csv --kind main --published "$PUBLISHED" --out results/tables
 zsl-bench plot results/main/results.csv --curves results/main/curves --kind curves --out results/figures
 
-# 2. Every other registered method (CPU budget spec), plus the MSDN++ rows of step 1.
+# 2. Every other registered method (CPU budget spec), plus the MSDN++ rows of step 1; TransZero's
+#    rows come from its own CPU-budget study, where it has been run (results/README.md says which).
 zsl-bench ablate benchmarks/main_table_cpu.yaml --sim --out results/main_table --no-progress \
   ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"}
-zsl-bench table results/main_table/results.csv results/main/results.csv --kind main \
-  --out results/tables/all_methods
+if [ -n "${TRANSZERO:-}" ]; then   # TRANSZERO=1: ~10-60 min per unit on one core
+  zsl-bench ablate benchmarks/transzero_cpu.yaml --sim --out results/transzero_cpu --no-progress \
+    ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"}
+fi
+ALL=(results/main_table/results.csv results/main/results.csv)
+[ -f results/transzero_cpu/results.csv ] && ALL+=(results/transzero_cpu/results.csv)
+zsl-bench table "${ALL[@]}" --kind main --out results/tables/all_methods
 zsl-bench plot results/main_table/results.csv --curves results/main_table/curves --kind curves \
   --out results/figures/all_methods
 
-# 3. The MSDN++ ablation (benchmarks/msdnpp_ablation.yaml), its table and figures.
-zsl-bench ablate benchmarks/msdnpp_ablation.yaml --sim --out results/ablation --no-progress \
-  ${ABLATION_SEEDS:+--seeds "$ABLATION_SEEDS"}
-# ablate writes results/ablation/tables (variants in spec order) and figures; this redoes the figures from rows
+# 3. The MSDN++ ablation with paired 95% CIs (benchmarks/msdnpp_ablation_paired_cpu.yaml: CUB, AWA2,
+#    2 training x 2 data seeds), its table, figures and the measured power of its design.
+zsl-bench ablate benchmarks/msdnpp_ablation_paired_cpu.yaml --out results/ablation --no-progress
 zsl-bench plot results/ablation/results.csv --curves results/ablation/curves --kind all --out results/ablation/figures
+zsl-bench power results/ablation/results.csv --reference full > results/ablation/tables/power.txt
+
+# 4. The confounding sweep (benchmarks/confounding_sweep_cpu.yaml: CUB, MSDN and three MSDN++
+#    interventions, rho 0 to 0.9, 2 training x 2 data seeds), its figure (H, ZSL acc and context
+#    reliance vs rho, 95% bands), its table (paired differences to MSDN at each rho) and power.
+zsl-bench ablate benchmarks/confounding_sweep_cpu.yaml --out results/confounding_sweep --no-progress
+zsl-bench plot results/confounding_sweep/results.csv --kind sweep --x sim.rho --out results/confounding_sweep/figures
+zsl-bench table results/confounding_sweep/results.csv --kind ablation --reference msdn \
+  --out results/confounding_sweep/tables
+zsl-bench power results/confounding_sweep/results.csv --reference msdn > results/confounding_sweep/tables/power.txt

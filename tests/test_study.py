@@ -161,8 +161,9 @@ def test_spec_errors_name_the_key(change, match):
         parse_spec(raw, "toy.yaml")
 
 
-@pytest.mark.parametrize("name", ["smoke", "main_table", "main_table_cpu", "msdnpp_ablation",
-                                  "msdnpp_sensitivity", "msdnpp_search"])
+@pytest.mark.parametrize("name", ["smoke", "main_table", "main_table_cpu", "transzero_cpu", "msdnpp_ablation",
+                                  "msdnpp_ablation_paired_cpu", "confounding_sweep_cpu", "msdnpp_sensitivity",
+                                  "msdnpp_search"])
 def test_shipped_specs_resolve_against_method_configs(name):
     spec = load_spec(f"{name}.yaml")
     check_configs(spec)  # every variant's keys exist in the method's config dataclass
@@ -174,8 +175,9 @@ def test_cpu_main_table_covers_every_method_but_msdnpp_and_reduces_only_three():
 
     spec = load_spec("main_table_cpu.yaml")
     builtin = {m for m in METHODS.names() if METHODS.get(m).__module__.startswith("methods.")}  # not test probes
-    assert set(spec.methods) == builtin - {"msdnpp"}
-    assert set(spec.per_method) == {"fclswgan", "tfvaegan", "transzero"}
+    assert set(spec.methods) == builtin - {"msdnpp", "transzero"}  # TransZero: transzero_cpu.yaml
+    assert set(spec.per_method) == {"fclswgan", "tfvaegan"}
+    assert tuple(load_spec("transzero_cpu.yaml").methods) == ("transzero",)
 
 
 def test_default_spec_is_found_from_any_directory(tmp_path, monkeypatch):
