@@ -197,7 +197,7 @@ def swept_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def plot_sweep(rows: list[dict[str, Any]], out: str | os.PathLike[str], x: str | None = None,
-               metrics: tuple[str, ...] = ("h", "zsl_acc", "reliance_zsl")) -> list[Path]:
+               metrics: tuple[str, ...] = ("h", "zsl_acc", "reliance_h", "reliance_zsl")) -> list[Path]:
     """``metrics`` vs a swept numeric key ``x``: a panel per (metric, dataset), a line per method and
     variant (the point name without ``x``), the mean over units (training seed x data seed) with its
     95 % t confidence band (none where a point has one unit). Metrics no row has get no panel (context
