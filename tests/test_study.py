@@ -170,7 +170,7 @@ def test_shipped_specs_resolve_against_method_configs(name):
     assert spec.name == name
 
 
-def test_cpu_main_table_covers_every_method_but_msdnpp_and_reduces_only_three():
+def test_cpu_main_table_covers_every_method_but_msdnpp_and_transzero_and_reduces_only_two():
     from zsl_bench.registry import METHODS
 
     spec = load_spec("main_table_cpu.yaml")
