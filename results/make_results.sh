@@ -25,10 +25,13 @@ if [ -n "${TRANSZERO:-}" ]; then   # TRANSZERO=1: ~10-60 min per unit on one cor
     ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"}
 fi
 ALL=(results/main_table/results.csv results/main/results.csv)
-[ -f results/transzero_cpu/results.csv ] && ALL+=(results/transzero_cpu/results.csv)
+ROWS=(results/main_table/results.csv) CURVES=(--curves results/main_table/curves)
+if [ -f results/transzero_cpu/results.csv ]; then
+  ALL+=(results/transzero_cpu/results.csv) ROWS+=(results/transzero_cpu/results.csv)
+  CURVES+=(--curves results/transzero_cpu/curves)
+fi
 zsl-bench table "${ALL[@]}" --kind main --out results/tables/all_methods
-zsl-bench plot results/main_table/results.csv --curves results/main_table/curves --kind curves \
-  --out results/figures/all_methods
+zsl-bench plot "${ROWS[@]}" "${CURVES[@]}" --kind curves --out results/figures/all_methods
 
 # 3. The MSDN++ ablation with paired 95% CIs (benchmarks/msdnpp_ablation_paired_cpu.yaml: CUB, AWA2,
 #    2 training x 2 data seeds), its table, figures and the measured power of its design.
