@@ -24,13 +24,11 @@ if [ -n "${TRANSZERO:-}" ]; then   # TRANSZERO=1: ~10-60 min per unit on one cor
   zsl-bench ablate benchmarks/transzero_cpu.yaml --sim --out results/transzero_cpu --no-progress \
     ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"}
 fi
-ALL=(results/main_table/results.csv results/main/results.csv)
 ROWS=(results/main_table/results.csv) CURVES=(--curves results/main_table/curves)
 if [ -f results/transzero_cpu/results.csv ]; then
-  ALL+=(results/transzero_cpu/results.csv) ROWS+=(results/transzero_cpu/results.csv)
-  CURVES+=(--curves results/transzero_cpu/curves)
+  ROWS+=(results/transzero_cpu/results.csv) CURVES+=(--curves results/transzero_cpu/curves)
 fi
-zsl-bench table "${ALL[@]}" --kind main --out results/tables/all_methods
+zsl-bench table "${ROWS[@]}" results/main/results.csv --kind main --out results/tables/all_methods
 zsl-bench plot "${ROWS[@]}" "${CURVES[@]}" --kind curves --out results/figures/all_methods
 
 # 3. The MSDN++ ablation with paired 95% CIs (benchmarks/msdnpp_ablation_paired_cpu.yaml: CUB, AWA2,

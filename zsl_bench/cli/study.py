@@ -51,7 +51,7 @@ POWER_EPILOG = """examples:
 PLOT_EPILOG = """examples:
   zsl-bench plot runs/ablation/results.csv --out figs                       ablation bars + sensitivity
   zsl-bench plot --curves runs/ablation/curves --out figs                    U-S curves with AUSUC
-  zsl-bench plot runs/sweep/results.csv --kind sweep --x sim.rho --out figs   H, ZSL acc vs rho, 95% bands
+  zsl-bench plot runs/sweep/results.csv --kind sweep --x sim.rho --out figs   H, ZSL acc, reliance vs rho
   zsl-bench plot --storage sqlite:///runs/search/optuna.db --study msdnpp_search.cub.search --out figs
 """
 
@@ -165,7 +165,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(results) or per variant (ablation) as the rows hold one or several variants of a "
                    "method, and the U-S curves in <results dir>/curves); attention rebuilds simulated "
                    "region models from <results dir>/runs/<run_id>/ckpt, which `zsl-bench ablate` keeps; "
-                   "sweep: H and ZSL acc vs a swept numeric key (--x) with 95%% bands over seeds")
+                   "sweep: H, ZSL acc and (simulated data) context reliance vs a swept numeric key (--x) with 95%% "
+                   "bands over seeds")
     g.add_argument("--x", default=None, metavar="SECTION.KEY",
                    help="--kind sweep: the swept key on the x axis, e.g. sim.rho (default: the rows' only one)")
     g.add_argument("--metric", default="h", metavar="NAME",
