@@ -244,6 +244,32 @@ def test_fewer_seeds_run_only_their_units_and_adding_seeds_reuses_finished_ones(
     assert len({r["run_id"] for r in out.rows}) == 4
 
 
+def test_cli_datasets_run_a_subset_of_the_spec_and_the_rest_later_reuses_it(tmp_path):
+    from zsl_bench.cli.study import _spec_with_cli
+
+    calls: list[str] = []
+
+    def counting_run(unit, **kw):
+        calls.append(unit.spec.dataset)
+        return toy_run(unit, **kw)
+
+    def cli(**kw):
+        return SimpleNamespace(**{"sim": None, "data_root": None, "overrides": [], **kw})
+
+    two = _spec(datasets=["cub", "sun"])
+    assert _spec_with_cli(two, cli(datasets="SUN,cub")).datasets == ("cub", "sun")  # the spec's order
+    StudyRunner(_spec_with_cli(two, cli(datasets="sun")), tmp_path, run_fn=counting_run, progress=False).run()
+    assert calls == ["sun"] * 4
+    out = StudyRunner(two, tmp_path, run_fn=counting_run, progress=False).run()
+    assert calls == ["sun"] * 4 + ["cub"] * 4 and out.ran == 4 and len({r["run_id"] for r in out.rows}) == 8
+    with pytest.raises(ConfigError, match=r"--datasets: awa2 not in the spec's datasets \(cub, sun\)"):
+        _spec_with_cli(two, cli(datasets="cub,awa2"))
+    with pytest.raises(ConfigError, match="--datasets"):
+        _spec_with_cli(two, cli(datasets=" , "))
+    with pytest.raises(ConfigError, match="--datasets: .*cbu"):
+        _spec_with_cli(two, cli(datasets="cbu"))
+
+
 def test_a_config_is_resolved_once_per_runner_not_per_check(tmp_path, monkeypatch):
     """Drift check, claim and run share one resolution per distinct config (not one per use and seed)."""
     import zsl_bench.runner as R

@@ -95,6 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default=None, metavar="S,S,...",
                    help="run these training seeds instead of the spec's (e.g. 0 or 0,1,2); units already "
                         "finished for a seed are reused, so adding seeds later only runs the new ones")
+    p.add_argument("--datasets", default=None, metavar="LIST",
+                   help="run only these of the spec's datasets (a comma list, e.g. cub,awa2); finished units "
+                        "are reused, so the rest can run later; the tables then cover these datasets only "
+                        "(zsl-bench table OUT/results.csv covers every finished row)")
     p.add_argument("--data-seeds", default=None, metavar="S,S,...",
                    help="simulated data only: draw the data with each of these seeds, a unit dimension beside "
                         "--seeds (default: the spec's data_seeds, else its sim_seed); like --seeds, finished "
@@ -196,12 +200,34 @@ def _spec_with_cli(spec: Any, args: argparse.Namespace) -> Any:
         changes["seeds"] = parse_seeds(args.seeds)
     if getattr(args, "data_seeds", None) is not None:
         changes["data_seeds"] = parse_seeds(args.data_seeds, "--data-seeds")
+    if getattr(args, "datasets", None) is not None:
+        changes["datasets"] = _dataset_subset(spec, args.datasets)
     if args.overrides:
         cli = parse_overrides(args.overrides)
         changes["base"] = merge(spec.base, cli)
         # --set also wins over the spec's per-method overrides.
         changes["per_method"] = {m: merge(ov, cli) for m, ov in spec.per_method.items()}
     return dataclasses.replace(spec, **changes) if changes else spec
+
+
+def _dataset_subset(spec: Any, value: str) -> tuple[str, ...]:
+    """``--datasets``: names from the spec's own datasets, in the spec's order."""
+    from ..data.datasets import parse_dataset_list
+    from ..errors import ConfigError, ZSLError
+
+    try:
+        names = parse_dataset_list(value)
+    except ConfigError:
+        raise
+    except ZSLError as exc:
+        raise ConfigError(f"--datasets: {exc}") from None
+    if not names:
+        raise ConfigError(f"--datasets {value!r}: give at least one of the spec's datasets: {', '.join(spec.datasets)}")
+    extra = [n for n in names if n not in spec.datasets]
+    if extra:
+        raise ConfigError(f"--datasets: {', '.join(extra)} not in the spec's datasets ({', '.join(spec.datasets)}); "
+                          "--datasets picks a subset of them")
+    return tuple(d for d in spec.datasets if d in names)
 
 
 def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
@@ -215,6 +241,7 @@ def _worker_argv(args: argparse.Namespace, out: Path) -> list[str]:
     argv += ["--out", str(out), "--workers", "1", "--no-progress", "--worker-only"]
     for flag, value in (("--storage", args.storage), ("--tracking-uri", args.tracking_uri),
                         ("--data-root", args.data_root), ("--seeds", args.seeds),
+                        ("--datasets", getattr(args, "datasets", None)),
                         ("--data-seeds", getattr(args, "data_seeds", None))):
         if value:
             argv += [flag, str(value)]
