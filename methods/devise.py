@@ -16,14 +16,14 @@ Where this implementation differs:
   violates the margin (``W += lr · x (φ_y − φ_k)``, then stop: devise.py:110-126, "acc. to the
   authors"), not the sum over every violator of the paper's rank loss; at most 100 epochs with
   early stopping 10 epochs after the best validation H (devise.py:13-14).
-- (norm, lr, margin) per dataset from devise.py:22-28: CUB (L2, 1.0, 1.0) and SUN (none, 0.01, 3.0)
-  as validated. AWA2 was validated with standardised features (std, 0.001, 150): a scaler fitted
-  on the training split, which an epoch-trained method of this harness cannot fit before
-  training, and a margin of 150 only means something on that scale, so AWA2 and FLO (no published
-  setting) use the CUB setting (L2, 1.0, 1.0). Init: ``randn / sqrt(F)`` (mvp18: uniform with
-  unit-norm columns). SUN's raw-feature setting assumes ResNet-101's feature scale: on the simulated
-  benchmark (features ~100x smaller) every class violates the margin of 3 and training collapses
-  (docs/FIDELITY.md); there, use the CUB setting.
+- (norm, lr, margin) per dataset from devise.py:22-28: CUB (L2, 1.0, 1.0), SUN (None, 0.01, 3.0) and
+  AWA2 (std, 0.001, 150) as validated; ``std`` is ``standardize_input``: a standard scaler fitted on
+  the phase's training features (the engine passes them to ``observe_training_features`` before
+  the first epoch), as mvp18's ``StandardScaler().fit(X_train)``. FLO (no published setting) uses
+  CUB's. Init: ``randn / sqrt(F)`` (mvp18: uniform with unit-norm columns). SUN's raw-feature
+  setting assumes ResNet-101's feature scale: on the simulated benchmark (features ~100x smaller)
+  every class violates the margin of 3 and training collapses (docs/FIDELITY.md); there, use the
+  CUB setting.
 
 This file also holds :class:`BilinearEmbedding`, the compatibility ``x W φ(y)`` that DeViSE and
 SJE share (SJE imports it), so the two differ only in their loss.
@@ -60,12 +60,32 @@ class BilinearEmbedding(ZSLMethod):
         self.W = nn.Parameter(torch.randn(F_, A) / F_**0.5)
         self.register_buffer("att", torch.as_tensor(task.att, dtype=torch.float32))  # [K, A]
         self.register_buffer("seen", task.seen_mask())  # [K] bool
+        if cfg.standardize_input:  # mvp18's ``-norm std``: filled from the phase's training features
+            self.register_buffer("feat_mean", torch.zeros(F_))  # [F]
+            self.register_buffer("feat_std", torch.ones(F_))  # [F]
+
+    @property
+    def wants_training_features(self) -> bool:
+        return bool(self.cfg.standardize_input)
+
+    def observe_training_features(self, x: torch.Tensor) -> None:
+        """mvp18's ``StandardScaler().fit(X_train)``: per-dimension mean and population std of the
+        training features; a constant dimension keeps std 1 (sklearn's rule)."""
+        x = x.double()
+        mean, std = x.mean(0), x.std(0, unbiased=False)
+        std = torch.where(std < 10 * torch.finfo(torch.float64).eps, torch.ones_like(std), std)
+        self.feat_mean.copy_(mean)  # cast to the buffers' dtype
+        self.feat_std.copy_(std)
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Features as the projection sees them: standardised or L2-normalised per ``cfg``."""
+        if self.cfg.standardize_input:
+            return (x - self.feat_mean) / self.feat_std
+        return F.normalize(x, dim=1) if self.cfg.normalize_input else x
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Project pooled features ``[B, F]`` to the semantic space ``[B, A]``."""
-        if self.cfg.normalize_input:
-            x = F.normalize(x, dim=1)
-        return x @ self.W
+        return self.prepare_input(x) @ self.W
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.embed(x)  # [B, A]
@@ -75,9 +95,7 @@ class BilinearEmbedding(ZSLMethod):
         """What a per-image numpy SGD pass (``sgd_per_image`` of DeViSE and SJE) reads: the inputs as
         :meth:`embed` sees them ``X [B, F]``, labels ``Y``, ``att [K, A]``, its contiguous transpose,
         the seen mask, and a copy of ``W`` to update (written back by the caller)."""
-        x = x.float()
-        if self.cfg.normalize_input:
-            x = F.normalize(x, dim=1)
+        x = self.prepare_input(x.float())
         att = self.att.cpu().numpy()
         return (x.cpu().numpy(), y.cpu().numpy(), att, np.ascontiguousarray(att.T), self.seen.cpu().numpy(),
                 self.W.detach().cpu().numpy().copy())
@@ -93,13 +111,19 @@ class BilinearEmbedding(ZSLMethod):
 class DeViSEConfig:
     margin: float = 0.1  # the paper's margin
     normalize_input: bool = True  # L2 per sample (mvp18's ``-norm L2``; False: ``-norm None``)
+    # mvp18's ``-norm std``: z-score each dimension with the training split's mean and std
+    # (normalize_input must then be False)
+    standardize_input: bool = False
 
     def __post_init__(self) -> None:
         check(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(not (self.standardize_input and self.normalize_input), "method.standardize_input",
+              self.standardize_input, "false when method.normalize_input is true (mvp18's -norm is one of std, "
+              "L2, None)")
 
 
-def _mvp18(norm: bool, lr: float, margin: float) -> dict[str, dict[str, Any]]:
-    return {"method": {"margin": margin, "normalize_input": norm},
+def _mvp18(norm: str, lr: float, margin: float) -> dict[str, dict[str, Any]]:
+    return {"method": {"margin": margin, "normalize_input": norm == "L2", "standardize_input": norm == "std"},
             "train": {"optimizer": "sgd", "lr": lr, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 1,
                       "epochs": 100}}
 
@@ -113,10 +137,10 @@ class DeViSE(BilinearEmbedding):
     input = "pooled"
     paper = "Frome et al., DeViSE, NIPS 2013"
     config_cls = DeViSEConfig
-    # (norm, lr, margin) validated by mvp18 (devise.py:22-28); AWA2 and FLO: see the module docstring.
+    # (norm, lr, margin) validated by mvp18 (devise.py:22-28); FLO (no published setting): CUB's.
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
-        "cub": _mvp18(True, 1.0, 1.0), "sun": _mvp18(False, 0.01, 3.0),
-        "awa2": _mvp18(True, 1.0, 1.0), "flo": _mvp18(True, 1.0, 1.0),
+        "cub": _mvp18("L2", 1.0, 1.0), "sun": _mvp18("None", 0.01, 3.0),
+        "awa2": _mvp18("std", 0.001, 150.0), "flo": _mvp18("L2", 1.0, 1.0),
     }
     tiny: ClassVar[dict[str, Any]] = {"margin": 0.1}
     early_stop: ClassVar[int] = 10  # mvp18 devise.py:14 (``-es 10``)

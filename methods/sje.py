@@ -12,13 +12,12 @@ one SGD step per image (``train.batch_size: 1``) that picks the most violating s
 attribute dimensions, divided by its standard deviation, sje.py:111-112) and, when k ≠ y, takes the
 step ``W += lr · x (φ_y − φ_k)`` (the gradient of the unstandardised ``F(x, k) − F(x, y)``);
 at most 100 epochs with early stopping 10 epochs after the best validation H (sje.py:13-14).
-Margin and lr per dataset: sje.py:24-28 (CUB 0.1 / 4.0, AWA2 1.0 / 2.5, SUN 1.0 / 2.0).
+(norm, lr, margin) per dataset: sje.py:24-28 (CUB std / 0.1 / 4.0, AWA2 L2 / 1.0 / 2.5, SUN std / 1.0 /
+2.0). ``std`` is ``standardize_input``: a standard scaler fitted on the phase's training features
+(the engine passes them to ``observe_training_features`` before the first epoch), as mvp18's
+``StandardScaler().fit(X_train)`` (sje.py:87-94); ``L2`` is ``normalize_input``.
 
 Where this implementation differs:
-- Features are L2-normalised per sample on every dataset; mvp18 validated CUB and SUN with
-  standardised features (a scaler fitted on the training split), which an epoch-trained method of
-  this harness cannot fit before training. The margin acts on the standardised projection, so it
-  does not depend on the feature scale; the step size does.
 - Only attribute output embeddings (``task.att``); the paper also combines word2vec / GloVe /
   hierarchy embeddings. Init: ``randn / sqrt(F)`` (mvp18: uniform with unit-norm columns).
 - FLO has no published setting: the SUN values.
@@ -41,15 +40,22 @@ from .devise import BilinearEmbedding
 @dataclass(frozen=True)
 class SJEConfig:
     margin: float = 1.0  # Δ(y_n, y) = margin for y ≠ y_n (0/1 loss in the paper)
-    normalize_input: bool = True  # L2 per sample
+    normalize_input: bool = True  # L2 per sample (mvp18's ``-norm L2``)
+    # mvp18's ``-norm std``: z-score each dimension with the training split's mean and std (sje.py:87-94)
+    # (normalize_input must then be False)
+    standardize_input: bool = False
     standardize: bool = True  # pick the violator on the standardised xW, as mvp18 (sje.py:112)
 
     def __post_init__(self) -> None:
         check(self.margin > 0, "method.margin", self.margin, "a float > 0")
+        check(not (self.standardize_input and self.normalize_input), "method.standardize_input",
+              self.standardize_input, "false when method.normalize_input is true (mvp18's -norm is one of std, "
+              "L2, None)")
 
 
-def _mvp18(lr: float, margin: float) -> dict[str, dict[str, Any]]:
-    return {"method": {"margin": margin}, "train": {"optimizer": "sgd", "lr": lr, "momentum": 0.0,
+def _mvp18(norm: str, lr: float, margin: float) -> dict[str, dict[str, Any]]:
+    return {"method": {"margin": margin, "normalize_input": norm == "L2", "standardize_input": norm == "std"},
+            "train": {"optimizer": "sgd", "lr": lr, "momentum": 0.0,
                                                     "weight_decay": 0.0, "batch_size": 1, "epochs": 100}}
 
 
@@ -62,9 +68,10 @@ class SJE(BilinearEmbedding):
     input = "pooled"
     paper = "Akata et al., SJE, CVPR 2015"
     config_cls = SJEConfig
-    # (lr, margin) validated by mvp18 (sje.py:24-28); FLO: the SUN values.
+    # (norm, lr, margin) validated by mvp18 (sje.py:24-28); FLO: the SUN values.
     presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
-        "cub": _mvp18(0.1, 4.0), "awa2": _mvp18(1.0, 2.5), "sun": _mvp18(1.0, 2.0), "flo": _mvp18(1.0, 2.0),
+        "cub": _mvp18("std", 0.1, 4.0), "awa2": _mvp18("L2", 1.0, 2.5), "sun": _mvp18("std", 1.0, 2.0),
+        "flo": _mvp18("std", 1.0, 2.0),
     }
     tiny: ClassVar[dict[str, Any]] = {"margin": 1.0}
     early_stop: ClassVar[int] = 10  # mvp18 sje.py:14 (``-es 10``)

@@ -194,6 +194,49 @@ def test_devise_steps_on_the_first_violating_class_only() -> None:
     torch.testing.assert_close(g, expected)
 
 
+@pytest.mark.parametrize("cls,cfg_cls", [(SJE, SJEConfig), (DeViSE, DeViSEConfig)])
+def test_std_input_is_mvp18s_standard_scaler_fitted_on_the_training_features(cls: Any, cfg_cls: Any) -> None:
+    x, _ = _batch(30)
+    x[:, 3] = 2.5  # a constant dimension: sklearn keeps its scale at 1
+    m = cls(cfg_cls(**STD), _task())
+    assert m.wants_training_features and not cls(cfg_cls(), _task()).wants_training_features
+    m.observe_training_features(x)
+    z = m.prepare_input(x)
+    mean, std = x.double().mean(0), x.double().std(0, unbiased=False)
+    std[3] = 1.0
+    torch.testing.assert_close(z, ((x.double() - mean) / std).float())
+    assert "feat_mean" in m.state_dict()  # saved with the weights: a checkpoint or best state keeps it
+    torch.testing.assert_close(m.embed(x[:4]), z[:4] @ m.W)  # scoring sees what training saw
+    with pytest.raises(ConfigError, match="method.standardize_input.*normalize_input"):
+        cfg_cls(standardize_input=True)  # L2 is the default: mvp18's -norm is one of std, L2, None
+
+
+def test_presets_follow_mvp18s_norm_per_dataset() -> None:
+    def norm(cls: Any, ds: str) -> str:
+        c = cls.config_cls(**cls.presets[ds]["method"])
+        return "std" if c.standardize_input else "L2" if c.normalize_input else "None"
+
+    # SJE/sje.py:24-28, DeViSE/devise.py:22-28 (FLO: no published setting).
+    assert {ds: norm(SJE, ds) for ds in ("cub", "sun", "awa2")} == {"cub": "std", "sun": "std", "awa2": "L2"}
+    assert {ds: norm(DeViSE, ds) for ds in ("cub", "sun", "awa2")} == {"cub": "L2", "sun": "None", "awa2": "std"}
+    assert DeViSE.presets["awa2"]["method"]["margin"] == 150.0 and DeViSE.presets["awa2"]["train"]["lr"] == 0.001
+
+
+def test_engine_fits_the_scaler_on_the_phases_training_rows(tmp_path: Path) -> None:
+    from zsl_bench.config import resolve
+    from zsl_bench.engine import Engine
+
+    data = _toy_data(tmp_path)
+    cfg = resolve(SJE, "cub", None, {"train": {"epochs": 2, "device": "cpu"}})
+    assert cfg.method.standardize_input  # CUB's preset
+    rows = data.splits["val_train"]
+    out = Engine(SJE, cfg, data).train(phase="val", train_rows=rows, seen=data.val_seen_classes,
+                                       unseen=data.val_unseen_classes, epochs=2, seed=0, progress=False)
+    x = torch.as_tensor(data.features.read_pooled(np.sort(rows)))
+    torch.testing.assert_close(out.model.feat_mean, x.double().mean(0).float())
+    torch.testing.assert_close(out.model.feat_std, x.double().std(0, unbiased=False).float())
+
+
 def test_sje_picks_the_violator_on_the_standardised_projection() -> None:
     task = _task()
     att = torch.as_tensor(task.att)
@@ -266,8 +309,12 @@ def test_latem_training_reduces_its_loss() -> None:
 # ---------------------------------------------------------------- the per-image fast path
 
 
+STD = {"normalize_input": False, "standardize_input": True}
+
+
 @pytest.mark.parametrize("cls,cfg", [(ALE, ALEConfig()), (SJE, SJEConfig(margin=0.5)),
-                                     (DeViSE, DeViSEConfig(margin=0.5)), (LATEM, LATEMConfig(n_latent=3))])
+                                     (SJE, SJEConfig(margin=0.5, **STD)), (DeViSE, DeViSEConfig(margin=0.5)),
+                                     (DeViSE, DeViSEConfig(margin=20.0, **STD)), (LATEM, LATEMConfig(n_latent=3))])
 def test_per_image_fast_path_equals_sgd_with_batch_one(cls: Any, cfg: Any) -> None:
     """``sgd_per_image`` takes the steps torch SGD (batch 1) takes on the method's own loss."""
     assert cls.per_image_sgd
@@ -276,6 +323,8 @@ def test_per_image_fast_path_equals_sgd_with_batch_one(cls: Any, cfg: Any) -> No
     x = x * 3.0
     torch.manual_seed(0)
     generic = cls(cfg, task)
+    if generic.wants_training_features:
+        generic.observe_training_features(x)
     fast = cls(cfg, task)
     fast.load_state_dict(generic.state_dict())
     w0 = generic.W.detach().clone()

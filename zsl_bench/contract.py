@@ -13,6 +13,9 @@ A method is an ``nn.Module`` subclass of :class:`ZSLMethod`:
 - ``loss(out, y)`` -> ``{"loss": total, "<term>": ..., ...}``; ``y`` are global class ids [B].
 - ``scores(x)`` -> ``[B, K]`` scores used for evaluation (default: ``forward(x)["logits"]``).
 - ``fit(x, y)`` (only when ``fits_closed_form``): train on all of ``x`` [N, F(, R)] / ``y`` [N].
+- ``observe_training_features(x)`` (only when the instance's ``wants_training_features`` is True): the
+  engine passes every training feature of the phase ``[N, F]`` once, before the first epoch (and again
+  on a resume), e.g. to fit a feature scaler as an official script does before training.
 - ``attention_maps(x)`` -> named ``[B, A, R]`` maps for figures and hit rates (default: none).
 - ``zsl_scores(x)`` -> ``[B, K]`` scores for conventional ZSL (only when ``separate_zsl_scores``: a
   method with its own unseen-only classifier, as the generative baselines' official code has).
@@ -158,6 +161,15 @@ class ZSLMethod(nn.Module):
         """One plain SGD step at ``lr`` per image of ``x`` [N, F] / ``y`` [N], in order, on ``loss``
         (only when ``per_image_sgd``); returns each loss term per image ``{term: [N]}``."""
         raise NotImplementedError(f"{self.name} has no per-image SGD fast path")
+
+    @property
+    def wants_training_features(self) -> bool:
+        """True (per instance: it may depend on the config): the engine calls
+        :meth:`observe_training_features` before an epoch-trained phase."""
+        return False
+
+    def observe_training_features(self, x: torch.Tensor) -> None:
+        """See every training feature ``x`` [N, F] of the phase before training (default: nothing)."""
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named attention maps ``{name: [B, A, R]}`` for figures and hit rates (region methods).

@@ -412,6 +412,10 @@ class Trainer:
                           and tc.grad_clip == 0 and engine.precision == "fp32")
 
     def train(self) -> PhaseOutcome:
+        if not self.closed_form and self.model.wants_training_features:
+            # Deterministic in the phase's rows, so a resumed phase sees the same statistics.
+            with torch.no_grad():
+                self.model.observe_training_features(self.engine.rows(self.train_rows).all())
         for h in self.hooks:
             h.before_train(self)
         try:
