@@ -153,4 +153,12 @@ def test_tables_show_reliance_only_when_rows_have_it() -> None:
     assert "| CUB Rel Acc | CUB Rel H |" in md
     assert "U, S, H and context reliance (points lost when the environment is resampled) Acc, H in %" in md
     assert "**3.5" not in md  # reliance has no better direction: never bold
+    # 0.0 in every row (no confounder in the data): left out of the table, and the caption says so.
+    flat = [{**r, "value": 0.0} if str(r["metric"]).startswith("reliance") else r for r in rows(True)]
+    table = build_table(flat)
+    assert table.metrics == ["zsl_acc", "u", "s", "h"]
+    assert table.caption.endswith("Not shown: context reliance (points lost when the environment is resampled) "
+                                  "Acc, H, 0.0 in every row.")
+    one = [{**r, "value": 0.5} if r["metric"] == "reliance_h" and r["seed"] == 1 else r for r in flat]
+    assert build_table(one).metrics == ["zsl_acc", "u", "s", "h", "reliance_h"]  # one nonzero value keeps it
     assert metrics.spec("reliance_h").direction == "none"

@@ -124,6 +124,14 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
     rows = [r for r in rows if str(r.get("metric", "")) in names]
     if not rows:
         raise DataError(f"no result rows with metrics {', '.join(names)} to tabulate")
+    # An extra that is 0.0 in every row (context reliance on data drawn without a confounder) says
+    # nothing in a paper table: it is left out, and the caption says so.
+    zero = [s for s in columns if "extra" in s.shown
+            and all(_float(r.get("value")) == 0.0 for r in rows if r.get("metric") == s.name)]
+    if zero:
+        columns = [s for s in columns if s not in zero]
+        names = [s.name for s in columns]
+        rows = [r for r in rows if str(r.get("metric", "")) in names]
     multi = {"method": len({r.get("method") for r in rows}) > 1,
              "protocol": len({r.get("protocol") for r in rows}) > 1}
     present = {str(r.get("dataset", "")).lower() for r in rows}
@@ -172,6 +180,8 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
     pub = _published_rows(published or [], datasets, names)
     text = caption(rows, kind, bool(pub), n_range, tuple(sorted({c.n for row in cells for c in row if c.partial})),
                    names)
+    if zero:
+        text += f" Not shown: {_metrics_phrase(zero)}, 0.0 in every row."
     table = Table(kind=kind, datasets=datasets, labels=labels, cells=cells, published=pub, caption=text,
                   label=f"tab:{kind}", metrics=names)
     if kind == "ablation":
