@@ -2,6 +2,7 @@
 # Regenerate results/ from scratch on the simulated benchmark (small preset), 2 CPU cores.
 #   bash results/make_results.sh            main job, all-methods table, MSDN++ ablation, confounding sweep
 #   SEEDS=0 bash results/make_results.sh    the all-methods table with one training seed first
+#   SEEDS=0,1,2 DATASETS=cub,awa2 bash results/make_results.sh   more seeds where units are cheap
 #   TRANSZERO=1 bash results/make_results.sh  also TransZero's CPU-budget study (hours on 2 cores)
 # Studies resume: rerunning after an interruption, or with more seeds, only runs missing units.
 # One thread per process: on 2 shared cores PyTorch's default (2 threads) thrashes under any other load.
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 PUBLISHED=../shared/reference/published_results.csv
 MAIN_SEEDS="${SEEDS:-}"          # empty: the specs' seeds
+MAIN_DATASETS="${DATASETS:-}"    # empty: the specs' datasets (the tables always cover every finished row)
 
 # 1. The README's main command: MSDN++ on all four datasets, 3 seeds, val protocol.
 [ -f results/main/results.csv ] || zsl-bench run msdnpp --datasets all --sim --out results/main --no-mlflow
@@ -19,10 +21,11 @@ zsl-bench plot results/main/results.csv --curves results/main/curves --kind curv
 # 2. Every other registered method (CPU budget spec), plus the MSDN++ rows of step 1; TransZero's
 #    rows come from its own CPU-budget study, where it has been run (results/README.md says which).
 zsl-bench ablate benchmarks/main_table_cpu.yaml --sim --out results/main_table --no-progress \
-  ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"}
+  ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"} ${MAIN_DATASETS:+--datasets "$MAIN_DATASETS"}
+zsl-bench table results/main_table/results.csv --kind main --out results/main_table/tables
 if [ -n "${TRANSZERO:-}" ]; then   # TRANSZERO=1: ~10-60 min per unit on one core
   zsl-bench ablate benchmarks/transzero_cpu.yaml --sim --out results/transzero_cpu --no-progress \
-    ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"}
+    ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"} ${MAIN_DATASETS:+--datasets "$MAIN_DATASETS"}
 fi
 ROWS=(results/main_table/results.csv) CURVES=(--curves results/main_table/curves)
 if [ -f results/transzero_cpu/results.csv ]; then
