@@ -22,7 +22,9 @@ zsl-bench plot results/main/results.csv --curves results/main/curves --kind curv
 #    rows come from its own CPU-budget study, where it has been run (results/README.md says which).
 zsl-bench ablate benchmarks/main_table_cpu.yaml --sim --out results/main_table --no-progress \
   ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"} ${MAIN_DATASETS:+--datasets "$MAIN_DATASETS"}
-zsl-bench table results/main_table/results.csv --kind main --out results/main_table/tables
+# Rows in the spec's method order (units rerun after a preset change append their rows last).
+ORDER=eszsl,sae,ale,devise,sje,dazle,msdn,latem,fclswgan,tfvaegan
+zsl-bench table results/main_table/results.csv --kind main --order "$ORDER" --out results/main_table/tables
 if [ -n "${TRANSZERO:-}" ]; then   # TRANSZERO=1: ~10-60 min per unit on one core
   zsl-bench ablate benchmarks/transzero_cpu.yaml --sim --out results/transzero_cpu --no-progress \
     ${MAIN_SEEDS:+--seeds "$MAIN_SEEDS"} ${MAIN_DATASETS:+--datasets "$MAIN_DATASETS"}
@@ -31,7 +33,7 @@ ROWS=(results/main_table/results.csv) CURVES=(--curves results/main_table/curves
 if [ -f results/transzero_cpu/results.csv ]; then
   ROWS+=(results/transzero_cpu/results.csv) CURVES+=(--curves results/transzero_cpu/curves)
 fi
-zsl-bench table "${ROWS[@]}" results/main/results.csv --kind main --out results/tables/all_methods
+zsl-bench table "${ROWS[@]}" results/main/results.csv --kind main --order "$ORDER" --out results/tables/all_methods
 zsl-bench plot "${ROWS[@]}" "${CURVES[@]}" --kind curves --out results/figures/all_methods
 
 # 3. The MSDN++ ablation with paired 95% CIs (benchmarks/msdnpp_ablation_paired_cpu.yaml: CUB, AWA2,

@@ -324,3 +324,18 @@ def test_plot_cli_sweep(tmp_path, capsys):
     assert (tmp_path / "f" / "sweep_sim_rho.png").is_file()
     assert main(["plot", str(csv), "--kind", "ablation", "--x", "sim.rho", "--out", str(tmp_path / "f")]) == 2
     assert "--x: only with --kind sweep" in capsys.readouterr().err
+
+
+def test_order_puts_the_named_rows_first_and_refuses_unknown_names() -> None:
+    def rows(method: str) -> list[dict[str, object]]:
+        return [{"method": method, "variant": "default", "dataset": "cub", "seed": 0, "protocol": "val",
+                 "source": "simulated", "sim_preset": "tiny", "metric": k, "value": 50.0}
+                for k in ("zsl_acc", "u", "s", "h")]
+
+    # Input order eszsl, ale, sje (e.g. sje's units rerun after a preset change, appended last).
+    mixed = rows("eszsl") + rows("ale") + rows("sje")
+    assert build_table(mixed).labels == ["eszsl", "ale", "sje"]
+    assert build_table(mixed, order=["sje"]).labels == ["sje", "eszsl", "ale"]
+    assert build_table(mixed, order=["ale", "eszsl"]).labels == ["ale", "eszsl", "sje"]
+    with pytest.raises(DataError, match="--order: msdn not among the rows' methods; valid: eszsl, ale, sje"):
+        build_table(mixed, order=["msdn"])

@@ -22,7 +22,7 @@ import os
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +102,7 @@ def _row_key(r: dict[str, Any], kind: str, multi: dict[str, bool]) -> str:
 
 def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
                 published: list[dict[str, str]] | None = None, reference: str | None = None,
-                delta: float = stats.DELTA) -> Table:
+                delta: float = stats.DELTA, order: Sequence[str] = ()) -> Table:
     """Aggregate rows into a :class:`Table`.
 
     Args:
@@ -112,6 +112,8 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
         reference: ablation tables: the variant every other row is compared with (see
             :func:`reference_of`); default the first variant of the rows.
         delta: ablation tables: the difference (points) whose required number of pairs the caption gives.
+        order: methods (main tables) or variants (ablation tables) whose rows come first, in this order;
+            the others follow in input order (default: input order).
     """
     if kind not in KINDS:
         raise DataError(f"bad table kind {kind!r}; valid: {', '.join(KINDS)}")
@@ -132,6 +134,8 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
         columns = [s for s in columns if s not in zero]
         names = [s.name for s in columns]
         rows = [r for r in rows if str(r.get("metric", "")) in names]
+    if order:
+        rows = _ordered(rows, kind, list(order))
     multi = {"method": len({r.get("method") for r in rows}) > 1,
              "protocol": len({r.get("protocol") for r in rows}) > 1}
     present = {str(r.get("dataset", "")).lower() for r in rows}
@@ -187,6 +191,21 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
     if kind == "ablation":
         _add_paired(table, rows, multi, reference, delta)
     return table
+
+
+def _ordered(rows: list[dict[str, Any]], kind: str, order: list[str]) -> list[dict[str, Any]]:
+    """``rows`` with those of the methods (main) or variants (ablation) in ``order`` first, in that order."""
+    field = "method" if kind == "main" else "variant"
+
+    def name(r: dict[str, Any]) -> str:
+        return str(r.get(field, "") or "default")
+
+    present = list(dict.fromkeys(name(r) for r in rows))
+    unknown = [o for o in order if o not in present]
+    if unknown:
+        raise DataError(f"--order: {', '.join(unknown)} not among the rows' {field}s; valid: {', '.join(present)}")
+    rank = {o: i for i, o in enumerate(order)}
+    return sorted(rows, key=lambda r: rank.get(name(r), len(order)))  # stable: the rest keep input order
 
 
 DELTA_METRICS = ("zsl_acc", "h")  # the metrics an ablation table compares with its reference row

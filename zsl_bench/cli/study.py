@@ -141,6 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--reference", default=None, metavar="VARIANT",
                    help="--kind ablation: the row every variant is compared with (paired by training and data "
                         "seed; default: the first variant in the rows)")
+    t.add_argument("--order", default=None, metavar="NAMES",
+                   help="rows first in this order: methods (--kind main) or variants (--kind ablation), a comma "
+                        "list; the others follow in input order (default: input order)")
     t.add_argument("--out", default=None, metavar="DIR", help="write <kind>_table.tex/.md here")
     t.add_argument("--format", choices=("latex", "markdown", "both"), default="both",
                    help="what to write (default both); stdout shows Markdown")
@@ -335,7 +338,9 @@ def _tables(rows: list[dict[str, Any]], failed: bool, out: Path, spec: Any, url:
     if not rows:
         log.warning("no finished unit produced rows; no table")
         return 3 if failed else 0
-    table = build_table(rows, spec.table, reference=_study_reference(rows, spec))
+    # Main tables list methods in the spec's order (rows of a rerun unit come last in results.csv).
+    order = [m for m in spec.methods if any(r.get("method") == m for r in rows)] if spec.table == "main" else []
+    table = build_table(rows, spec.table, reference=_study_reference(rows, spec), order=order)
     write_tables(table, out / "tables", "both", stem=f"{spec.table}_table")
     _figures(rows, out, spec, url)
     if tracker is not None:
@@ -516,7 +521,8 @@ def cmd_table(args: argparse.Namespace) -> int:
     published = load_published(args.published) if args.published else None
     if args.reference is not None and args.kind != "ablation":
         raise ZSLError("--reference: only with --kind ablation (the main table has no reference row)")
-    table = build_table(rows, args.kind, published, reference=args.reference)
+    order = [o.strip() for o in args.order.split(",") if o.strip()] if args.order else []
+    table = build_table(rows, args.kind, published, reference=args.reference, order=order)
     if args.out:
         for p in write_tables(table, args.out, args.format):
             log.info("wrote %s", p)
