@@ -34,7 +34,8 @@ if [ -f results/transzero_cpu/results.csv ]; then
   ROWS+=(results/transzero_cpu/results.csv) CURVES+=(--curves results/transzero_cpu/curves)
 fi
 zsl-bench table "${ROWS[@]}" results/main/results.csv --kind main --order "$ORDER" --out results/tables/all_methods
-zsl-bench plot "${ROWS[@]}" "${CURVES[@]}" --kind curves --out results/figures/all_methods
+zsl-bench plot "${ROWS[@]}" results/main/results.csv "${CURVES[@]}" --curves results/main/curves --kind curves \
+  --out results/figures/all_methods
 
 # 3. The MSDN++ ablation with paired 95% CIs (benchmarks/msdnpp_ablation_paired_cpu.yaml: CUB, AWA2,
 #    2 training x 2 data seeds), its table, figures and the measured power of its design.
