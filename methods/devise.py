@@ -117,13 +117,22 @@ class DeViSEConfig:
 
     def __post_init__(self) -> None:
         check(self.margin > 0, "method.margin", self.margin, "a float > 0")
-        check(not (self.standardize_input and self.normalize_input), "method.standardize_input",
-              self.standardize_input, "false when method.normalize_input is true (mvp18's -norm is one of std, "
-              "L2, None)")
+        check_input_norm(self)
+
+
+def input_norm(norm: str) -> dict[str, bool]:
+    """mvp18's ``-norm`` (``std``, ``L2`` or ``None``) as the method keys of DeViSE and SJE."""
+    return {"normalize_input": norm == "L2", "standardize_input": norm == "std"}
+
+
+def check_input_norm(cfg: Any) -> None:
+    """One of mvp18's ``-norm`` values at a time: std and L2 exclude each other."""
+    check(not (cfg.standardize_input and cfg.normalize_input), "method.standardize_input", cfg.standardize_input,
+          "false when method.normalize_input is true (mvp18's -norm is one of std, L2, None)")
 
 
 def _mvp18(norm: str, lr: float, margin: float) -> dict[str, dict[str, Any]]:
-    return {"method": {"margin": margin, "normalize_input": norm == "L2", "standardize_input": norm == "std"},
+    return {"method": {"margin": margin, **input_norm(norm)},
             "train": {"optimizer": "sgd", "lr": lr, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 1,
                       "epochs": 100}}
 

@@ -34,7 +34,7 @@ import torch
 from zsl_bench.config import check
 from zsl_bench.registry import METHODS
 
-from .devise import BilinearEmbedding
+from .devise import BilinearEmbedding, check_input_norm, input_norm
 
 
 @dataclass(frozen=True)
@@ -48,13 +48,11 @@ class SJEConfig:
 
     def __post_init__(self) -> None:
         check(self.margin > 0, "method.margin", self.margin, "a float > 0")
-        check(not (self.standardize_input and self.normalize_input), "method.standardize_input",
-              self.standardize_input, "false when method.normalize_input is true (mvp18's -norm is one of std, "
-              "L2, None)")
+        check_input_norm(self)
 
 
 def _mvp18(norm: str, lr: float, margin: float) -> dict[str, dict[str, Any]]:
-    return {"method": {"margin": margin, "normalize_input": norm == "L2", "standardize_input": norm == "std"},
+    return {"method": {"margin": margin, **input_norm(norm)},
             "train": {"optimizer": "sgd", "lr": lr, "momentum": 0.0,
                                                     "weight_decay": 0.0, "batch_size": 1, "epochs": 100}}
 

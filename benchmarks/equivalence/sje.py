@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     root = official_dir(args.official, "SJE/sje.py")
     off_sje = load_file(os.path.join(root, "SJE", "sje.py"), "official_sje")
     off_dev = load_file(os.path.join(root, "DeViSE", "devise.py"), "official_devise")
-    from methods.devise import DeViSE, DeViSEConfig
+    from methods.devise import DeViSE, DeViSEConfig, input_norm
     from methods.sje import SJE, SJEConfig
 
     task = random_task(args.seed, n_classes=50, n_seen=40, n_att=85, n_feat=args.feat_dim)
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     import sklearn.preprocessing as skp
     order = [rng.permutation(args.images) for _ in range(args.epochs)]
     xs = skp.StandardScaler().fit(x).transform(x)  # mvp18's -norm std (sje.py:87-94, devise.py:87-94)
-    std_cfg = {"normalize_input": False, "standardize_input": True}
+    std_cfg = input_norm("std")
     W_std = rng.random((args.feat_dim, sig.shape[0])) * 0.01 + 2 * (xs.T @ (sig[:, yl].T - sig.mean(1))) / 50
     for label, name, off, cls, cfg, margin, lr in (
             ("SJE", "SJE", off_sje, SJE, SJEConfig(margin=2.5), 2.5, 1.0),  # AWA2 (L2, 1.0, 2.5), sje.py:26

@@ -339,7 +339,8 @@ def _tables(rows: list[dict[str, Any]], failed: bool, out: Path, spec: Any, url:
         log.warning("no finished unit produced rows; no table")
         return 3 if failed else 0
     # Main tables list methods in the spec's order (rows of a rerun unit come last in results.csv).
-    order = [m for m in spec.methods if any(r.get("method") == m for r in rows)] if spec.table == "main" else []
+    methods = {r.get("method") for r in rows}
+    order = [m for m in spec.methods if m in methods] if spec.table == "main" else []
     table = build_table(rows, spec.table, reference=_study_reference(rows, spec), order=order)
     write_tables(table, out / "tables", "both", stem=f"{spec.table}_table")
     _figures(rows, out, spec, url)
