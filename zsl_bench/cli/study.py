@@ -25,6 +25,7 @@ ABLATE_EPILOG = """examples:
   zsl-bench ablate benchmarks/smoke.yaml --out runs/smoke
   zsl-bench ablate --sim --seeds 0                   one seed first; rerun with --seeds 0,1,2 to add seeds
   zsl-bench ablate --sim --data-seeds 0,1            every unit on two draws of the simulated data too
+  zsl-bench ablate main_table_cpu.yaml --sim --seeds 0,1,2 --datasets cub,awa2   more seeds where units are cheap
   zsl-bench ablate msdnpp_search.yaml --sim small    an Optuna search on simulated data
   zsl-bench ablate --sim --rerun-changed            after editing a method preset: redo only the units it changed
   zsl-bench ablate main_table.yaml --storage postgresql://u:p@host/db --workers 4
@@ -41,6 +42,7 @@ TABLE_EPILOG = """examples:
   zsl-bench table runs/*/results.csv --kind main --published published.csv --out tables
   zsl-bench table --tracking-uri sqlite:///runs/smoke/mlflow.db --kind ablation
   zsl-bench table runs/ablation/results.csv --kind ablation --reference full
+  zsl-bench table a/results.csv b/results.csv --order eszsl,ale,msdn   these methods' rows first
 """
 
 POWER_EPILOG = """examples:
