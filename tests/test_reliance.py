@@ -162,3 +162,19 @@ def test_tables_show_reliance_only_when_rows_have_it() -> None:
     one = [{**r, "value": 0.5} if r["metric"] == "reliance_h" and r["seed"] == 1 else r for r in flat]
     assert build_table(one).metrics == ["zsl_acc", "u", "s", "h", "reliance_h"]  # one nonzero value keeps it
     assert metrics.spec("reliance_h").direction == "none"
+
+
+def test_run_table_leaves_out_reliance_that_is_zero_everywhere() -> None:
+    from zsl_bench.cli.run import format_table
+
+    def rows(reliance: float) -> list[dict[str, object]]:
+        vals = {"zsl_acc": 50.0, "u": 40.0, "s": 60.0, "h": 48.0, "reliance_zsl": reliance, "reliance_h": 0.0}
+        return [{"method": "eszsl", "dataset": "cub", "seed": 0, "metric": k, "value": v} for k, v in vals.items()]
+
+    kw = dict(method="eszsl", datasets=["cub"], seeds=[0], protocol="val", sim="small", sim_seed=0)
+    flat = format_table(rows(0.0), **kw)
+    assert "reliance" not in flat.splitlines()[1]  # the header
+    assert flat.endswith("not shown: reliance ZSL, reliance H (0.0 in every row)")
+    kept = format_table(rows(2.0), **kw)
+    assert kept.splitlines()[1].split()[-2:] == ["reliance", "ZSL"]  # per column: a nonzero value keeps it
+    assert kept.endswith("not shown: reliance H (0.0 in every row)")

@@ -268,6 +268,11 @@ def format_table(rows: list[dict[str, Any]], *, method: str, datasets: list[str]
                 for ds in datasets}
     # Extras (attention hit rates on simulated data) get columns only when some row has them.
     columns = metrics.columns("run", {r["metric"] for rs in selected.values() for r in rs})
+    # An extra that is 0.0 in every row (context reliance on data drawn without a confounder) is left
+    # out, as in the paper tables, and a line under the table says so.
+    zero = [s for s in columns if "extra" in s.shown
+            and all(float(r["value"]) == 0.0 for rs in selected.values() for r in rs if r["metric"] == s.name)]
+    columns = [s for s in columns if s not in zero]
     header = ["dataset"] + [s.label for s in columns]
     lines = [header]
     for ds in datasets:
@@ -286,4 +291,6 @@ def format_table(rows: list[dict[str, Any]], *, method: str, datasets: list[str]
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     body = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines]
     note = "".join(f"\n{n}" for n in dict.fromkeys(s.note for s in columns if s.note))
+    if zero:
+        note += f"\nnot shown: {', '.join(s.label for s in zero)} (0.0 in every row)"
     return "\n".join([title, body[0], "  ".join("-" * w for w in widths), *body[1:]]) + note
