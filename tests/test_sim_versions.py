@@ -69,13 +69,14 @@ def test_v1_small_is_bit_identical_to_the_release(tmp_path: Path, shared_root: P
 
 
 def test_versions_names_and_errors(tmp_path: Path) -> None:
-    assert list(sim.GENERATORS) == ["2.0", "1.2"]
+    assert list(sim.GENERATORS) == ["2.0", "3.0", "1.2"]
     assert sim.GENERATOR_VERSION == "zsl-bench-sim/2.0" == sim.GENERATORS["2.0"]
-    # v1 stays the default until v2 is calibrated (issue 16)
+    assert sim.GENERATOR_VERSION_3 == "zsl-bench-sim/3.0" == sim.GENERATORS["3.0"]
+    # v2 stays the default until results/ is regenerated under v3 (issue 16)
     assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "2.0"
     assert sim.resolve_generator("zsl-bench-sim/1.2") == "1.2"
-    with pytest.raises(ConfigError, match=r"unknown sim generator '3.0'; valid: 2.0, 1.2"):
-        sim.generate("cub", "tiny", out_root=tmp_path, generator="3.0")
+    with pytest.raises(ConfigError, match=r"unknown sim generator '4.0'; valid: 2.0, 3.0, 1.2"):
+        sim.generate("cub", "tiny", out_root=tmp_path, generator="4.0")
     with pytest.raises(ConfigError, match=r"unknown sim parameter\(s\) \['context_strength'\] for generator 1.2"):
         sim.preset_params("tiny", "cub", "1.2", context_strength=0.5)
     with pytest.raises(ConfigError, match="'rho' must be in \\[0, 1\\]"):
@@ -125,7 +126,7 @@ def test_cli_generator_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ddir = sim.cache_root("tiny", 0, "1.2") / "AWA2"
     assert json.loads((ddir / "sim.json").read_text())["generator"] == "zsl-bench-sim/1.2"
     assert cli_main(["data", "sim", "awa2", "--preset", "tiny", "--generator", "9"]) == 2
-    assert "unknown sim generator '9'; valid: 2.0, 1.2" in capsys.readouterr().err
+    assert "unknown sim generator '9'; valid: 2.0, 3.0, 1.2" in capsys.readouterr().err
 
 
 def test_calibrated_knobs_apply_per_dataset_and_semantics_source(tmp_path: Path, monkeypatch) -> None:
@@ -155,3 +156,34 @@ def test_noise_level_scales_every_noise_knob() -> None:
     assert sim.noise_level(10.0)["part_mix"] == 1.0  # a probability-like share, capped
     with pytest.raises(ConfigError, match="noise scale must be >= 0"):
         sim.noise_level(-1.0)
+
+
+def test_v3_is_v2_but_for_awa2_small(tmp_path: Path) -> None:
+    """v3 changes AWA2 only (small: size and noise scales; full: noise scales): elsewhere it writes
+    v2's data bit for bit."""
+    from dataclasses import asdict
+
+    for name in ("cub", "sun", "flo"):
+        for source in ("generated", "real"):
+            for preset in ("small", "full"):
+                v2 = sim.preset_params(preset, name, "2.0", source)
+                v3 = sim.preset_params(preset, name, "3.0", source)
+                assert type(v3) is sim.SimParams3 and asdict(v3) == asdict(v2), (name, source, preset)
+    for source in ("generated", "real"):
+        v2, v3 = (sim.preset_params("small", "awa2", g, source) for g in ("2.0", "3.0"))
+        assert (v2.images_per_class, v3.images_per_class) == (24, 100)
+        assert v3.max_images // 50 >= v3.images_per_class  # the budget does not cap AWA2's 50 classes
+        assert v3.unseen_images_per_class == v2.unseen_images_per_class == 80
+    # full (the real image counts) takes the calibrated noise scales, as in v2, and nothing else
+    full2, full3 = (asdict(sim.preset_params("full", "awa2", g, "real")) for g in ("2.0", "3.0"))
+    assert {k for k in full2 if full2[k] != full3[k]} == set(sim.NOISE_KNOBS)
+    a = sim.generate("awa2", "tiny", out_root=tmp_path / "a", generator="2.0")
+    b = sim.generate("awa2", "tiny", out_root=tmp_path / "b", generator="3.0")
+    for fname in ("image_index.npz", "ground_truth.npz"):  # every array the loader reads
+        with np.load(a / fname) as za, np.load(b / fname) as zb:
+            assert sorted(za.files) == sorted(zb.files) and all(np.array_equal(za[k], zb[k]) for k in za.files)
+    for fname in ("features.h5", sim.ENV_STORE_NAME):
+        with h5py.File(a / fname, "r") as ha, h5py.File(b / fname, "r") as hb:
+            assert np.array_equal(ha["regions"][()], hb["regions"][()])
+    assert json.loads((b / "sim.json").read_text())["generator"] == "zsl-bench-sim/3.0"
+    assert sim.cache_root("small", 0, "3.0").name == "small-seed0-sim3.0"
