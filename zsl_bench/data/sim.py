@@ -7,7 +7,7 @@ simulated and real data share the loader (``load_dataset(name, sim_preset=..., s
 sim_overrides=...)``). Everything it writes is labelled "simulated".
 
 Versions (``GENERATORS``): ``"2.0"`` (``zsl-bench-sim/2.0``, this module), ``"3.0"``
-(``zsl-bench-sim/3.0``, this module: v2's model with a larger, recalibrated AWA2; "Generator v3"
+(``zsl-bench-sim/3.0``, this module: v2's model with a larger, recalibrated AWA2; "GENERATOR V3"
 below) and ``"1.2"`` (``zsl-bench-sim/1.2``, ``sim_v1``: bit-identical to the 1.2 release, its
 calibration record is in that module). ``DEFAULT_GENERATOR`` is ``"2.0"`` since v2's calibration
 record (below) was written, and stays so until ``results/`` is regenerated under 3.0;
@@ -157,7 +157,7 @@ What the record says and leaves open:
   low (-12). Its 10 unseen classes also give the largest sds. AWA2 needs a knob that moves
   attention relative to pooled features; none of the current ones does (clutter, tried on CUB,
   hurt both). [Later: the cause is the size of the small AWA2, not a missing knob; see
-  "Generator v3".]
+  "GENERATOR V3".]
 - LATEM (not in the rule, which was fixed before it was measured) was added to the record on
   2026-11-30 with the same command and ``--methods latem`` (16 runs, 49-680 s each on a shared core),
   ZSL mean ± sd over data seeds 0 and 1 / published: CUB 39.9 ± 12.6 / 49.3 (generated), 42.6 ± 0.3
@@ -290,8 +290,9 @@ DEFAULT_GENERATOR = "2.0"
 ENV_STORE_NAME = "features_env_resampled.h5"
 MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
-__all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "PRESETS", "SEMANTIC_TARGETS", "SimParams", "cache_root",
-           "generate", "is_cached", "oracle_accuracy", "preset_params", "resolve_generator"]
+__all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "PRESETS", "SEMANTIC_TARGETS", "SimParams",
+           "SimParams3", "cache_root", "generate", "is_cached", "oracle_accuracy", "preset_params",
+           "resolve_generator"]
 
 # Statistics of the real class semantics (command in the module docstring); generated v2 semantics
 # are fitted to them. A dataset not listed here (a plug-in) gets CUB's.
@@ -408,7 +409,7 @@ CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {
 
 # Generator v3 = v2 with AWA2's small preset at 100 images per class (v2: 24, so 19 training images
 # per seen class, and DAZLE's official 20 epochs were ~300 optimiser steps against ~9,400 on the
-# real AWA2; module docstring, "Generator v3") and AWA2's noise scales chosen again by v2's rule.
+# real AWA2; module docstring, "GENERATOR V3") and AWA2's noise scales chosen again by v2's rule.
 # AWA2's full preset takes the new scales too (as in v2, calibrated knobs apply to small and full);
 # every other dataset has v2's parameters, so v3 writes v2's data there bit for bit.
 SCALE_V3: dict[tuple[str, str], dict[str, Any]] = {
@@ -479,7 +480,8 @@ def preset_params(preset: str, name: str | None = None, generator: str | None = 
         raise ConfigError(f"unknown semantics source '{source}'; valid: generated, real")
     table = CALIBRATED_V3 if v3 else CALIBRATED
     calibrated = table.get((spec.name, source), {}) if spec and source and preset != "tiny" else {}
-    return replace(DEFAULTS_V3 if v3 else DEFAULTS, **{**PRESET_SCALE[preset], **per_dataset, **calibrated, **overrides})
+    base = DEFAULTS_V3 if v3 else DEFAULTS
+    return replace(base, **{**PRESET_SCALE[preset], **per_dataset, **calibrated, **overrides})
 
 
 def semantics_source(spec: DatasetSpec, real_semantics: bool,
