@@ -26,6 +26,7 @@ import functools
 from collections.abc import Callable, Collection, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,8 @@ from .registry import METRICS
 __all__ = [
     "DIRECTIONS", "PLACES", "Evaluation", "MetricSpec", "USCurve", "ausuc", "axis_label", "best_gamma",
     "best_value", "columns", "curve_area", "evaluate", "gzsl_accuracy", "harmonic_mean", "hit_rate_name",
-    "names", "per_class_accuracy", "register", "spec", "specs", "sweep_gamma", "us_curve", "zsl_accuracy",
+    "names", "per_class_accuracy", "register", "spec", "specs", "sweep_gamma", "us_curve", "zero_extras",
+    "zsl_accuracy",
 ]
 
 
@@ -477,6 +479,21 @@ def names(where: str | None = None) -> tuple[str, ...]:
 def columns(where: str, present: Collection[str] = ()) -> list[MetricSpec]:
     """Columns of a table at ``where``: its metrics, extras only when ``present`` (in some row)."""
     return [s for s in specs(where) if "extra" not in s.shown or s.name in present]
+
+
+def zero_extras(columns: Iterable[MetricSpec], rows: Iterable[dict[str, Any]]) -> list[MetricSpec]:
+    """The extras among ``columns`` that are 0.0 in every row of ``rows`` (dicts with ``metric`` and
+    ``value``), e.g. context reliance on data drawn without a confounder: tables leave them out and
+    say so."""
+    def zero(v: Any) -> bool:
+        try:
+            return float(v) == 0.0
+        except (TypeError, ValueError):
+            return False
+
+    rows = list(rows)
+    return [s for s in columns if "extra" in s.shown
+            and all(zero(r.get("value")) for r in rows if r.get("metric") == s.name)]
 
 
 def evaluate(ev: Evaluation) -> dict[str, float]:

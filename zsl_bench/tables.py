@@ -128,8 +128,7 @@ def build_table(rows: Iterable[dict[str, Any]], kind: str = "main",
         raise DataError(f"no result rows with metrics {', '.join(names)} to tabulate")
     # An extra that is 0.0 in every row (context reliance on data drawn without a confounder) says
     # nothing in a paper table: it is left out, and the caption says so.
-    zero = [s for s in columns if "extra" in s.shown
-            and all(_float(r.get("value")) == 0.0 for r in rows if r.get("metric") == s.name)]
+    zero = metrics.zero_extras(columns, rows)
     if zero:
         columns = [s for s in columns if s not in zero]
         names = [s.name for s in columns]

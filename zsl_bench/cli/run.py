@@ -270,8 +270,7 @@ def format_table(rows: list[dict[str, Any]], *, method: str, datasets: list[str]
     columns = metrics.columns("run", {r["metric"] for rs in selected.values() for r in rs})
     # An extra that is 0.0 in every row (context reliance on data drawn without a confounder) is left
     # out, as in the paper tables, and a line under the table says so.
-    zero = [s for s in columns if "extra" in s.shown
-            and all(float(r["value"]) == 0.0 for rs in selected.values() for r in rs if r["metric"] == s.name)]
+    zero = metrics.zero_extras(columns, (r for rs in selected.values() for r in rs))
     columns = [s for s in columns if s not in zero]
     header = ["dataset"] + [s.label for s in columns]
     lines = [header]
