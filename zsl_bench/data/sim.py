@@ -404,8 +404,14 @@ def noise_level(scale: float) -> dict[str, float]:
 _CALIBRATED_SCALE = {("cub", "generated"): 0.99, ("cub", "real"): 0.78, ("sun", "generated"): 1.22,
                      ("sun", "real"): 1.14, ("awa2", "generated"): 0.62, ("awa2", "real"): 0.55,
                      ("flo", "generated"): 0.99, ("flo", "real"): 0.78}
-CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {
-    cell: {**noise_level(scale), "clutter": 0.0} for cell, scale in _CALIBRATED_SCALE.items()}
+
+
+def _calibrated(scales: dict[tuple[str, str], float]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The calibrated knobs of each (dataset, source) cell: no background clutter, one noise scale."""
+    return {cell: {**noise_level(scale), "clutter": 0.0} for cell, scale in scales.items()}
+
+
+CALIBRATED = _calibrated(_CALIBRATED_SCALE)
 
 # Generator v3 = v2 with AWA2's small preset at 100 images per class (v2: 24, so 19 training images
 # per seen class, and DAZLE's official 20 epochs were ~300 optimiser steps against ~9,400 on the
@@ -414,9 +420,14 @@ CALIBRATED: dict[tuple[str, str], dict[str, Any]] = {
 # every other dataset has v2's parameters, so v3 writes v2's data there bit for bit.
 SCALE_V3: dict[tuple[str, str], dict[str, Any]] = {
     ("awa2", "small"): dict(images_per_class=100, max_images=5000)}
-_CALIBRATED_SCALE_V3 = {**_CALIBRATED_SCALE, ("awa2", "generated"): 0.84, ("awa2", "real"): 0.86}
-CALIBRATED_V3: dict[tuple[str, str], dict[str, Any]] = {
-    cell: {**noise_level(scale), "clutter": 0.0} for cell, scale in _CALIBRATED_SCALE_V3.items()}
+CALIBRATED_V3 = _calibrated({**_CALIBRATED_SCALE, ("awa2", "generated"): 0.84, ("awa2", "real"): 0.86})
+
+
+def _v2_model(version: str) -> tuple[SimParams, dict[tuple[str, str], dict[str, Any]],
+                                     dict[tuple[str, str], dict[str, Any]]]:
+    """A version with v2's model: its parameter defaults, its per-(dataset, preset) scale on top of
+    the dataset's ``sim_scale``/``sim_scale_v2``, and its calibrated knobs per (dataset, source)."""
+    return (DEFAULTS_V3, SCALE_V3, CALIBRATED_V3) if version == "3.0" else (DEFAULTS, {}, CALIBRATED)
 
 PRESET_SCALE: dict[str, dict[str, Any]] = {
     # tiny is for unit tests that check a method learns at all: little noise, unfitted semantics.
@@ -472,15 +483,13 @@ def preset_params(preset: str, name: str | None = None, generator: str | None = 
     if version == "1.2":
         return sim_v1.preset_params(preset, name, **overrides)
     spec = get_spec(name) if name else None
-    v3 = version == "3.0"
+    base, scale, table = _v2_model(version)
     per_dataset = {**spec.sim_scale.get(preset, {}), **spec.sim_scale_v2.get(preset, {}),
-                   **(SCALE_V3.get((spec.name, preset), {}) if v3 else {})} if spec else {}
+                   **scale.get((spec.name, preset), {})} if spec else {}
     per_dataset = {k: v for k, v in per_dataset.items() if k in known}
     if source not in (None, "generated", "real"):
         raise ConfigError(f"unknown semantics source '{source}'; valid: generated, real")
-    table = CALIBRATED_V3 if v3 else CALIBRATED
     calibrated = table.get((spec.name, source), {}) if spec and source and preset != "tiny" else {}
-    base = DEFAULTS_V3 if v3 else DEFAULTS
     return replace(base, **{**PRESET_SCALE[preset], **per_dataset, **calibrated, **overrides})
 
 
