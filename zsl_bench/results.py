@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import subprocess
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -343,7 +343,6 @@ class RowIndex:
         self._tail = b""
         self._header: list[str] | None = None
         self._ranges: dict[str, list[tuple[int, int]]] = {}
-        self._hashes: dict[str, set[str]] = {}
 
     def refresh(self) -> RowIndex:
         p = self.path
@@ -381,7 +380,6 @@ class RowIndex:
         for line, row in rows:
             k = line - self._lines - 1
             self._ranges.setdefault(row["run_id"], []).append((starts[k], starts[k + 1]))
-            self._hashes.setdefault(row["run_id"], set()).add(row["config_hash"])
         self._lines += new.count(b"\n")
         self._offset += len(new)
         self._tail = new[-self._TAIL:] if len(new) >= self._TAIL else (self._tail + new)[-self._TAIL:]
@@ -392,9 +390,6 @@ class RowIndex:
 
     def run_ids(self) -> set[str]:
         return set(self._ranges)
-
-    def config_hashes(self, run_id: str) -> set[str]:
-        return set(self._hashes.get(run_id, ()))
 
     def rows_of(self, run_id: str) -> list[dict[str, str]]:
         """The rows of ``run_id`` as read now (the index must be fresh: call :meth:`refresh` first)."""
@@ -623,10 +618,10 @@ def _csv_text(rows: Iterable[dict[str, Any]], *, header: bool) -> str:
 
 
 def remove_runs(path: str | os.PathLike[str], run_ids: set[str], *,
-                keep_hashes: Collection[str] = ()) -> int:
+                keep: Callable[[dict[str, str]], bool] | None = None) -> int:
     """Drop the rows of ``run_ids`` from the CSV at ``path`` (atomic rewrite, under the lock).
 
-    Rows whose ``config_hash`` is in ``keep_hashes`` stay (a rerun's rows under the same run id).
+    Rows for which ``keep`` is true stay (a rerun's rows under the same run id).
     The only rewrite of a results file: ``--rerun-changed`` after a preset or default changed.
     Returns how many rows went.
     """
@@ -634,11 +629,11 @@ def remove_runs(path: str | os.PathLike[str], run_ids: set[str], *,
     with results_lock(p):
         recover(p)
         rows = read_rows(p, validate=False)
-        keep = [r for r in rows if r.get("run_id") not in run_ids or r.get("config_hash") in keep_hashes]
-        if len(keep) == len(rows):
+        kept = [r for r in rows if r.get("run_id") not in run_ids or (keep is not None and keep(r))]
+        if len(kept) == len(rows):
             return 0
-        write_text_atomic(p, _csv_text(keep, header=True), fsync=True)
-    return len(rows) - len(keep)
+        write_text_atomic(p, _csv_text(kept, header=True), fsync=True)
+    return len(rows) - len(kept)
 
 
 def write_curve(path: str | os.PathLike[str], result: Any, **labels: Any) -> Path | None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from . import metrics, stats
 from .data.datasets import in_table_order
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .fileio import write_text_atomic
 
 KINDS = ("main", "ablation")
@@ -431,11 +431,39 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
             parts.append(f"Protocol {p}.")
     if sims:
         preset = ", ".join(s for s in sims if s) or "unknown preset"
-        parts.append(f"Data: simulated ({preset}){' and real' if real else ''}; simulated numbers are not "
+        gens = _generators_phrase([r for r in rows if "sim" in str(r.get("source", "")).lower()])
+        parts.append(f"Data: simulated ({preset}{gens}){' and real' if real else ''}; simulated numbers are not "
                      "comparable to published ones.")
     if has_published:
         parts.append(PUBLISHED_CAVEAT)
     return " ".join(parts)
+
+
+def _generators_phrase(rows: list[dict[str, Any]]) -> str:
+    """'; generator 3.0', or with several: '; generators 3.0 (AWA2), 2.0 (CUB, SUN: 3.0's data)', where
+    an older version wrote the data the newest writes for those datasets (``sim.data_version``)."""
+    from .data import sim
+
+    by_gen: dict[str, dict[tuple[str, str], None]] = {}  # version -> (dataset, preset), in row order
+    for r in rows:
+        if g := str(r.get("generator_version") or ""):
+            by_gen.setdefault(g.rsplit("/", 1)[-1], {})[(str(r.get("dataset", "")), str(r.get("sim_preset", "")))] = None
+    if len(by_gen) <= 1:
+        return "".join(f"; generator {g}" for g in by_gen)
+    newest = max(by_gen, key=lambda g: tuple(int(x) for x in re.findall(r"\d+", g)))
+
+    def same(g: str, key: tuple[str, str]) -> bool:
+        try:
+            return sim.data_version(g, *key) == sim.data_version(newest, *key)
+        except ConfigError:
+            return False
+
+    listed = []
+    for g, keys in sorted(by_gen.items(), key=lambda kv: kv[0] != newest):
+        names = ", ".join(dict.fromkeys(d.upper() for d, _ in keys))
+        note = f": {newest}'s data" if g != newest and all(same(g, k) for k in keys) else ""
+        listed.append(f"{g} ({names}{note})")
+    return "; generators " + ", ".join(listed)
 
 
 def _metrics_phrase(specs: list[metrics.MetricSpec]) -> str:

@@ -9,7 +9,7 @@ EXAMPLES = """examples:
   zsl-bench data sim cub --preset tiny --seed 3  a tiny CUB-named dataset for quick checks
   zsl-bench data sim sun --data-root ~/zsl --out /tmp/sim --force
   zsl-bench data sim cub --generator 1.2         the v1 generator (bit-identical to its release)
-  zsl-bench data sim awa2 --generator 3.0        v3: AWA2 with 100 images per class, recalibrated
+  zsl-bench data sim awa2 --generator 2.0        v2: AWA2 with 24 images per class (v3, the default: 100)
 """
 
 
@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", metavar="DATASET", help="a dataset (zsl-bench ls datasets), a comma list, or 'all'")
     p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
-    p.add_argument("--generator", default=None, help="generator version: 2.0 (default, calibrated), 3.0 (2.0 with a larger, "
-                   "recalibrated AWA2) or 1.2 (the previous one)")
+    p.add_argument("--generator", default=None, help="generator version: 3.0 (default: 2.0 with a larger, recalibrated "
+                   "AWA2), 2.0 (calibrated; 3.0 writes its data on CUB, SUN and FLO) or 1.2 (the first one)")
     p.add_argument("--data-root", default=None, help="real metadata root for the semantics "
                    "(default: $ZSL_BENCH_DATA, else the cache)")
     p.add_argument("--out", default=None, help="parent directory of the dataset dirs "

@@ -9,9 +9,11 @@ sim_overrides=...)``). Everything it writes is labelled "simulated".
 Versions (``GENERATORS``): ``"2.0"`` (``zsl-bench-sim/2.0``, this module), ``"3.0"``
 (``zsl-bench-sim/3.0``, this module: v2's model with a larger, recalibrated AWA2; "GENERATOR V3"
 below) and ``"1.2"`` (``zsl-bench-sim/1.2``, ``sim_v1``: bit-identical to the 1.2 release, its
-calibration record is in that module). ``DEFAULT_GENERATOR`` is ``"2.0"`` since v2's calibration
-record (below) was written, and stays so until ``results/`` is regenerated under 3.0;
-``generate(..., generator="1.2")`` selects v1, ``--set sim.generator=3.0`` v3. The default cache directory is keyed by
+calibration record is in that module). ``DEFAULT_GENERATOR`` is ``"3.0"`` since ``results/`` was
+regenerated under it (``"2.0"`` from v2's calibration record until then); ``generate(...,
+generator="1.2")`` selects v1, ``--set sim.generator=2.0`` v2. Off AWA2's small and full presets v3
+writes v2's data bit for bit, and studies treat results of either as standing for both
+(``data_version``). The default cache directory is keyed by
 the version and the overrides (``cache_root``), so two settings never share a directory.
 
 Model v2 (SIMULATION.md points 1-7; knobs are ``SimParams`` fields):
@@ -282,16 +284,17 @@ log = logging.getLogger(__name__)
 GENERATOR_VERSION = "zsl-bench-sim/2.0"
 GENERATOR_VERSION_3 = "zsl-bench-sim/3.0"  # v2's model; AWA2's small preset larger and recalibrated
 # name -> full version string; generate(generator=<name>) (or the full string) selects one
-GENERATORS: dict[str, str] = {"2.0": GENERATOR_VERSION, "3.0": GENERATOR_VERSION_3,
+GENERATORS: dict[str, str] = {"3.0": GENERATOR_VERSION_3, "2.0": GENERATOR_VERSION,
                               "1.2": sim_v1.GENERATOR_VERSION}
-# v2 is the default since its calibration record (module docstring) was written; v1 is asked for by
-# name: `--set sim.generator=1.2`, `zsl-bench data sim --generator 1.2`, `generate(..., generator="1.2")`.
-DEFAULT_GENERATOR = "2.0"
+# v3 is the default since results/ was regenerated under it (v2 since its calibration record was
+# written, until then); the others are asked for by name: `--set sim.generator=2.0`,
+# `zsl-bench data sim --generator 1.2`, `generate(..., generator="1.2")`.
+DEFAULT_GENERATOR = "3.0"
 ENV_STORE_NAME = "features_env_resampled.h5"
 MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
 __all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "PRESETS", "SEMANTIC_TARGETS", "SimParams",
-           "SimParams3", "cache_root", "generate", "is_cached", "oracle_accuracy", "preset_params",
+           "SimParams3", "cache_root", "data_version", "generate", "is_cached", "oracle_accuracy", "preset_params",
            "resolve_generator"]
 
 # Statistics of the real class semantics (command in the module docstring); generated v2 semantics
@@ -459,6 +462,24 @@ def resolve_generator(generator: str | None) -> str:
     raise ConfigError(f"unknown sim generator '{generator}'; valid: {', '.join(GENERATORS)}")
 
 
+# Where v3's data differ from v2's: (dataset, preset). Everywhere else v3 writes v2's data bit for bit
+# (tests/test_sim_versions.py), so a result of either stands for both (``data_version``).
+V3_CHANGED: frozenset[tuple[str, str]] = frozenset({("awa2", "small"), ("awa2", "full")})
+
+
+def data_version(generator: str | None, dataset: str, preset: str) -> str:
+    """The oldest generator version (a name) that writes the same data as ``generator`` for
+    ``dataset`` at ``preset``: v3 off AWA2's small and full presets is v2 (``V3_CHANGED``).
+
+    Studies compare this, not the version name, to tell whether finished units still stand for the
+    data the code now generates (a changed default generator reruns only where the data changed).
+    """
+    name = resolve_generator(generator)
+    if name == "3.0" and (str(dataset).lower(), str(preset)) not in V3_CHANGED:
+        return "2.0"
+    return name
+
+
 def _params_class(name: str) -> type[ScaleParams]:
     return {"1.2": sim_v1.SimParams, "3.0": SimParams3}.get(name, SimParams)
 
@@ -565,8 +586,8 @@ def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike
             **overrides)``.
         force: regenerate even when a matching dataset exists.
         progress: show a tqdm bar over feature chunks.
-        generator: ``GENERATORS`` name (default: ``DEFAULT_GENERATOR``, ``"1.2"`` until v2 is
-            calibrated); ``"1.2"`` reproduces v1 bit for bit.
+        generator: ``GENERATORS`` name (default: ``DEFAULT_GENERATOR``); ``"1.2"`` reproduces v1
+            bit for bit.
         **overrides: ``SimParams`` fields of that version (tests, calibration, sweeps); recorded in
             ``sim.json``.
 

@@ -65,6 +65,33 @@ RunFn = Callable[..., Any]
 history, curve, config). Default: ``runner.run_one`` on the runner's cached data."""
 
 
+def row_state(row: dict[str, Any]) -> tuple[str, str]:
+    """What a result row says its unit was trained from: the config digest, and on simulated data
+    the generator whose data it read (``sim.data_version``: v3 off AWA2 is v2); '' where unrecorded."""
+    gen = str(row.get("generator_version") or "")
+    if gen and row.get("sim_preset"):
+        from ..data import sim
+
+        with contextlib.suppress(ConfigError):  # a version this code does not know stays as written
+            gen = sim.data_version(gen, str(row.get("dataset", "")), str(row["sim_preset"]))
+    return str(row.get("config_hash") or ""), gen
+
+
+def state_matches(state: tuple[str, str], want: tuple[str, str]) -> bool:
+    """Whether rows of ``state`` stand for a unit that wants ``want`` (an unrecorded part matches)."""
+    return all(not got or not w or got == w for got, w in zip(state, want))
+
+
+def _drift(stale: set[tuple[str, str]], want: tuple[str, str]) -> str:
+    """'config a -> b', 'generator 2.0 -> 3.0' or both: how ``stale`` states differ from ``want``."""
+    parts = []
+    for i, what in enumerate(("config", "generator")):
+        old = sorted({st[i] for st in stale if st[i] and want[i] and st[i] != want[i]})
+        if old:
+            parts.append(f"{what} {','.join(old)} -> {want[i]}")
+    return "; ".join(parts)
+
+
 def storage_url(out: Path, storage: str | None) -> str:
     return storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
 
@@ -383,23 +410,33 @@ class StudyRunner:
         return StudyOutcome(rows, trial_rows, self.failed, self.ran, self.best)
 
     # -- config drift
-    def _recorded_digests(self, t: Any) -> set[str]:
-        """Config digests a finished trial's unit was trained from (rows, or the claim's for failures)."""
+    def wanted(self, unit: Unit) -> tuple[str, str]:
+        """What ``unit``'s rows must record to stand for it now (:func:`row_state`): the digest of the
+        config the code resolves, and on simulated data the generator whose data it reads."""
+        from ..data import sim
+
+        cfg = self.requested(unit)
+        s = unit.spec
+        return cfg.digest(), sim.data_version(cfg.sim.generator, s.dataset, s.sim_preset) if s.sim_preset else ""
+
+    def _recorded_states(self, t: Any) -> set[tuple[str, str]]:
+        """What a finished trial's unit was trained from (rows; failures: the claim's digest)."""
         from optuna.trial import TrialState
 
         if t.state == TrialState.COMPLETE:
-            return {r.get("config_hash", "") for r in json.loads(t.user_attrs.get("rows", "[]"))} - {""}
-        if t.state == TrialState.FAIL and "failure" in t.user_attrs:
-            return {t.user_attrs.get("config_hash", "")} - {""}
+            return {st for r in json.loads(t.user_attrs.get("rows", "[]")) if (st := row_state(r))[0]}
+        if t.state == TrialState.FAIL and "failure" in t.user_attrs and t.user_attrs.get("config_hash"):
+            return {(t.user_attrs["config_hash"], "")}
         return set()
 
     def _check_changed(self, study: Any, units: list[Unit]) -> Any:
-        """Stop (or, with ``rerun_changed``, rerun) finished units trained from another config.
+        """Stop (or, with ``rerun_changed``, rerun) finished units trained from another config or data.
 
         A unit's key covers the spec (method, dataset, seed, overrides), not the method presets or
         config defaults in the code. Rows record the digest of the config they were trained from
-        (failed trials: the digest stored at claim time); if the code now resolves another one,
-        reusing them would put numbers from two configs in one table.
+        (failed trials: the digest stored at claim time) and the generator of their data; if the code
+        now resolves another config, or a default generator that writes other data, reusing them would
+        put numbers from two settings in one table.
 
         Cleanup comes first and touches only what is older than this check (rows of the old digest,
         older curves and MLflow runs); the trial is superseded last. A crash in between leaves it
@@ -410,33 +447,36 @@ class StudyRunner:
 
         seen_at = time.time()
         by_key = {u.key: u for u in units}
-        changed: list[tuple[Any, Unit, str, str]] = []
+        changed: list[tuple[Any, Unit, str]] = []
+        wants: dict[str, tuple[str, str]] = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             unit = by_key.get(t.user_attrs.get("unit_key"))
             if unit is None or "superseded" in t.user_attrs:
                 continue
-            recorded = self._recorded_digests(t)
-            if recorded and recorded != {now := self.requested(unit).digest()}:
-                changed.append((t, unit, ",".join(sorted(recorded)), now))
+            want = self.wanted(unit)
+            stale = {st for st in self._recorded_states(t) if not state_matches(st, want)}
+            if stale:
+                changed.append((t, unit, _drift(stale, want)))
+                wants[unit.run_id] = want
         if not changed:
             return study
-        listed = "; ".join(f"{u.desc} (config {old} -> {now})" for _, u, old, now in changed[:5]) + (
+        listed = "; ".join(f"{u.desc} ({why})" for _, u, why in changed[:5]) + (
             f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
         if not self.rerun_changed:
             raise ConfigError(f"{self.out}: {len(changed)} finished unit(s) of {study.study_name} were trained from "
-                              f"another config than the code resolves now (a preset or default changed): {listed}. "
-                              "Rerun with --rerun-changed to redo them, or use a new --out")
-        log.warning("%s: rerunning %d unit(s) whose config changed: %s", study.study_name, len(changed), listed)
-        remove_runs(self.results_csv, {u.run_id for _, u, _, _ in changed}, keep_hashes={now for *_, now in changed})
-        for _, u, old, now in changed:
+                              "another config or data than the code resolves now (a preset or default changed): "
+                              f"{listed}. Rerun with --rerun-changed to redo them, or use a new --out")
+        log.warning("%s: rerunning %d unit(s) whose config or data changed: %s", study.study_name, len(changed), listed)
+        remove_runs(self.results_csv, set(wants), keep=lambda r: state_matches(row_state(r), wants[r["run_id"]]))
+        for _, u, why in changed:
             curve = self.out / "curves" / f"{u.run_id}.npz"
             with contextlib.suppress(FileNotFoundError):
                 if curve.stat().st_mtime < seen_at:
                     curve.unlink()
             if self.tracker:  # the old MLflow runs stay, tagged, so the rerun can be logged
-                self.tracker.supersede_unit(u.key, f"config {old} -> {now}", before=seen_at)
+                self.tracker.supersede_unit(u.key, why, before=seen_at)
         # Checkpoints need no cleanup: their fingerprint holds the config, so old ones are ignored.
-        self.queue.supersede([(t, f"config {old} -> {now}") for t, _, old, now in changed])
+        self.queue.supersede([(t, why) for t, _, why in changed])
         return self.queue.reload(study)
 
     def _check_search(self, dataset: str) -> None:
@@ -447,10 +487,14 @@ class StudyRunner:
         if study is None:
             return
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            recorded, unit_json = self._recorded_digests(t), t.user_attrs.get("unit")
-            if recorded and unit_json and recorded != {now := self.requested(Unit.from_json(unit_json)).digest()}:
+            unit_json = t.user_attrs.get("unit")
+            if not unit_json:
+                continue
+            want = self.wanted(Unit.from_json(unit_json))
+            stale = {st for st in self._recorded_states(t) if not state_matches(st, want)}
+            if stale:
                 raise ConfigError(f"{self.out}: search trial {t.number} of {study.study_name} was trained from another "
-                                  f"config than the code resolves now (config {','.join(sorted(recorded))} -> {now}; "
+                                  f"config or data than the code resolves now ({_drift(stale, want)}; "
                                   "a preset or default changed). A search's history cannot be partly redone: "
                                   "use a new --out")
 
@@ -499,7 +543,7 @@ class StudyRunner:
                 unit = dataclasses.replace(Unit.from_json(frozen.user_attrs["unit"]),
                                            show_data_seed=len(self.spec.data_seeds or ()) > 1)
                 # Lets _check_changed judge a unit that fails (it leaves no rows with a digest).
-                self.queue.set_attr(frozen, "config_hash", self.requested(unit).digest())
+                self.queue.set_attr(frozen, "config_hash", self.wanted(unit)[0])
                 self._execute(frozen, unit, phase)
         bar.close()
 
@@ -513,11 +557,11 @@ class StudyRunner:
             recover(csv_path)
             existing = index.refresh().rows_of(unit.run_id)
         if existing:
-            want = self.requested(unit).digest()
-            if index.config_hashes(unit.run_id) - {"", want}:
-                # Rows of another config under this run id (a --rerun-changed cleanup cut short): never reuse.
-                remove_runs(csv_path, {unit.run_id}, keep_hashes={want})
-                existing = [r for r in existing if r.get("config_hash", "") in ("", want)]
+            want = self.wanted(unit)
+            if any(not state_matches(row_state(r), want) for r in existing):
+                # Rows of another config or data under this run id (a --rerun-changed cleanup cut short): never reuse.
+                remove_runs(csv_path, {unit.run_id}, keep=lambda r: state_matches(row_state(r), want))
+                existing = [r for r in existing if state_matches(row_state(r), want)]
         if existing:
             # Finished before a kill, between writing rows and telling Optuna: reuse, do not redo.
             value = _objective(existing, phase)
