@@ -70,13 +70,13 @@ def test_v1_small_is_bit_identical_to_the_release(tmp_path: Path, shared_root: P
 
 
 def test_versions_names_and_errors(tmp_path: Path) -> None:
-    assert list(sim.GENERATORS) == ["2.0", "3.0", "1.2"]
+    assert list(sim.GENERATORS) == ["3.0", "2.0", "1.2"]
     assert sim.GENERATOR_VERSION == "zsl-bench-sim/2.0" == sim.GENERATORS["2.0"]
     assert sim.GENERATOR_VERSION_3 == "zsl-bench-sim/3.0" == sim.GENERATORS["3.0"]
-    # v2 stays the default until results/ is regenerated under v3 (issue 16)
-    assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "2.0"
+    # v3 is the default since results/ was regenerated under it (issue 16)
+    assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "3.0"
     assert sim.resolve_generator("zsl-bench-sim/1.2") == "1.2"
-    with pytest.raises(ConfigError, match=r"unknown sim generator '4.0'; valid: 2.0, 3.0, 1.2"):
+    with pytest.raises(ConfigError, match=r"unknown sim generator '4.0'; valid: 3.0, 2.0, 1.2"):
         sim.generate("cub", "tiny", out_root=tmp_path, generator="4.0")
     with pytest.raises(ConfigError, match=r"unknown sim parameter\(s\) \['context_strength'\] for generator 1.2"):
         sim.preset_params("tiny", "cub", "1.2", context_strength=0.5)
@@ -87,12 +87,13 @@ def test_versions_names_and_errors(tmp_path: Path) -> None:
     assert isinstance(sim.preset_params("tiny", "cub", "2.0"), sim.SimParams)
     assert sim.preset_params("small", "flo", "2.0").latent_parts == 6  # v2's per-dataset scale on top of v1's
     assert sim.preset_params("small", "flo", "1.2").images_per_class == 8  # v1's stays
-    assert sim.preset_params("small", "flo").images_per_class == 20  # v2, the default
+    assert sim.preset_params("small", "flo").images_per_class == 20  # v3, the default: v2's
+    assert sim.preset_params("small", "awa2").images_per_class == 100  # v3's own
 
 
 def test_cache_root_is_keyed_by_version_and_overrides() -> None:
-    default = sim.cache_root("small", 0)  # the default generator (2.0) without overrides
-    assert default == sim_root("small", 0) == sim.cache_root("small", 0, "2.0")
+    default = sim.cache_root("small", 0)  # the default generator (3.0) without overrides
+    assert default == sim_root("small", 0) == sim.cache_root("small", 0, "3.0")
     v1 = sim.cache_root("small", 0, "1.2")
     assert v1.parent == default.parent and v1.name == "small-seed0-sim1.2"
     a = sim.cache_root("small", 0, "2.0", rho=0.5)
@@ -127,7 +128,7 @@ def test_cli_generator_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ddir = sim.cache_root("tiny", 0, "1.2") / "AWA2"
     assert json.loads((ddir / "sim.json").read_text())["generator"] == "zsl-bench-sim/1.2"
     assert cli_main(["data", "sim", "awa2", "--preset", "tiny", "--generator", "9"]) == 2
-    assert "unknown sim generator '9'; valid: 2.0, 3.0, 1.2" in capsys.readouterr().err
+    assert "unknown sim generator '9'; valid: 3.0, 2.0, 1.2" in capsys.readouterr().err
 
 
 def test_calibrated_knobs_apply_per_dataset_and_semantics_source(tmp_path: Path, monkeypatch) -> None:
@@ -184,4 +185,11 @@ def test_v3_is_v2_but_for_awa2_small(tmp_path: Path) -> None:
     with h5py.File(a / sim.ENV_STORE_NAME, "r") as ha, h5py.File(b / sim.ENV_STORE_NAME, "r") as hb:
         assert np.array_equal(ha["regions"][()], hb["regions"][()])
     assert json.loads((b / "sim.json").read_text())["generator"] == "zsl-bench-sim/3.0"
-    assert sim.cache_root("small", 0, "3.0").name == "small-seed0-sim3.0"
+    assert sim.cache_root("small", 0, "2.0").name == "small-seed0-sim2.0"
+    # what studies compare (a changed default reruns only units whose data changed)
+    for name in ("cub", "sun", "flo", "awa2"):
+        for preset in ("tiny", "small", "full"):
+            v3 = sim.data_version("zsl-bench-sim/3.0", name, preset)
+            assert v3 == ("3.0" if (name, preset) in {("awa2", "small"), ("awa2", "full")} else "2.0")
+            assert sim.data_version("2.0", name, preset) == "2.0" and sim.data_version("1.2", name, preset) == "1.2"
+    assert sim.data_version(None, "AWA2", "small") == "3.0"  # the default; dataset names in any case

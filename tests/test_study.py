@@ -494,6 +494,34 @@ def test_rows_of_another_config_under_a_run_id_are_never_reused(tmp_path):
     assert {r["config_hash"] for r in rows} == {good[0]["config_hash"]} and "99.0" not in {r["value"] for r in rows}
 
 
+def test_changed_default_generator_reruns_only_units_whose_data_changed(tmp_path, monkeypatch):
+    """Config digests leave the default generator out; rows record the generator of their data. A
+    default that writes the same data (v3 on the tiny preset is v2) reuses them, one that does not
+    stops the study, and --rerun-changed redoes exactly those units."""
+    from zsl_bench.data import sim
+
+    spec = parse_spec({"name": "gen", "methods": ["ale"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
+                       "base": {"train.epochs": 2}})
+    monkeypatch.setattr(sim, "DEFAULT_GENERATOR", "2.0")
+    StudyRunner(spec, tmp_path, progress=False).run()
+    before = read_rows(tmp_path / "results.csv")
+    assert {r["generator_version"] for r in before} == {"zsl-bench-sim/2.0"}
+
+    monkeypatch.setattr(sim, "DEFAULT_GENERATOR", "3.0")  # v2's data on the tiny preset
+    assert StudyRunner(spec, tmp_path, progress=False).run().ran == 0
+    monkeypatch.setattr(sim, "DEFAULT_GENERATOR", "1.2")  # other data
+    with pytest.raises(ConfigError, match=r"1 finished unit\(s\).*\(generator 2.0 -> 1.2\).*--rerun-changed"):
+        StudyRunner(spec, tmp_path, progress=False).run()
+    assert read_rows(tmp_path / "results.csv") == before  # untouched
+    out = StudyRunner(spec, tmp_path, progress=False, rerun_changed=True).run()
+    assert out.ran == 1
+    rows = read_rows(tmp_path / "results.csv")
+    assert {r["run_id"] for r in rows} == {r["run_id"] for r in before}  # replaced, not added (v1 has no reliance rows)
+    assert {r["generator_version"] for r in rows} == {"zsl-bench-sim/1.2"}
+    assert {r["config_hash"] for r in rows} == {r["config_hash"] for r in before}  # the digest did not move
+    assert StudyRunner(spec, tmp_path, progress=False).run().ran == 0
+
+
 def test_table_rows_are_the_current_units_only_after_an_edited_base(tmp_path):
     for w in (1.0, 2.0):  # the same study and output, base edited between runs
         spec = _spec(seeds=[0], grid=None, base={"method.w": w})

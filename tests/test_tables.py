@@ -339,3 +339,19 @@ def test_order_puts_the_named_rows_first_and_refuses_unknown_names() -> None:
     assert build_table(mixed, order=["ale", "eszsl"]).labels == ["ale", "eszsl", "sje"]
     with pytest.raises(DataError, match="--order: msdn not among the rows' methods; valid: eszsl, ale, sje"):
         build_table(mixed, order=["msdn"])
+
+
+def test_caption_names_the_generators_behind_the_rows():
+    """Rows of several generator versions: the caption lists each with its datasets, and says where an
+    older version wrote the newest one's data (v2 on CUB is v3's; on AWA2's small preset it is not)."""
+    from zsl_bench.tables import caption
+
+    rows = make_rows("main")
+    for r in rows:
+        r["generator_version"] = "zsl-bench-sim/3.0" if r["dataset"] == "flo" else "zsl-bench-sim/2.0"
+    assert "Data: simulated (small; generators 3.0 (FLO), 2.0 (CUB: 3.0's data))" in caption(rows, "main")
+    for r in rows:
+        r["generator_version"] = "zsl-bench-sim/3.0"
+    assert "Data: simulated (small; generator 3.0)" in caption(rows, "main")
+    awa2 = [{**r, "dataset": "awa2", "generator_version": "zsl-bench-sim/2.0"} for r in rows if r["dataset"] == "cub"]
+    assert "generators 3.0 (FLO, CUB), 2.0 (AWA2))" in caption(rows + awa2, "main")
