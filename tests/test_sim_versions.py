@@ -160,7 +160,7 @@ def test_noise_level_scales_every_noise_knob() -> None:
         sim.noise_level(-1.0)
 
 
-def test_v3_is_v2_but_for_awa2_small(tmp_path: Path) -> None:
+def test_v3_is_v2_off_awa2_small_and_full(tmp_path: Path) -> None:
     """v3 changes AWA2 only (small: size and noise scales; full: noise scales): elsewhere it writes
     v2's data bit for bit."""
     from dataclasses import asdict
@@ -186,10 +186,30 @@ def test_v3_is_v2_but_for_awa2_small(tmp_path: Path) -> None:
         assert np.array_equal(ha["regions"][()], hb["regions"][()])
     assert json.loads((b / "sim.json").read_text())["generator"] == "zsl-bench-sim/3.0"
     assert sim.cache_root("small", 0, "2.0").name == "small-seed0-sim2.0"
-    # what studies compare (a changed default reruns only units whose data changed)
+    # what studies and checkpoints compare (a changed default reruns only units whose data changed):
+    # v3 is v2 exactly where their parameters agree, for both semantics sources
     for name in ("cub", "sun", "flo", "awa2"):
         for preset in ("tiny", "small", "full"):
-            v3 = sim.data_version("zsl-bench-sim/3.0", name, preset)
-            assert v3 == ("3.0" if (name, preset) in {("awa2", "small"), ("awa2", "full")} else "2.0")
+            same = all(asdict(sim.preset_params(preset, name, "2.0", source))
+                       == asdict(sim.preset_params(preset, name, "3.0", source)) for source in ("generated", "real"))
+            assert sim.data_version("zsl-bench-sim/3.0", name, preset) == ("2.0" if same else "3.0"), (name, preset)
             assert sim.data_version("2.0", name, preset) == "2.0" and sim.data_version("1.2", name, preset) == "1.2"
     assert sim.data_version(None, "AWA2", "small") == "3.0"  # the default; dataset names in any case
+
+
+def test_checkpoints_name_their_data() -> None:
+    """The config digest leaves the default generator out, so a checkpoint's fingerprint names the
+    data: v2's and v3's tiny CUB are one dataset, v1's and a rho override are others."""
+    from zsl_bench.config import resolve
+    from zsl_bench.engine import Engine, sim_identity
+    from zsl_bench.registry import METHODS
+
+    def ident(**overrides: object) -> str:
+        data = load_dataset("cub", sim_preset="tiny", sim_overrides=overrides)
+        return sim_identity(data.provenance, data.name)
+
+    assert ident(generator="2.0") == ident(generator="3.0") == ident()
+    assert len({ident(), ident(generator="1.2"), ident(generator="2.0", rho=0.5)}) == 3
+    data = load_dataset("cub", sim_preset="tiny")
+    engine = Engine(METHODS.get("ale"), resolve(METHODS.get("ale"), "cub"), data)
+    assert engine.fingerprint("val", 0, np.arange(3))["data"] == ident()

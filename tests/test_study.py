@@ -325,7 +325,7 @@ def test_confounding_sweep_spec_sweeps_rho_for_msdn_and_the_intervention_variant
     spec = parse_spec(raw, "confounding_sweep.yaml")
     check_configs(spec)
     rhos = [0.0, 0.25, 0.5, 0.75, 0.9]
-    assert spec.sim == "small" and sim_settings(spec) == [{"context_strength": 0.25, "generator": "2.0", "rho": r}
+    assert spec.sim == "small" and sim_settings(spec) == [{"context_strength": 0.25, "generator": "3.0", "rho": r}
                                                          for r in rhos]
     named = ["msdn", "full", *(f"intervention_{k}" for k in ("uniform", "reversed", "shuffle_batch",
                                                               "shuffle_region", "shuffle_attribute"))]
@@ -502,6 +502,7 @@ def test_changed_default_generator_reruns_only_units_whose_data_changed(tmp_path
 
     spec = parse_spec({"name": "gen", "methods": ["ale"], "datasets": ["cub"], "seeds": [0], "sim": "tiny",
                        "base": {"train.epochs": 2}})
+    monkeypatch.setenv("ZSL_BENCH_CACHE", str(tmp_path / "cache"))  # the patched defaults share no cache
     monkeypatch.setattr(sim, "DEFAULT_GENERATOR", "2.0")
     StudyRunner(spec, tmp_path, progress=False).run()
     before = read_rows(tmp_path / "results.csv")

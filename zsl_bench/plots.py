@@ -446,8 +446,11 @@ def plot_run_attention(run_dir: str | os.PathLike[str], row: dict[str, Any], out
     cfg_dict = json.loads(row["config"]) if row.get("config") else {}
     cfg_dict.get("train", {})["device"] = "cpu"
     cfg = resolve(method_cls, str(row["dataset"]), cfg_dict)
+    sim_overrides = cfg.sim.overrides()
+    if "generator" not in sim_overrides and row.get("generator_version"):
+        sim_overrides["generator"] = str(row["generator_version"])  # the row's data, whatever the default is now
     data = load_dataset(str(row["dataset"]), None, sim_preset=str(row["sim_preset"]),
-                        sim_seed=int(row.get("data_seed") or 0), sim_overrides=cfg.sim.overrides())
+                        sim_seed=int(row.get("data_seed") or 0), sim_overrides=sim_overrides)
     gt_path = data.ground_truth
     if gt_path is None:
         raise DataError(f"simulated {row['dataset']} has no ground_truth.npz")

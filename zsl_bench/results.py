@@ -622,7 +622,7 @@ def remove_runs(path: str | os.PathLike[str], run_ids: set[str], *,
     """Drop the rows of ``run_ids`` from the CSV at ``path`` (atomic rewrite, under the lock).
 
     Rows for which ``keep`` is true stay (a rerun's rows under the same run id).
-    The only rewrite of a results file: ``--rerun-changed`` after a preset or default changed.
+    The only rewrite of a results file: ``--rerun-changed`` after a preset, default or generator changed.
     Returns how many rows went.
     """
     p = Path(path)

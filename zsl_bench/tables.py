@@ -458,9 +458,10 @@ def _generators_phrase(rows: list[dict[str, Any]]) -> str:
         except ConfigError:
             return False
 
+    several_presets = len({p for keys in by_gen.values() for _, p in keys}) > 1
     listed = []
     for g, keys in sorted(by_gen.items(), key=lambda kv: kv[0] != newest):
-        names = ", ".join(dict.fromkeys(d.upper() for d, _ in keys))
+        names = ", ".join(dict.fromkeys(f"{d.upper() or '?'}{f' {p}' if several_presets else ''}" for d, p in keys))
         note = f": {newest}'s data" if g != newest and all(same(g, k) for k in keys) else ""
         listed.append(f"{g} ({names}{note})")
     return "; generators " + ", ".join(listed)

@@ -68,8 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MLflow tracking URI (default sqlite:///<out>/mlflow.db)")
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--rerun-changed", action="store_true",
-                   help="rerun finished seeds whose config the code now resolves differently (a method preset "
-                        "or default changed); without it such seeds stop the run with an error")
+                   help="rerun finished seeds whose config or simulated data the code now resolves differently "
+                        "(a method preset, default or default generator changed); without it such seeds stop "
+                        "the run with an error")
     add_speed_flags(p)
     p.set_defaults(func=cmd_run)
 

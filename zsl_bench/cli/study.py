@@ -106,8 +106,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--seeds (default: the spec's data_seeds, else its sim_seed); like --seeds, finished "
                         "units are reused")
     p.add_argument("--rerun-changed", action="store_true",
-                   help="rerun finished units whose config the code now resolves differently (a method "
-                        "preset or default changed); without it such units stop the study with an error")
+                   help="rerun finished units whose config or simulated data the code now resolves "
+                        "differently (a method preset, default or default generator changed); without it "
+                        "such units stop the study with an error")
     s = p.add_argument_group("workers on a Slurm cluster (--launcher slurm; needs pip install 'zsl-bench[slurm]')")
     s.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="local",
                    help="local (default): this process plus N-1 local worker processes; slurm: N workers "

@@ -214,7 +214,8 @@ class StudyRunner:
         tracker: a :class:`zsl_bench.tracking.Tracker` or None (no MLflow).
         progress: show tqdm bars.
         rerun_changed: rerun finished units whose config the code now resolves differently (a
-            method preset or default changed); without it such units stop the study with an error.
+            method preset or default changed), or whose data a changed default generator writes
+            differently; without it such units stop the study with an error.
         keep_checkpoints: keep ``runs/<run_id>/ckpt`` of finished units (attention figures rebuild
             models from them); False removes them once the unit's rows are written.
         timing: heartbeat / grace / poll periods (default: :meth:`Timing.from_env`).
@@ -410,23 +411,24 @@ class StudyRunner:
         return StudyOutcome(rows, trial_rows, self.failed, self.ran, self.best)
 
     # -- config drift
-    def wanted(self, unit: Unit) -> tuple[str, str]:
+    def wanted_state(self, unit: Unit) -> tuple[str, str]:
         """What ``unit``'s rows must record to stand for it now (:func:`row_state`): the digest of the
         config the code resolves, and on simulated data the generator whose data it reads."""
         from ..data import sim
 
         cfg = self.requested(unit)
         s = unit.spec
-        return cfg.digest(), sim.data_version(cfg.sim.generator, s.dataset, s.sim_preset) if s.sim_preset else ""
+        data = sim.data_version(cfg.sim.generator, s.dataset, s.sim_preset) if s.sim_preset else ""
+        return cfg.digest(), data
 
     def _recorded_states(self, t: Any) -> set[tuple[str, str]]:
-        """What a finished trial's unit was trained from (rows; failures: the claim's digest)."""
+        """What a finished trial's unit was trained from (rows; failures: the claim's digest and data)."""
         from optuna.trial import TrialState
 
         if t.state == TrialState.COMPLETE:
             return {st for r in json.loads(t.user_attrs.get("rows", "[]")) if (st := row_state(r))[0]}
         if t.state == TrialState.FAIL and "failure" in t.user_attrs and t.user_attrs.get("config_hash"):
-            return {(t.user_attrs["config_hash"], "")}
+            return {(t.user_attrs["config_hash"], t.user_attrs.get("data_version", ""))}
         return set()
 
     def _check_changed(self, study: Any, units: list[Unit]) -> Any:
@@ -438,9 +440,10 @@ class StudyRunner:
         now resolves another config, or a default generator that writes other data, reusing them would
         put numbers from two settings in one table.
 
-        Cleanup comes first and touches only what is older than this check (rows of the old digest,
+        Cleanup comes first and touches only what is older than this check (rows of the old state,
         older curves and MLflow runs); the trial is superseded last. A crash in between leaves it
         COMPLETE, so the next run does both again; a worker that lost a race removes nothing new.
+        Checkpoints of the old data are never resumed: their fingerprint names the data (``Engine.fingerprint``).
         Returns the study, reloaded if trials were superseded (Optuna caches finished trials).
         """
         from optuna.trial import TrialState
@@ -453,7 +456,7 @@ class StudyRunner:
             unit = by_key.get(t.user_attrs.get("unit_key"))
             if unit is None or "superseded" in t.user_attrs:
                 continue
-            want = self.wanted(unit)
+            want = self.wanted_state(unit)
             stale = {st for st in self._recorded_states(t) if not state_matches(st, want)}
             if stale:
                 changed.append((t, unit, _drift(stale, want)))
@@ -475,7 +478,7 @@ class StudyRunner:
                     curve.unlink()
             if self.tracker:  # the old MLflow runs stay, tagged, so the rerun can be logged
                 self.tracker.supersede_unit(u.key, why, before=seen_at)
-        # Checkpoints need no cleanup: their fingerprint holds the config, so old ones are ignored.
+        # Checkpoints need no cleanup: their fingerprint holds the config and data, so old ones are ignored.
         self.queue.supersede([(t, why) for t, _, why in changed])
         return self.queue.reload(study)
 
@@ -490,7 +493,7 @@ class StudyRunner:
             unit_json = t.user_attrs.get("unit")
             if not unit_json:
                 continue
-            want = self.wanted(Unit.from_json(unit_json))
+            want = self.wanted_state(Unit.from_json(unit_json))
             stale = {st for st in self._recorded_states(t) if not state_matches(st, want)}
             if stale:
                 raise ConfigError(f"{self.out}: search trial {t.number} of {study.study_name} was trained from another "
@@ -543,7 +546,9 @@ class StudyRunner:
                 unit = dataclasses.replace(Unit.from_json(frozen.user_attrs["unit"]),
                                            show_data_seed=len(self.spec.data_seeds or ()) > 1)
                 # Lets _check_changed judge a unit that fails (it leaves no rows with a digest).
-                self.queue.set_attr(frozen, "config_hash", self.wanted(unit)[0])
+                digest, data = self.wanted_state(unit)
+                self.queue.set_attr(frozen, "config_hash", digest)
+                self.queue.set_attr(frozen, "data_version", data)
                 self._execute(frozen, unit, phase)
         bar.close()
 
@@ -557,7 +562,7 @@ class StudyRunner:
             recover(csv_path)
             existing = index.refresh().rows_of(unit.run_id)
         if existing:
-            want = self.wanted(unit)
+            want = self.wanted_state(unit)
             if any(not state_matches(row_state(r), want) for r in existing):
                 # Rows of another config or data under this run id (a --rerun-changed cleanup cut short): never reuse.
                 remove_runs(csv_path, {unit.run_id}, keep=lambda r: state_matches(row_state(r), want))
