@@ -1074,7 +1074,7 @@ def _load_checkpoint(path: Path | None, fingerprint: dict[str, Any], epochs: int
         log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
         return None
     if state.get("format") != CKPT_FORMAT or state.get("fingerprint") != fingerprint:
-        log.info("checkpoint %s belongs to another configuration; starting afresh", path)
+        log.info("checkpoint %s belongs to another configuration or data; starting afresh", path)
         return None
     if int(state["epoch"]) > epochs:
         log.info("checkpoint %s is past epoch %d; starting afresh", path, epochs)

@@ -218,6 +218,8 @@ What v3 leaves open: DAZLE's gain over the classic mean is +18.2 on generated se
 real ones (published: +8.5), and DAZLE on real semantics moves by 15 points with the data seed
 (69.1, 54.1), SAE on generated ones by 24 (38.9, 62.4); DeViSE stays 8-12 points low (its AWA2
 margin was validated at 2048-d). An AWA2 training unit costs ~3-4x v2's (DAZLE 77 s against 28 s).
+Frozen: these knobs were committed (17cf3cd) before MSDN, MSDN++ or TransZero ran on v3 data; their
+first v3 runs (``results/``, regenerated under v3 as the default) came after and changed nothing here.
 
 Semantic statistics (``SEMANTIC_TARGETS``, real published files, ``python
 benchmarks/sim_semantic_stats.py --data-root ../shared/data/zsl``; FLO's unseen classes are unknown:
