@@ -349,9 +349,9 @@ def test_caption_names_the_generators_behind_the_rows():
     rows = make_rows("main")
     for r in rows:
         r["generator_version"] = "zsl-bench-sim/3.0" if r["dataset"] == "flo" else "zsl-bench-sim/2.0"
-    assert "Data: simulated (small; generators 3.0 (FLO), 2.0 (CUB: 3.0's data))" in caption(rows, "main")
+    assert "Data: simulated (small; generators 3.0 on FLO and 2.0 on CUB (3.0's data there))" in caption(rows, "main")
     for r in rows:
         r["generator_version"] = "zsl-bench-sim/3.0"
     assert "Data: simulated (small; generator 3.0)" in caption(rows, "main")
     awa2 = [{**r, "dataset": "awa2", "generator_version": "zsl-bench-sim/2.0"} for r in rows if r["dataset"] == "cub"]
-    assert "generators 3.0 (FLO, CUB), 2.0 (AWA2))" in caption(rows + awa2, "main")
+    assert "generators 3.0 on FLO, CUB and 2.0 on AWA2)" in caption(rows + awa2, "main")

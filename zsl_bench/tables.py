@@ -440,8 +440,8 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
 
 
 def _generators_phrase(rows: list[dict[str, Any]]) -> str:
-    """'; generator 3.0', or with several: '; generators 3.0 (AWA2), 2.0 (CUB, SUN: 3.0's data)', where
-    an older version wrote the data the newest writes for those datasets (``sim.data_version``)."""
+    """'; generator 3.0', or with several: '; generators 3.0 on AWA2 and 2.0 on CUB, SUN (3.0's data
+    there)', where an older version wrote the data the newest writes there (``sim.data_version``)."""
     from .data import sim
 
     by_gen: dict[str, dict[tuple[str, str], None]] = {}  # version -> (dataset, preset), in row order
@@ -462,9 +462,9 @@ def _generators_phrase(rows: list[dict[str, Any]]) -> str:
     listed = []
     for g, keys in sorted(by_gen.items(), key=lambda kv: kv[0] != newest):
         names = ", ".join(dict.fromkeys(f"{d.upper() or '?'}{f' {p}' if several_presets else ''}" for d, p in keys))
-        note = f": {newest}'s data" if g != newest and all(same(g, k) for k in keys) else ""
-        listed.append(f"{g} ({names}{note})")
-    return "; generators " + ", ".join(listed)
+        note = f" ({newest}'s data there)" if g != newest and all(same(g, k) for k in keys) else ""
+        listed.append(f"{g} on {names}{note}")
+    return "; generators " + ", ".join(listed[:-1]) + " and " + listed[-1]
 
 
 def _metrics_phrase(specs: list[metrics.MetricSpec]) -> str:
