@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import methods  # noqa: F401  (registers the methods)
+from zsl_bench.data import sim
 from zsl_bench.errors import ConfigError
 from zsl_bench.results import METRIC_NAMES
 from zsl_bench.runner import make_rows, resolve_config
@@ -35,7 +36,7 @@ def _toy_run(unit: Unit, *, out_dir: Path, reporter=None, progress: bool = True)
     h = 40.0 + 10.0 * cfg.method.lambda_sem + cfg.method.lambda_eff
     metrics = {"zsl_acc": h, "u": h, "s": h, "h": h, "gamma": 0.0, "ausuc": 20.0}
     names = (*METRIC_NAMES, "val_h") if spec.select_only else METRIC_NAMES
-    data = SimpleNamespace(is_simulated=True, provenance={"generator_version": "toy"})
+    data = SimpleNamespace(is_simulated=True, provenance={"generator_version": sim.GENERATORS[sim.DEFAULT_GENERATOR]})
     rows = make_rows(spec, cfg, data, {**metrics, "val_h": h}, epoch=1, wall_time_s=0.0, names=names)
     return SimpleNamespace(metrics=metrics, selection={"val_h": h, "best_epoch": 1}, history=[], curve={},
                            rows=rows, config=cfg, wall_time_s=0.0)
