@@ -513,6 +513,8 @@ def test_changed_default_generator_reruns_only_units_whose_data_changed(tmp_path
     monkeypatch.setattr(sim, "DEFAULT_GENERATOR", "3.0")  # v2's data on the tiny preset
     assert StudyRunner(spec, tmp_path, progress=False).run().ran == 0
     monkeypatch.setattr(sim, "DEFAULT_GENERATOR", "1.2")  # other data
+    plan = StudyRunner(spec, tmp_path, progress=False).plan()
+    assert not plan.done and "1 trained from another config or data (--rerun-changed reruns them)" in plan.summary()
     with pytest.raises(ConfigError, match=r"1 finished unit\(s\).*\(generator 2.0 -> 1.2\).*--rerun-changed"):
         StudyRunner(spec, tmp_path, progress=False).run()
     assert read_rows(tmp_path / "results.csv") == before  # untouched

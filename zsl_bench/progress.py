@@ -46,7 +46,7 @@ class PlannedUnit:
 
     desc: str
     run_id: str
-    state: str  # "done" | "resume" | "todo"
+    state: str  # "done" | "changed" (rows of another config or data) | "resume" | "todo"
     resume: str = ""  # for "resume": where its checkpoint stands, e.g. "phase final, epoch 3"
 
 
@@ -76,6 +76,8 @@ class Plan:
         else:
             head = f"{self.name}: {_count(len(self.units), 'unit')}: {self.shape}"
         tail = [f"{len(self.done)} already done"]
+        if changed := sum(u.state == "changed" for u in self.units):
+            tail.append(f"{changed} trained from another config or data (--rerun-changed reruns them)")
         if self.to_resume:
             tail.append(f"{len(self.to_resume)} to resume from a checkpoint")
         left = len(self.units) - len(self.done)
@@ -88,7 +90,8 @@ class Plan:
         """One line per unit with its state (``--dry-run``)."""
         lines = [self.summary(), *self.notes]
         for i, u in enumerate(self.units, 1):
-            state = {"done": "done (rows reused)", "todo": "to run"}.get(u.state, f"resume at {u.resume}")
+            state = {"done": "done (rows reused)", "todo": "to run", "changed": "changed (config or data)"}.get(
+                u.state, f"resume at {u.resume}")
             lines.append(f"  {i:>4}  {u.desc:<48} {state}")
         return "\n".join(lines)
 

@@ -328,8 +328,9 @@ class StudyRunner:
 
     # -- the plan (read from <out>, writes nothing)
     def plan(self) -> Plan:
-        """The study's units and their state in ``<out>``: done (rows in results.csv), to resume
-        (a checkpoint under ``runs/<run_id>/ckpt``) or to run. Creates nothing, opens no storage."""
+        """The study's units and their state in ``<out>``: done (rows in results.csv), changed (rows of
+        another config or data: ``--rerun-changed`` redoes them), to resume (a checkpoint under
+        ``runs/<run_id>/ckpt``) or to run. Creates nothing, opens no storage."""
         spec = self.spec
         if spec.is_search:
             s = spec.search
@@ -339,12 +340,18 @@ class StudyRunner:
                     f"config × {len(spec.seeds)} seed(s)")
             return Plan(spec.name, [], "", search=text)  # its units depend on the trials
         # Rows a killed writer cut short are not done: the next run removes them and redoes the unit.
-        walls = {r.get("run_id"): r.get("wall_time_s") for r in read_rows(self.results_csv, partial_tail="ignore")}
+        walls: dict[Any, Any] = {}
+        states: dict[Any, set[tuple[str, str]]] = {}
+        for r in read_rows(self.results_csv, partial_tail="ignore"):
+            walls[r.get("run_id")] = r.get("wall_time_s")
+            states.setdefault(r.get("run_id"), set()).add(row_state(r))
         units: list[PlannedUnit] = []
         for ds in spec.datasets:
             for u in grid_units(spec, ds):
                 if u.run_id in walls:
-                    units.append(PlannedUnit(u.desc, u.run_id, "done"))
+                    want = self.wanted_state(u)
+                    stale = any(not state_matches(st, want) for st in states[u.run_id])
+                    units.append(PlannedUnit(u.desc, u.run_id, "changed" if stale else "done"))
                     continue
                 where = checkpoint_state(self.out / "runs" / u.run_id / "ckpt")
                 units.append(PlannedUnit(u.desc, u.run_id, "resume" if where else "todo", where or ""))
