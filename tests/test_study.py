@@ -527,6 +527,25 @@ def test_changed_default_generator_reruns_only_units_whose_data_changed(tmp_path
     assert StudyRunner(spec, tmp_path, progress=False).run().ran == 0
 
 
+def test_rows_name_the_commit_the_study_started_from(tmp_path, monkeypatch):
+    """A checkout committed to while a long study runs: its rows keep naming the code it started with."""
+    from zsl_bench import results
+
+    head = {"commit": "start0000000"}
+    monkeypatch.setattr(results, "_checkout_commit", lambda pkg: head["commit"])
+
+    def run_after_a_commit(unit, **kw):
+        head["commit"] = "later0000000"  # someone commits while the study trains
+        return toy_run(unit, **kw)
+
+    results.git_commit.cache_clear()
+    try:
+        out = StudyRunner(_spec(seeds=[0, 1]), tmp_path, run_fn=run_after_a_commit, progress=False).run()
+    finally:
+        results.git_commit.cache_clear()
+    assert out.rows and {r["git_commit"] for r in out.rows} == {"start0000000"}
+
+
 def test_table_rows_are_the_current_units_only_after_an_edited_base(tmp_path):
     for w in (1.0, 2.0):  # the same study and output, base edited between runs
         spec = _spec(seeds=[0], grid=None, base={"method.w": w})

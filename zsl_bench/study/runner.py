@@ -44,6 +44,7 @@ from ..progress import OverallProgress, Plan, PlannedUnit, shape_of
 from ..results import (
     RowIndex,
     append_rows,
+    git_commit,
     lock_path,
     read_rows,
     recover,
@@ -373,6 +374,7 @@ class StudyRunner:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        git_commit()  # cached now: rows name the commit this process started from, not a later checkout
         check_configs(self.spec)
         plan = self.plan()
         log.info("%s", plan.summary())
