@@ -201,12 +201,12 @@ def test_checkpoints_name_their_data() -> None:
     """The config digest leaves the default generator out, so a checkpoint's fingerprint names the
     data: v2's and v3's tiny CUB are one dataset, v1's and a rho override are others."""
     from zsl_bench.config import resolve
-    from zsl_bench.engine import Engine, sim_identity
+    from zsl_bench.engine import Engine
     from zsl_bench.registry import METHODS
 
     def ident(**overrides: object) -> str:
         data = load_dataset("cub", sim_preset="tiny", sim_overrides=overrides)
-        return sim_identity(data.provenance, data.name)
+        return sim.data_identity(data.provenance, data.name)
 
     assert ident(generator="2.0") == ident(generator="3.0") == ident()
     assert len({ident(), ident(generator="1.2"), ident(generator="2.0", rho=0.5)}) == 3

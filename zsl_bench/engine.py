@@ -1012,7 +1012,9 @@ class Engine:
         out = {"method": self.method_cls.name, "dataset": self.data.name, "phase": phase, "seed": seed,
                "config": cfg, "rows": rows}
         if self.data.is_simulated:  # the config leaves the default generator out: name the data itself
-            out["data"] = sim_identity(self.data.provenance, self.data.name)
+            from .data import sim
+
+            out["data"] = sim.data_identity(self.data.provenance, self.data.name)
         return out
 
 
@@ -1051,18 +1053,6 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         orphan.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-
-
-def sim_identity(provenance: dict[str, Any], dataset: str) -> str:
-    """Simulated data as a string: the generator whose data they are (``sim.data_version``: v3 off
-    AWA2 is v2), the preset, the seed and the hash of the generator's parameters (``sim.json``)."""
-    from .data import sim
-
-    gen = str(provenance.get("generator") or provenance.get("generator_version") or "")
-    preset = str(provenance.get("preset", ""))
-    with contextlib.suppress(ConfigError):  # a version this code does not know stays as written
-        gen = sim.data_version(gen, dataset, preset)
-    return f"{gen}/{preset}/seed{provenance.get('seed', '')}/{provenance.get('params_hash', '')}"
 
 
 def _load_checkpoint(path: Path | None, fingerprint: dict[str, Any], epochs: int) -> dict[str, Any] | None:

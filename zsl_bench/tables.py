@@ -29,7 +29,7 @@ from typing import Any
 
 from . import metrics, stats
 from .data.datasets import in_table_order
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .fileio import write_text_atomic
 
 KINDS = ("main", "ablation")
@@ -453,10 +453,7 @@ def _generators_phrase(rows: list[dict[str, Any]]) -> str:
     newest = max(by_gen, key=lambda g: tuple(int(x) for x in re.findall(r"\d+", g)))
 
     def same(g: str, key: tuple[str, str]) -> bool:
-        try:
-            return sim.data_version(g, *key) == sim.data_version(newest, *key)
-        except ConfigError:
-            return False
+        return sim.recorded_data_version(g, *key) == sim.recorded_data_version(newest, *key)
 
     several_presets = len({p for keys in by_gen.values() for _, p in keys}) > 1
     listed = []

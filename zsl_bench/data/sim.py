@@ -296,8 +296,8 @@ ENV_STORE_NAME = "features_env_resampled.h5"
 MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
 __all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "PRESETS", "SEMANTIC_TARGETS", "SimParams",
-           "SimParams3", "cache_root", "data_version", "generate", "is_cached", "oracle_accuracy", "preset_params",
-           "resolve_generator"]
+           "SimParams3", "cache_root", "data_identity", "data_version", "generate", "is_cached", "oracle_accuracy",
+           "preset_params", "recorded_data_version", "resolve_generator"]
 
 # Statistics of the real class semantics (command in the module docstring); generated v2 semantics
 # are fitted to them. A dataset not listed here (a plug-in) gets CUB's.
@@ -480,6 +480,24 @@ def data_version(generator: str | None, dataset: str, preset: str) -> str:
     if name == "3.0" and (str(dataset).lower(), str(preset)) not in V3_CHANGED:
         return "2.0"
     return name
+
+
+def recorded_data_version(version: str, dataset: str, preset: str) -> str:
+    """``data_version`` of a version as recorded (a row's ``generator_version``, ``sim.json``); one
+    this code does not know stays as written, so it matches nothing but itself."""
+    try:
+        return data_version(version, dataset, preset)
+    except ConfigError:
+        return str(version)
+
+
+def data_identity(meta: dict[str, Any], dataset: str) -> str:
+    """Simulated data as a string (checkpoint fingerprints): the generator whose data they are
+    (``recorded_data_version``: v3 off AWA2 is v2), the preset, the seed and the hash of the
+    generator's parameters, from the dataset's ``sim.json`` (``meta``)."""
+    gen = str(meta.get("generator") or meta.get("generator_version") or "")
+    preset = str(meta.get("preset", ""))
+    return f"{recorded_data_version(gen, dataset, preset)}/{preset}/seed{meta.get('seed', '')}/{meta.get('params_hash', '')}"
 
 
 def _params_class(name: str) -> type[ScaleParams]:

@@ -32,7 +32,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,14 +73,18 @@ def row_state(row: dict[str, Any]) -> tuple[str, str]:
     if gen and row.get("sim_preset"):
         from ..data import sim
 
-        with contextlib.suppress(ConfigError):  # a version this code does not know stays as written
-            gen = sim.data_version(gen, str(row.get("dataset", "")), str(row["sim_preset"]))
+        gen = sim.recorded_data_version(gen, str(row.get("dataset", "")), str(row["sim_preset"]))
     return str(row.get("config_hash") or ""), gen
 
 
 def state_matches(state: tuple[str, str], want: tuple[str, str]) -> bool:
     """Whether rows of ``state`` stand for a unit that wants ``want`` (an unrecorded part matches)."""
     return all(not got or not w or got == w for got, w in zip(state, want))
+
+
+def stale_states(states: Iterable[tuple[str, str]], want: tuple[str, str]) -> set[tuple[str, str]]:
+    """The ``states`` that do not stand for a unit that wants ``want`` (:func:`state_matches`)."""
+    return {st for st in states if not state_matches(st, want)}
 
 
 def _drift(stale: set[tuple[str, str]], want: tuple[str, str]) -> str:
@@ -351,7 +355,7 @@ class StudyRunner:
             for u in grid_units(spec, ds):
                 if u.run_id in walls:
                     want = self.wanted_state(u)
-                    stale = any(not state_matches(st, want) for st in states[u.run_id])
+                    stale = stale_states(states[u.run_id], want)
                     units.append(PlannedUnit(u.desc, u.run_id, "changed" if stale else "done"))
                     continue
                 where = checkpoint_state(self.out / "runs" / u.run_id / "ckpt")
@@ -466,8 +470,7 @@ class StudyRunner:
             if unit is None or "superseded" in t.user_attrs:
                 continue
             want = self.wanted_state(unit)
-            stale = {st for st in self._recorded_states(t) if not state_matches(st, want)}
-            if stale:
+            if stale := stale_states(self._recorded_states(t), want):
                 changed.append((t, unit, _drift(stale, want)))
                 wants[unit.run_id] = want
         if not changed:
@@ -503,8 +506,7 @@ class StudyRunner:
             if not unit_json:
                 continue
             want = self.wanted_state(Unit.from_json(unit_json))
-            stale = {st for st in self._recorded_states(t) if not state_matches(st, want)}
-            if stale:
+            if stale := stale_states(self._recorded_states(t), want):
                 raise ConfigError(f"{self.out}: search trial {t.number} of {study.study_name} was trained from another "
                                   f"config or data than the code resolves now ({_drift(stale, want)}; "
                                   "a preset or default changed). A search's history cannot be partly redone: "
@@ -572,7 +574,7 @@ class StudyRunner:
             existing = index.refresh().rows_of(unit.run_id)
         if existing:
             want = self.wanted_state(unit)
-            if any(not state_matches(row_state(r), want) for r in existing):
+            if stale_states(map(row_state, existing), want):
                 # Rows of another config or data under this run id (a --rerun-changed cleanup cut short): never reuse.
                 remove_runs(csv_path, {unit.run_id}, keep=lambda r: state_matches(row_state(r), want))
                 existing = [r for r in existing if state_matches(row_state(r), want)]
