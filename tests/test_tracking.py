@@ -92,3 +92,32 @@ def test_units_of_several_data_seeds_name_their_draw(tracked):
     (run,) = [r for r in tracker.find_runs(f"tags.`{STUDY_TAG}` = 'drawn'") if UNIT_TAG in r.data.tags]
     assert run.data.tags["zsl.data_seed"] == "2" and run.info.run_name == "study_toy/a/cub/s0/d2"
     assert all("zsl.data_seed" not in r.data.tags for r in tracker.find_runs(f"tags.`{STUDY_TAG}` = 'tracked'"))
+
+
+def test_a_table_from_mlflow_keeps_data_seeds_apart_and_names_the_generator(tmp_path):
+    """Several data seeds are a second unit dimension: rows rebuilt from MLflow carry them, so the
+    paired differences and the caption equal those of the results file (before: one data seed's
+    runs merged into another's pairs); the caption names the generator behind the rows."""
+    from types import SimpleNamespace
+
+    from zsl_bench.study import read_study_rows
+
+    def by_draw(unit, **kw):  # H differs between the two draws, so merging them changes the pairs
+        res = toy_run(unit, **kw)
+        for r in res.rows:
+            r["value"] = float(r["value"]) + 7.0 * unit.spec.sim_seed * (r["variant"] == "b")
+        return SimpleNamespace(**{**vars(res), "metrics": {k: v + 7.0 * unit.spec.sim_seed * (unit.spec.variant == "b")
+                                                             for k, v in res.metrics.items()}})
+
+    spec = parse_spec({"name": "draws", "methods": ["study_toy"], "datasets": ["cub"], "seeds": [0, 1], "sim": "tiny",
+                       "data_seeds": [0, 2], "grid": {"variants": {"a": {"method.w": 1.0}, "b": {"method.w": 2.0}}}})
+    StudyRunner(spec, tmp_path, run_fn=by_draw, tracker=Tracker(tmp_path), progress=False).run()
+    rows = rows_from_mlflow(Tracker(tmp_path).uri)
+    assert {r["data_seed"] for r in rows} == {"0", "2"} and {r["generator_version"] for r in rows} != {""}
+    via_mlflow = build_table(rows, "ablation", reference="a")
+    via_csv = build_table(read_study_rows([tmp_path / "results.csv"]), "ablation", reference="a")
+    assert via_mlflow.caption == via_csv.caption and "generator" in via_csv.caption
+    pairs = [{label: [c.paired for c in row] for label, row in zip(t.labels, t.delta_cells)}
+             for t in (via_mlflow, via_csv)]
+    assert pairs[0] == pairs[1]
+    assert pairs[1]["b"][0].n == 4 and pairs[1]["b"][0].sd > 0  # 2 training seeds x 2 data seeds

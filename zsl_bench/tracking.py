@@ -212,6 +212,9 @@ class Tracker:
                     "zsl.source": "simulated" if spec.sim_preset else "real"}
             if reason:
                 tags["zsl.failure"] = reason[:5000]
+            first = (rows or [{}])[0]
+            if first.get("generator_version"):  # the simulated data's generator, for tables built from here
+                tags["zsl.generator"] = str(first["generator_version"])
             if self.parent_id:
                 tags[PARENT_TAG] = self.parent_id
             name = f"{spec.method}/{spec.variant}/{spec.dataset}/s{spec.seed}"
@@ -316,6 +319,9 @@ def rows_from_mlflow(tracking_uri: str, experiment: str = DEFAULT_EXPERIMENT) ->
                              "variant": tags.get("zsl.variant", ""), "dataset": tags.get("zsl.dataset", ""),
                              "source": tags.get("zsl.source", ""), "protocol": tags.get("zsl.protocol", ""),
                              "seed": tags.get("zsl.seed", ""), "metric": key[len("test."):], "value": value,
+                             # several data seeds: a second unit dimension (pairs are (seed, data seed))
+                             "data_seed": tags.get("zsl.data_seed", ""),
+                             "generator_version": tags.get("zsl.generator", ""),
                              "sim_preset": "" if tags.get("zsl.source") != "simulated" else r.data.params.get("unit.sim", "")})
     if not rows:
         raise DataError(f"no finished zsl-bench unit runs in experiment {experiment!r} at {tracking_uri}")
