@@ -86,3 +86,23 @@ def test_a_cheap_slice_of_the_calibration_record_reproduces(calib, tmp_path, cap
         assert got[m]["generator"] == sim.GENERATORS[generator] == recorded[m]["generator"]
         for metric in ("zsl_acc", "h"):  # closed-form methods: equal up to float summation order
             assert abs(got[m][metric] - recorded[m][metric]) <= 0.5, (m, metric, got[m], recorded[m])
+
+
+def test_the_rule_gaps_leave_out_methods_at_chance_and_average_over_seeds(calib):
+    """The record's rule inputs, as the summary prints them: classic gap over ESZSL, SAE, ALE, DeViSE
+    and SJE (a method below 3x chance left out), DAZLE gap, and DAZLE's gain over the classic mean."""
+    targets = {("eszsl", "sun"): {"zsl_acc": 50.0, "h": 1.0}, ("ale", "sun"): {"zsl_acc": 60.0, "h": 1.0},
+               ("devise", "sun"): {"zsl_acc": 55.0, "h": 1.0}, ("dazle", "sun"): {"zsl_acc": 65.0, "h": 1.0}}
+    zsl = {("eszsl", 0, 0): 52.0, ("eszsl", 1, 0): 56.0, ("ale", 0, 0): 57.0, ("ale", 0, 1): 59.0,
+           ("devise", 0, 0): 1.0, ("dazle", 0, 0): 70.0, ("dazle", 1, 1): 74.0, ("latem", 0, 0): 10.0}
+    records = [{"dataset": "sun", "semantics": "real", "method": m, "data_seed": d, "seed": s, "zsl_acc": z,
+                "h": 0.0, "chance": 1.4} for (m, d, s), z in zsl.items()]
+    got = calib.rule_gaps(records, targets)[("sun", "real")]
+    assert got["classic"] == ["eszsl", "ale"] and got["left_out"] == ["devise"]
+    assert got["classic_gap"] == pytest.approx(((54 - 50) + (58 - 60)) / 2)
+    assert got["dazle_gap"] == pytest.approx(72 - 65)
+    assert got["gain"] == pytest.approx(72 - 56) and got["gain_published"] == pytest.approx(65 - 55)
+    assert calib._spread([r for r in records if r["method"] == "ale"]) == ("–", "1.4")
+    assert calib._spread([r for r in records if r["method"] == "eszsl"]) == ("2.8", "–")
+    text = calib.summary(records, targets)
+    assert "rule, sun (real semantics): classic gap +1.0 (eszsl, ale; below 3x chance, left out: devise)" in text
