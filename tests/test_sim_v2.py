@@ -124,10 +124,12 @@ def test_known_answers_object_cells_no_reliance_background_reliance_grows_with_r
     kw = dict(images_per_class=200, max_images=1600, min_images_per_class=200, test_seen_fraction=0.5,
               context_strength=1.0)
     drops = {rho: {cells: _ncm_drop(gen2("cub", "tiny", out_root=tmp_path / str(rho), rho=rho, **kw), cells)
-                   for cells in ("object", "background")} for rho in (0.0, 0.9)}
-    assert abs(drops[0.0]["object"]) < 0.04 and abs(drops[0.9]["object"]) < 0.06, drops
-    assert abs(drops[0.0]["background"]) < 0.05, drops
-    assert drops[0.9]["background"] > 0.2 and drops[0.9]["background"] > drops[0.0]["background"] + 0.15, drops
+                   for cells in ("object", "background")} for rho in (0.0, 0.5, 0.9)}
+    assert all(abs(d["object"]) < 0.06 for d in drops.values()), drops  # up to the bleed share, at any rho
+    assert abs(drops[0.0]["object"]) < 0.04 and abs(drops[0.0]["background"]) < 0.05, drops
+    # background reliance grows with rho, by a clear margin each step (measured 0.02, 0.21, 0.36)
+    assert drops[0.5]["background"] > drops[0.0]["background"] + 0.1, drops
+    assert drops[0.9]["background"] > drops[0.5]["background"] + 0.08, drops
 
 
 def test_oracle_on_true_latents_is_imperfect_at_defaults_perfect_without_noise(tmp_path: Path) -> None:
