@@ -13,6 +13,7 @@ import pytest
 import scipy.io
 
 from zsl_bench.data import sim
+from zsl_bench.data.datasets import get_spec
 from zsl_bench.data.loader import load_dataset
 from zsl_bench.data.root import sim_root
 from zsl_bench.errors import ConfigError
@@ -213,3 +214,38 @@ def test_checkpoints_name_their_data() -> None:
     data = load_dataset("cub", sim_preset="tiny")
     engine = Engine(METHODS.get("ale"), resolve(METHODS.get("ale"), "cub"), data)
     assert engine.fingerprint("val", 0, np.arange(3))["data"] == ident()
+
+
+@pytest.mark.parametrize("generator", ["3.0", "1.2"])
+def test_generated_and_real_semantics_never_share_a_cached_dataset(tmp_path: Path, shared_root: Path,
+                                                                  generator: str) -> None:
+    """The cache is keyed by the semantics source and the real files read: a dataset generated without
+    real metadata is not handed to a run that has it (or the reverse), nor one made from other real
+    files. v1's parameters are the same for both sources, so only this key tells them apart; before,
+    the default cache directory held whichever source ran last and v1 reused it for the other."""
+    import shutil
+
+    small = dict(images_per_class=2, max_images=400, min_images_per_class=2, feature_dim=8, grid_side=3)
+    empty = tmp_path / "empty"
+    gen = sim.generate("cub", "small", data_root=empty, generator=generator, **small)
+    real = sim.generate("cub", "small", data_root=shared_root, generator=generator, **small)
+    assert gen != real and gen.parent.name.startswith("small-seed0")
+    meta = {d: json.loads((d / "sim.json").read_text()) for d in (gen, real)}
+    assert not meta[gen]["real_semantics"] and meta[real]["real_semantics"]
+    assert json.loads((real / sim.REAL_FILES_NAME).read_text()) == sim.real_files(get_spec("cub"), shared_root)
+    stamp = (gen / "features.h5").stat().st_mtime_ns
+    assert sim.generate("cub", "small", data_root=empty, generator=generator, **small) == gen  # cached, kept
+    assert (gen / "features.h5").stat().st_mtime_ns == stamp
+    # other real files (one class attribute changed): another directory
+    other = tmp_path / "other"
+    shutil.copytree(shared_root / "CUB", other / "CUB")
+    mat = scipy.io.loadmat(other / "CUB" / "att_splits.mat")
+    mat["att"][0, 0] += 0.5
+    scipy.io.savemat(other / "CUB" / "att_splits.mat", {k: v for k, v in mat.items() if not k.startswith("__")})
+    assert sim.generate("cub", "small", data_root=other, generator=generator, **small) not in (gen, real)
+    # an explicit directory holding one source is regenerated, not reused, for the other
+    out = tmp_path / "explicit"
+    first = sim.generate("cub", "small", data_root=empty, out_root=out, generator=generator, **small)
+    second = sim.generate("cub", "small", data_root=shared_root, out_root=out, generator=generator, **small)
+    assert first == second and json.loads((second / "sim.json").read_text())["real_semantics"]
+    assert sim.data_identity(meta[gen], "cub") != sim.data_identity(meta[real], "cub")

@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_sim(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..data.datasets import get_spec, parse_dataset_list
-    from ..data.sim import PRESETS, cache_root, generate, is_cached, preset_params
+    from ..data.datasets import parse_dataset_list
+    from ..data.sim import PRESETS, generate, is_cached, locate
     from ..errors import ConfigError
 
     if args.preset not in PRESETS:
@@ -46,10 +46,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
     gen = args.generator
-    out = Path(args.out).expanduser() if args.out else cache_root(args.preset, args.seed, gen)
+    out = Path(args.out).expanduser() if args.out else None  # None: the cache directory of each dataset
     for name in parse_dataset_list(args.dataset):
-        params = preset_params(args.preset, name, gen)
-        cached = not args.force and is_cached(out / get_spec(name).dirname, args.preset, args.seed, params)
+        ddir, params, real = locate(name, args.preset, args.seed, args.data_root, out, gen)
+        cached = not args.force and is_cached(ddir, args.preset, args.seed, params, real)
         ddir = generate(name, args.preset, args.seed, data_root=args.data_root, out_root=out,
                         force=args.force, progress=not cached, generator=gen)
         print(f"{name}\t{'cached' if cached else 'generated'}\t{ddir}")

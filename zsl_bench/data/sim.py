@@ -14,7 +14,8 @@ regenerated under it (``"2.0"`` from v2's calibration record until then); ``gene
 generator="1.2")`` selects v1, ``--set sim.generator=2.0`` v2. Off AWA2's small and full presets v3
 writes v2's data bit for bit, and studies treat results of either as standing for both
 (``data_version``). The default cache directory is keyed by
-the version and the overrides (``cache_root``), so two settings never share a directory.
+the version, the semantics source (the digest of the real files read, ``real_files.json``) and the
+overrides (``cache_root``), so two settings never share a directory.
 
 Model v2 (SIMULATION.md points 1-7; knobs are ``SimParams`` fields):
 
@@ -300,7 +301,7 @@ ENV_STORE_NAME = "features_env_resampled.h5"
 MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
 __all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "PRESETS", "SEMANTIC_TARGETS", "SimParams",
-           "SimParams3", "cache_root", "data_identity", "data_version", "generate", "is_cached", "oracle_accuracy",
+           "SimParams3", "cache_root", "data_identity", "data_version", "generate", "is_cached", "locate", "oracle_accuracy",
            "preset_params", "recorded_data_version", "resolve_generator"]
 
 # Statistics of the real class semantics (command in the module docstring); generated v2 semantics
@@ -501,7 +502,9 @@ def data_identity(meta: dict[str, Any], dataset: str) -> str:
     generator's parameters, from the dataset's ``sim.json`` (``meta``)."""
     gen = str(meta.get("generator") or meta.get("generator_version") or "")
     preset = str(meta.get("preset", ""))
-    return f"{recorded_data_version(gen, dataset, preset)}/{preset}/seed{meta.get('seed', '')}/{meta.get('params_hash', '')}"
+    real = "/real-semantics" if meta.get("real_semantics") else ""  # v1's parameters do not say
+    return (f"{recorded_data_version(gen, dataset, preset)}/{preset}/seed{meta.get('seed', '')}/"
+            f"{meta.get('params_hash', '')}{real}")
 
 
 def _params_class(name: str) -> type[ScaleParams]:
@@ -561,37 +564,91 @@ def _canonical_overrides(version: str, overrides: dict[str, Any]) -> dict[str, A
     return out
 
 
-def cache_root(preset: str, seed: int, generator: str | None = None, **overrides: Any) -> Path:
-    """The default parent directory of a simulated dataset: keyed by generator version and overrides.
+REAL_FILES_NAME = "real_files.json"
+"""Beside ``sim.json`` when the generator read real semantics: the sha256 of each real file it read
+(kept out of ``sim.json``, which v1 writes bit for bit as its release did)."""
 
-    The default version without overrides: ``sim_root(preset, seed)`` (``<cache>/sim/small-seed0``);
-    else a sibling ``<preset>-seed<seed>-sim<version>[-<hash of the overrides>]``.
+
+def real_files(spec: DatasetSpec, data_root: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """{file name: sha256} of the real metadata the generator reads for ``spec`` under the data root
+    (``att_splits.mat`` and, when present, the attribute word vectors)."""
+    ddir = data_roots.data_root(data_root) / spec.dirname
+    out: dict[str, str] = {}
+    for rel in ("att_splits.mat", f"w2v/{spec.dirname}_attribute.npy"):
+        path = ddir / rel
+        if path.is_file():
+            h = hashlib.sha256()
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[rel] = h.hexdigest()
+    return out
+
+
+def semantics_key(real: dict[str, str] | None) -> str:
+    """The cache key of a dataset's semantics: "" for generated ones, ``real-<digest>`` for real files."""
+    if not real:
+        return ""
+    return "real-" + hashlib.sha256(json.dumps(real, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def cache_root(preset: str, seed: int, generator: str | None = None, semantics: str = "",
+               **overrides: Any) -> Path:
+    """The default parent directory of a simulated dataset: keyed by generator version, semantics
+    source and overrides.
+
+    The default version with generated semantics and no overrides: ``sim_root(preset, seed)``
+    (``<cache>/sim/small-seed0``); else a sibling ``<preset>-seed<seed>[-sim<version>][-<semantics>]
+    [-<hash of the overrides>]``, ``semantics`` being :func:`semantics_key` of the real files read
+    (generated and real semantics, or two different real files, never share a directory).
     """
     version = resolve_generator(generator)
     preset_params(preset, None, version, **overrides)  # validates names and values
     base = data_roots.sim_root(preset, seed)
-    if version == DEFAULT_GENERATOR and not overrides:
-        return base
-    tag = f"sim{version}"
+    tags = [] if version == DEFAULT_GENERATOR and not overrides else [f"sim{version}"]
+    if semantics:
+        tags.append(semantics)
     if overrides:
         canon = json.dumps(_canonical_overrides(version, overrides), sort_keys=True, default=str)
-        tag += "-" + hashlib.sha256(canon.encode()).hexdigest()[:10]
-    return base.with_name(f"{base.name}-{tag}")
+        tags.append(hashlib.sha256(canon.encode()).hexdigest()[:10])
+    return base.with_name("-".join([base.name, *tags])) if tags else base
 
 
-def is_cached(ddir: Path, preset: str, seed: int, params: ScaleParams) -> bool:
-    """True when ``ddir`` holds a complete dataset made by ``params``' generator with these parameters."""
+def is_cached(ddir: Path, preset: str, seed: int, params: ScaleParams,
+              real: dict[str, str] | None = None) -> bool:
+    """True when ``ddir`` holds a complete dataset made by ``params``' generator with these parameters
+    and these semantics: generated ones (``real`` empty) or real ones read from files with exactly
+    these digests (``real_files``)."""
     meta_file = ddir / META_NAME
     if not (meta_file.is_file() and (ddir / STORE_NAME).is_file()):
         return False
     try:
         meta = json.loads(meta_file.read_text())
+        recorded = json.loads((ddir / REAL_FILES_NAME).read_text()) if meta.get("real_semantics") else {}
     except (OSError, json.JSONDecodeError):
         return False
     if isinstance(params, SimParams) and not (ddir / ENV_STORE_NAME).is_file():
         return False
     return (meta.get("generator") == type(params).VERSION and meta.get("preset") == preset
-            and meta.get("seed") == seed and meta.get("params_hash") == sha(asdict(params)))
+            and meta.get("seed") == seed and meta.get("params_hash") == sha(asdict(params))
+            and recorded == (real or {}))
+
+
+def locate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike[str] | None = None,
+           out_root: str | os.PathLike[str] | None = None, generator: str | None = None,
+           **overrides: Any) -> tuple[Path, ScaleParams, dict[str, str]]:
+    """Where :func:`generate` puts a dataset, with the parameters and the real files it would use:
+    (dataset directory, parameters, {real file: sha256}, empty for generated semantics)."""
+    spec = get_spec(name)
+    version = resolve_generator(generator)
+    params = preset_params(preset, spec.name, version, **overrides)
+    source = semantics_source(spec, params.real_semantics, data_root)
+    if isinstance(params, SimParams):  # v2: the calibrated knobs of the semantics source it will use
+        params = preset_params(preset, spec.name, version, source, **overrides)
+    real = real_files(spec, data_root) if source == "real" else {}
+    out = (Path(out_root).expanduser() if out_root is not None
+           else cache_root(preset, seed, version, semantics_key(real), **overrides))
+    return out / spec.dirname, params, real
 
 
 def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike[str] | None = None,
@@ -620,22 +677,16 @@ def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike
         DataError: unreadable real files; a dataset with other parameters already at the target.
     """
     spec = get_spec(name)
-    version = resolve_generator(generator)
-    params = preset_params(preset, spec.name, version, **overrides)
-    if isinstance(params, SimParams):  # v2: the calibrated knobs of the semantics source it will use
-        params = preset_params(preset, spec.name, version,
-                               semantics_source(spec, params.real_semantics, data_root), **overrides)
     if seed < 0:
         raise ConfigError(f"sim seed must be >= 0, got {seed}")
-    out = (Path(out_root).expanduser() if out_root is not None
-           else cache_root(preset, seed, version, **overrides))
-    ddir = out / spec.dirname
+    ddir, params, real = locate(name, preset, seed, data_root, out_root, generator, **overrides)
+    out = ddir.parent
     out.mkdir(parents=True, exist_ok=True)
     # Check-and-generate under an exclusive lock beside the dataset directory: a second process
     # (two `zsl-bench run`, `ablate --workers 2`) waits, then finds the finished copy cached
     # instead of generating it again and replacing the directory under the first one's reader.
     with generation_lock(out / f".{spec.dirname}.lock"):
-        if not force and is_cached(ddir, preset, seed, params):
+        if not force and is_cached(ddir, preset, seed, params, real):
             log.info("%s: cached simulated dataset (%s, seed %d)", ddir, preset, seed)
             return ddir
         if ddir.exists() and not force and not is_simulated(ddir):
@@ -653,6 +704,8 @@ def generate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike
             else:
                 assert isinstance(params, sim_v1.SimParams)
                 meta = sim_v1.write_dataset(tmp, spec, preset, seed, params, data_root, progress)
+            if meta.get("real_semantics"):  # which real files: the cache is reused only for the same ones
+                (tmp / REAL_FILES_NAME).write_text(json.dumps(real, indent=2, sort_keys=True))
             if ddir.exists():
                 trash = ddir.with_name(f".{ddir.name}.old-{os.getpid()}")
                 os.replace(ddir, trash)
