@@ -106,3 +106,37 @@ def test_the_rule_gaps_leave_out_methods_at_chance_and_average_over_seeds(calib)
     assert calib._spread([r for r in records if r["method"] == "eszsl"]) == ("2.8", "–")
     text = calib.summary(records, targets)
     assert "rule, sun (real semantics): classic gap +1.0 (eszsl, ale; below 3x chance, left out: devise)" in text
+
+
+def test_the_record_uses_several_seeds_and_its_table_comes_from_its_runs(calib):
+    """The calibration record (sim.py, "TRAINING SEEDS") covers 2 data seeds x 3 training seeds for every
+    method of the rule, and each of its rows (mean ZSL per method, the rule's gaps) is what the runs in
+    the jsonl files give: the table is computed, not typed."""
+    import json
+    import statistics
+
+    from zsl_bench.data import sim
+
+    doc = sim.__doc__
+    table = doc[doc.index("DAZLE gain (published)"):].split("\n\n")[0].splitlines()[1:]
+    rows = {(p[0], p[1]): p[2:] for p in (line.split() for line in table)}
+    assert len(rows) == 8, rows
+    targets = calib.published_targets(calib.PUBLISHED)
+    methods = ("eszsl", "sae", "ale", "devise", "sje", "dazle", "latem")
+    for record, datasets in ((SCRIPT.parent / "sim_calibration_v2.jsonl", ("cub", "sun", "flo")),
+                             (SCRIPT.parent / "sim_calibration_v3.jsonl", ("awa2",))):
+        runs = [r for r in map(json.loads, record.read_text().splitlines()) if r["dataset"] in datasets]
+        for ds in datasets:
+            for sem in ("generated", "real"):
+                cell = [r for r in runs if (r["dataset"], r["semantics"]) == (ds, sem)]
+                for m in ("eszsl", "sae", "ale", "devise", "sje", "dazle"):
+                    got = {(r["data_seed"], r["seed"]) for r in cell if r["method"] == m}
+                    assert got == {(d, s) for d in (0, 1) for s in (0, 1, 2)}, (ds, sem, m, got)
+                written = rows[(ds, sem)]
+                for m, text in zip(methods, written):
+                    z = [r["zsl_acc"] for r in cell if r["method"] == m]
+                    assert text.startswith(f"{statistics.fmean(z):.1f}±"), (ds, sem, m, text)
+                gaps = calib.rule_gaps([r for r in cell if r["method"] != "latem"], targets)[(ds, sem)]
+                classic, dazle = written[len(methods)], written[len(methods) + 1]
+                assert classic == (f"{gaps['classic_gap']:+.1f}" if "classic_gap" in gaps else "-"), (ds, sem)
+                assert dazle == (f"{gaps['dazle_gap']:+.1f}" if "dazle_gap" in gaps else "-"), (ds, sem)
