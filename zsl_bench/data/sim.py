@@ -652,7 +652,7 @@ def semantics_key(real: dict[str, str] | None) -> str:
     return "real-" + hashlib.sha256(json.dumps(real, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def cache_root(preset: str, seed: int, generator: str | None = None, semantics: str = "",
+def cache_root(preset: str, seed: int, generator: str | None = None, *, semantics: str = "",
                **overrides: Any) -> Path:
     """The default parent directory of a simulated dataset: keyed by generator version, semantics
     source and overrides.
@@ -707,7 +707,7 @@ def locate(name: str, preset: str, seed: int = 0, data_root: str | os.PathLike[s
         params = preset_params(preset, spec.name, version, source, **overrides)
     real = real_files(spec, data_root) if source == "real" else {}
     out = (Path(out_root).expanduser() if out_root is not None
-           else cache_root(preset, seed, version, semantics_key(real), **overrides))
+           else cache_root(preset, seed, version, semantics=semantics_key(real), **overrides))
     return out / spec.dirname, params, real
 
 
