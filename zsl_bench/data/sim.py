@@ -315,6 +315,7 @@ from ..errors import ConfigError, DataError
 from . import root as data_roots
 from . import sim_v1
 from .datasets import DatasetSpec, get_spec
+from .loader import ATT_SPLITS, sha256_file
 from .sim_common import (
     DENSITY_LEVEL,
     GROUND_TRUTH_NAME,
@@ -633,16 +634,8 @@ def real_files(spec: DatasetSpec, data_root: str | os.PathLike[str] | None = Non
     """{file name: sha256} of the real metadata the generator reads for ``spec`` under the data root
     (``att_splits.mat`` and, when present, the attribute word vectors)."""
     ddir = data_roots.data_root(data_root) / spec.dirname
-    out: dict[str, str] = {}
-    for rel in ("att_splits.mat", f"w2v/{spec.dirname}_attribute.npy"):
-        path = ddir / rel
-        if path.is_file():
-            h = hashlib.sha256()
-            with path.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            out[rel] = h.hexdigest()
-    return out
+    return {rel: sha256_file(ddir / rel) for rel in (ATT_SPLITS, f"w2v/{spec.dirname}_attribute.npy")
+            if (ddir / rel).is_file()}
 
 
 def semantics_key(real: dict[str, str] | None) -> str:
