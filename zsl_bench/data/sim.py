@@ -606,7 +606,7 @@ def semantics_source(spec: DatasetSpec, real_semantics: bool,
                      data_root: str | os.PathLike[str] | None = None) -> str:
     """"real" when the generator reads ``<data_root>/<DIR>/att_splits.mat`` (``real_semantics`` and
     the file exists), else "generated"."""
-    real = real_semantics and (data_roots.data_root(data_root) / spec.dirname / "att_splits.mat").is_file()
+    real = real_semantics and (data_roots.data_root(data_root) / spec.dirname / ATT_SPLITS).is_file()
     return "real" if real else "generated"
 
 
