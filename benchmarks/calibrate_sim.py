@@ -177,6 +177,97 @@ def rule_gaps(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict
     return out
 
 
+def knobs(record: dict[str, Any]) -> tuple[float, float]:
+    """(noise scale, part kernel width) of the data a record ran on: its overrides over its generator's
+    calibrated cell (the two knobs of generator v4's rule; the scale as ``sim.noise_level`` writes it)."""
+    p = sim.preset_params("small", record["dataset"], record["generator"], record["semantics"],
+                          **(record.get("overrides") or {}))
+    return round(p.strength_noise / sim.DEFAULTS.strength_noise, 3), float(p.kernel_width)
+
+
+def on_model(record: dict[str, Any], generator: str = "4.0") -> bool:
+    """Whether a record ran on ``generator``'s data for its cell up to the two knobs of v4's rule (v2's
+    AWA2, 24 images per class, is not v4's AWA2 at any knob)."""
+    want = asdict(sim.preset_params("small", record["dataset"], generator, record["semantics"]))
+    got = asdict(sim.preset_params("small", record["dataset"], record["generator"], record["semantics"],
+                                   **(record.get("overrides") or {})))
+    return {k for k in want if want[k] != got[k]} <= {*sim.NOISE_KNOBS, "kernel_width"}
+
+
+# Generator v4's rule searches the noise scale and the part kernel width in this box: a kernel under
+# 0.06 of the side is under half a cell on the small preset's 7 x 7 grid (a part in one cell).
+S_RANGE, W_RANGE = (0.5, 1.5), (0.06, 0.4)
+RULE_TOLERANCE = 1.0  # ZSL points: a probe with both gaps within it ends a cell's search
+
+
+def plane_solution(points: list[tuple[float, float, float, float]]) -> tuple[float, float] | None:
+    """Generator v4's rule, one step: ``points`` are probes (s, w, classic gap, DAZLE gap); fit each gap
+    by least squares to a plane ``a + b*s + c*w`` and return the (s, w) where both planes are zero,
+    clipped to ``S_RANGE`` x ``W_RANGE`` and rounded to 0.01 (None unless 3 probes off one line,
+    or when the planes are parallel)."""
+    import numpy as np
+
+    x = np.array([[1.0, s, w] for s, w, _, _ in points]).reshape(-1, 3)
+    if np.linalg.matrix_rank(x) < 3:
+        return None
+    coef = [np.linalg.lstsq(x, np.array([p[k] for p in points]), rcond=None)[0] for k in (2, 3)]
+    a = np.array([[c[1], c[2]] for c in coef])
+    if abs(np.linalg.det(a)) < 1e-9:
+        return None
+    s, w = np.linalg.solve(a, -np.array([c[0] for c in coef]))
+    return (round(min(max(float(s), S_RANGE[0]), S_RANGE[1]), 2),
+            round(min(max(float(w), W_RANGE[0]), W_RANGE[1]), 2))
+
+
+def rule_choice(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict[str, float]],
+                data_seeds: list[int], seeds: list[int]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Generator v4's rule per (dataset, semantics) over every probe on v4's data (``on_model``): a probe
+    is a (noise scale, kernel width) with all of ``data_seeds`` x ``seeds`` for the rule's methods.
+    Per cell: ``probes`` [(s, w, classic gap, DAZLE gap, DAZLE's gain, published gain)], ``choice``
+    (the probe with the smallest larger |gap|: (that |gap|, s, w)), ``next`` (the plane solution over
+    the probes: the next probe) and ``done``: the search stops when a probe has both gaps within
+    ``RULE_TOLERANCE`` points or the next probe is a probed point."""
+    rule = (*RULE_CLASSIC, "dazle")
+    want = {(d, s) for d in data_seeds for s in seeds}
+    groups: dict[tuple[str, str, float, float], list[dict[str, Any]]] = {}
+    for r in records:
+        if (r["data_seed"], r["seed"]) in want and r["method"] in rule and on_model(r):
+            groups.setdefault((r["dataset"], r["semantics"], *knobs(r)), []).append(r)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for key in sorted(groups):
+        rs = groups[key]
+        if any({(r["data_seed"], r["seed"]) for r in rs if r["method"] == m} != want for m in rule):
+            continue  # an incomplete probe is not a probe
+        g = rule_gaps(rs, targets).get(key[:2], {})
+        if "classic_gap" in g and "dazle_gap" in g:
+            out.setdefault(key[:2], {"probes": []})["probes"].append(
+                (*key[2:], g["classic_gap"], g["dazle_gap"], g["gain"], g["gain_published"]))
+    for cell in out.values():
+        cell["choice"] = min((max(abs(c), abs(d)), s, w) for s, w, c, d, _, _ in cell["probes"])
+        cell["next"] = plane_solution([pr[:4] for pr in cell["probes"]])
+        cell["done"] = cell["choice"][0] <= RULE_TOLERANCE or any(
+            cell["next"] == (round(s, 2), round(w, 2)) for s, w, *_ in cell["probes"])
+    return out
+
+
+def probes_summary(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict[str, float]],
+                   data_seeds: list[int], seeds: list[int]) -> str:
+    """``rule_choice`` as lines: every probe with its two gaps and DAZLE's gain, then each cell's choice
+    and plane solution."""
+    lines = []
+    for (ds, sem), cell in rule_choice(records, targets, data_seeds, seeds).items():
+        for s, w, c, d, gain, pub in cell["probes"]:
+            lines.append(f"- probe, {ds} ({sem} semantics): s {s:.3f} w {w:.3f}: classic gap {_gap(c)}, "
+                         f"DAZLE gap {_gap(d)}, DAZLE - classic mean {_gap(gain)} (published {_gap(pub)})")
+        worst, s, w = cell["choice"]
+        sol = cell["next"]
+        lines.append(f"- choice, {ds} ({sem} semantics): {len(cell['probes'])} probes; smallest larger |gap| "
+                     f"{worst:.1f} at s {s:.3f} w {w:.3f}; plane solution "
+                     + (f"s {sol[0]:.2f} w {sol[1]:.2f}" if sol else "none (no 3 probes off one line)")
+                     + ("; done" if cell["done"] else "; next probe: the plane solution"))
+    return "\n".join(lines)
+
+
 def summary(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict[str, float]]) -> str:
     """Markdown: per dataset x semantics x method, achieved vs published (ZSL spread over data seeds and
     over training seeds), the mean |gap|, and the calibration rule's gaps."""
@@ -232,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="work directory (default a fresh one under /tmp)")
     p.add_argument("--published", default=str(PUBLISHED), help="published_results.csv")
     p.add_argument("--fresh", action="store_true", help="ignore finished cells in <out>/calibration.jsonl")
+    p.add_argument("--probes", nargs="+", default=None, metavar="JSONL",
+                   help="run nothing: print generator v4's rule over the records in these files (every probed "
+                        "noise scale and kernel width of --datasets/--semantics with all of --data-seeds x --seeds)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
@@ -268,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in datasets:
             sim.preset_params("small", name, generator, **{**overrides.get("*", {}), **overrides.get(name, {})})
         targets = published_targets(Path(args.published))
+        if args.probes:
+            records = [json.loads(ln) for f in args.probes for ln in Path(f).read_text().splitlines() if ln.strip()]
+            records = [r for r in records if r["dataset"] in datasets and r["semantics"] in sources]
+            print(probes_summary(records, targets, data_seeds, seeds))
+            return 0
     except (ConfigError, ValueError, OSError) as exc:
         print(f"calibrate_sim: {exc}", file=sys.stderr)
         return 2

@@ -108,23 +108,29 @@ def test_the_rule_gaps_leave_out_methods_at_chance_and_average_over_seeds(calib)
     assert "rule, sun (real semantics): classic gap +1.0 (eszsl, ale; below 3x chance, left out: devise)" in text
 
 
-def test_the_record_uses_several_seeds_and_its_table_comes_from_its_runs(calib):
-    """The calibration record (sim.py, "TRAINING SEEDS") covers 2 data seeds x 3 training seeds for every
-    method of the rule, and each of its rows (mean ZSL per method, the rule's gaps) is what the runs in
-    the jsonl files give: the table is computed, not typed."""
+RECORD_TABLES = {  # the section of sim.py's docstring holding the table -> its jsonl files and datasets
+    "TRAINING SEEDS": ((SCRIPT.parent / "sim_calibration_v2.jsonl", ("cub", "sun", "flo")),
+                       (SCRIPT.parent / "sim_calibration_v3.jsonl", ("awa2",)))}
+
+
+@pytest.mark.parametrize("section", sorted(RECORD_TABLES))
+def test_the_record_uses_several_seeds_and_its_table_comes_from_its_runs(calib, section):
+    """A calibration record's table (sim.py's docstring, ``section``) covers 2 data seeds x 3 training
+    seeds for every method of the rule, and each of its rows (mean ZSL per method, the rule's gaps) is
+    what the runs in the jsonl files give: the table is computed, not typed."""
     import json
     import statistics
 
     from zsl_bench.data import sim
 
     doc = sim.__doc__
+    doc = doc[doc.index(section):]
     table = doc[doc.index("DAZLE gain (published)"):].split("\n\n")[0].splitlines()[1:]
     rows = {(p[0], p[1]): p[2:] for p in (line.split() for line in table)}
     assert len(rows) == 8, rows
     targets = calib.published_targets(calib.PUBLISHED)
     methods = ("eszsl", "sae", "ale", "devise", "sje", "dazle", "latem")
-    for record, datasets in ((SCRIPT.parent / "sim_calibration_v2.jsonl", ("cub", "sun", "flo")),
-                             (SCRIPT.parent / "sim_calibration_v3.jsonl", ("awa2",))):
+    for record, datasets in RECORD_TABLES[section]:
         runs = [r for r in map(json.loads, record.read_text().splitlines()) if r["dataset"] in datasets]
         for ds in datasets:
             for sem in ("generated", "real"):
@@ -140,3 +146,52 @@ def test_the_record_uses_several_seeds_and_its_table_comes_from_its_runs(calib):
                 classic, dazle = written[len(methods)], written[len(methods) + 1]
                 assert classic == (f"{gaps['classic_gap']:+.1f}" if "classic_gap" in gaps else "-"), (ds, sem)
                 assert dazle == (f"{gaps['dazle_gap']:+.1f}" if "dazle_gap" in gaps else "-"), (ds, sem)
+
+
+def test_v4_rule_solves_two_planes_within_its_box_and_keeps_only_probes_on_v4_data(calib):
+    """Generator v4's rule step: least-squares planes of the two gaps over (noise scale, kernel width),
+    both zero, clipped to the search box and rounded; a probe counts only on v4's data up to the two
+    knobs (v2's 24-image AWA2 is not v4's AWA2 at any knob)."""
+    def gaps(s: float, w: float) -> tuple[float, float, float, float]:  # exact planes, zero at (1.0, 0.2)
+        return s, w, -60 * (s - 1.0) + 150 * (w - 0.2), -50 * (s - 1.0) - 40 * (w - 0.2)
+
+    assert calib.plane_solution([gaps(0.9, 0.12), gaps(1.1, 0.12), gaps(0.9, 0.3)]) == (1.0, 0.2)
+    assert calib.plane_solution([gaps(0.9, 0.12), gaps(1.1, 0.12)]) is None  # two probes fix no plane
+    far = [(s, w, g1 + 100, g2 + 100) for s, w, g1, g2 in (gaps(0.9, 0.12), gaps(1.1, 0.12), gaps(0.9, 0.3))]
+    s, w = calib.plane_solution(far)
+    assert calib.S_RANGE[0] <= s <= calib.S_RANGE[1] and calib.W_RANGE[0] <= w <= calib.W_RANGE[1]
+    assert calib.plane_solution([gaps(0.9, 0.12), gaps(1.0, 0.12), gaps(1.1, 0.12)]) is None  # one line
+
+    from zsl_bench.data import sim
+
+    probe = {"dataset": "cub", "semantics": "generated", "generator": sim.GENERATORS["2.0"],
+             "overrides": {**sim.noise_level(1.1), "kernel_width": 0.17}}
+    assert calib.on_model(probe) and calib.knobs(probe) == (1.1, 0.17)
+    assert calib.knobs({**probe, "overrides": {}}) == (0.99, 0.12)  # v2's calibrated CUB cell
+    assert not calib.on_model({**probe, "dataset": "awa2"})  # v2's AWA2: 24 images per class
+    assert calib.on_model({**probe, "dataset": "awa2", "generator": sim.GENERATORS["3.0"]})
+    assert not calib.on_model({**probe, "overrides": {"rho": 0.5}})  # another knob is another model
+    s4, w4 = sim._CALIBRATED_V4[("sun", "real")]
+    assert calib.knobs({"dataset": "sun", "semantics": "real", "generator": sim.GENERATORS["4.0"]}) == (s4, w4)
+
+
+def test_v4_knobs_are_the_rule_choice_over_its_committed_probes(calib):
+    """Generator v4's knobs (sim._CALIBRATED_V4) are what its rule chooses from the committed probes
+    (v2's and v3's records at their knobs, and v4's probes): per cell the probe with the smallest
+    larger |gap|, in a search that had ended (a probe within the tolerance, a repeated solution, or
+    the three plane steps the record allows). FLO takes CUB's knobs."""
+    import json
+
+    from zsl_bench.data import sim
+
+    files = ("sim_calibration_v2.jsonl", "sim_calibration_v3.jsonl", "sim_calibration_v4_probes.jsonl")
+    records = [json.loads(ln) for f in files for ln in (SCRIPT.parent / f).read_text().splitlines() if ln.strip()]
+    got = calib.rule_choice(records, calib.published_targets(calib.PUBLISHED), [0, 1], [0])
+    assert {c for c in sim._CALIBRATED_V4 if c[0] != "flo"} == set(got)
+    for cell, cell_got in got.items():
+        worst, s, w = cell_got["choice"]
+        assert (s, w) == sim._CALIBRATED_V4[cell], (cell, cell_got)
+        assert worst <= 3.0, (cell, worst)  # "within a few points" on the probes' seeds
+        assert cell_got["done"] or len(cell_got["probes"]) >= 6, cell  # 2 first probes + 3 plane steps + v3's
+    for source in ("generated", "real"):
+        assert sim._CALIBRATED_V4[("flo", source)] == sim._CALIBRATED_V4[("cub", source)]

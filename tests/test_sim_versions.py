@@ -71,14 +71,15 @@ def test_v1_small_is_bit_identical_to_the_release(tmp_path: Path, shared_root: P
 
 
 def test_versions_names_and_errors(tmp_path: Path) -> None:
-    assert list(sim.GENERATORS) == ["3.0", "2.0", "1.2"]
+    assert list(sim.GENERATORS) == ["4.0", "3.0", "2.0", "1.2"]
     assert sim.GENERATOR_VERSION == "zsl-bench-sim/2.0" == sim.GENERATORS["2.0"]
     assert sim.GENERATOR_VERSION_3 == "zsl-bench-sim/3.0" == sim.GENERATORS["3.0"]
+    assert sim.GENERATOR_VERSION_4 == "zsl-bench-sim/4.0" == sim.GENERATORS["4.0"]
     # v3 is the default since results/ was regenerated under it (issue 16)
     assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "3.0"
     assert sim.resolve_generator("zsl-bench-sim/1.2") == "1.2"
-    with pytest.raises(ConfigError, match=r"unknown sim generator '4.0'; valid: 3.0, 2.0, 1.2"):
-        sim.generate("cub", "tiny", out_root=tmp_path, generator="4.0")
+    with pytest.raises(ConfigError, match=r"unknown sim generator '5.0'; valid: 4.0, 3.0, 2.0, 1.2"):
+        sim.generate("cub", "tiny", out_root=tmp_path, generator="5.0")
     with pytest.raises(ConfigError, match=r"unknown sim parameter\(s\) \['context_strength'\] for generator 1.2"):
         sim.preset_params("tiny", "cub", "1.2", context_strength=0.5)
     with pytest.raises(ConfigError, match="'rho' must be in \\[0, 1\\]"):
@@ -129,7 +130,7 @@ def test_cli_generator_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ddir = sim.cache_root("tiny", 0, "1.2") / "AWA2"
     assert json.loads((ddir / "sim.json").read_text())["generator"] == "zsl-bench-sim/1.2"
     assert cli_main(["data", "sim", "awa2", "--preset", "tiny", "--generator", "9"]) == 2
-    assert "unknown sim generator '9'; valid: 3.0, 2.0, 1.2" in capsys.readouterr().err
+    assert "unknown sim generator '9'; valid: 4.0, 3.0, 2.0, 1.2" in capsys.readouterr().err
 
 
 def test_calibrated_knobs_apply_per_dataset_and_semantics_source(tmp_path: Path, monkeypatch) -> None:
@@ -196,6 +197,36 @@ def test_v3_is_v2_off_awa2_small_and_full(tmp_path: Path) -> None:
             assert sim.data_version("zsl-bench-sim/3.0", name, preset) == ("2.0" if same else "3.0"), (name, preset)
             assert sim.data_version("2.0", name, preset) == "2.0" and sim.data_version("1.2", name, preset) == "1.2"
     assert sim.data_version(None, "AWA2", "small") == "3.0"  # the default; dataset names in any case
+
+
+def test_v4_is_v3_with_two_calibrated_knobs_per_cell(tmp_path: Path) -> None:
+    """v4 changes the calibrated cells only: a noise scale and a part kernel width per (dataset,
+    source), FLO taking CUB's; every other parameter (v3's AWA2 size included) is v3's, and on the
+    tiny preset, where calibrated knobs do not apply, v4 writes v2's data bit for bit."""
+    from dataclasses import asdict
+
+    for name in ("cub", "sun", "flo", "awa2"):
+        for source in ("generated", "real"):
+            s, w = sim._CALIBRATED_V4[(name, source)]
+            assert sim._CALIBRATED_V4[(name, source)] == sim._CALIBRATED_V4[("cub" if name == "flo" else name, source)]
+            for preset in ("small", "full"):
+                v3 = asdict(sim.preset_params(preset, name, "3.0", source))
+                p4 = sim.preset_params(preset, name, "4.0", source)
+                v4 = asdict(p4)
+                assert type(p4) is sim.SimParams4 and p4.kernel_width == w, (name, source, preset)
+                assert {k: v4[k] for k in sim.NOISE_KNOBS} == sim.noise_level(s), (name, source, preset)
+                assert {k for k in v3 if v3[k] != v4[k]} <= {*sim.NOISE_KNOBS, "kernel_width"}, (name, source, preset)
+            assert asdict(sim.preset_params("tiny", name, "4.0", source)) == asdict(
+                sim.preset_params("tiny", name, "2.0", source))
+            assert sim.data_version("4.0", name, "tiny") == "2.0"
+            assert sim.data_version("zsl-bench-sim/4.0", name, "small") == sim.data_version("4.0", name, "full") == "4.0"
+    assert sim.preset_params("small", "awa2", "4.0").images_per_class == 100  # v3's size
+    assert len({sim._CALIBRATED_V4[c][1] for c in sim._CALIBRATED_V4}) > 1  # the width is chosen per cell
+    a = sim.generate("sun", "tiny", out_root=tmp_path / "a", generator="2.0")
+    b = sim.generate("sun", "tiny", out_root=tmp_path / "b", generator="4.0")
+    assert v1_digest(a, meta=False) == v1_digest(b, meta=False)
+    assert json.loads((b / "sim.json").read_text())["generator"] == "zsl-bench-sim/4.0"
+    assert sim.cache_root("small", 0, "4.0").name == "small-seed0-sim4.0"
 
 
 def test_checkpoints_name_their_data() -> None:

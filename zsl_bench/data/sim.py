@@ -1,4 +1,4 @@
-"""The simulated benchmark, generators v2 and v3: localised attributes, irreducible error, confounding as an axis.
+"""The simulated benchmark, generators v2, v3 and v4: localised attributes, irreducible error, confounding as an axis.
 
 Spec: ``../shared/spec/SIMULATION.md``. ``generate(name, preset, seed)`` writes one dataset in the
 real on-disk formats (``att_splits.mat``, ``image_index.npz``, ``w2v/<DIR>_attribute.npy``,
@@ -8,7 +8,9 @@ sim_overrides=...)``). Everything it writes is labelled "simulated".
 
 Versions (``GENERATORS``): ``"2.0"`` (``zsl-bench-sim/2.0``, this module), ``"3.0"``
 (``zsl-bench-sim/3.0``, this module: v2's model with a larger, recalibrated AWA2; "GENERATOR V3"
-below) and ``"1.2"`` (``zsl-bench-sim/1.2``, ``sim_v1``: bit-identical to the 1.2 release, its
+below), ``"4.0"`` (``zsl-bench-sim/4.0``, this module: v3 with two calibrated knobs per dataset and
+semantics source, the noise scale and the part kernel width, so that the classic baselines and DAZLE
+both land on their published accuracy; "GENERATOR V4" below) and ``"1.2"`` (``zsl-bench-sim/1.2``, ``sim_v1``: bit-identical to the 1.2 release, its
 calibration record is in that module). ``DEFAULT_GENERATOR`` is ``"3.0"`` since ``results/`` was
 regenerated under it (``"2.0"`` from v2's calibration record until then); ``generate(...,
 generator="1.2")`` selects v1, ``--set sim.generator=2.0`` v2. Off AWA2's small and full presets v3
@@ -286,6 +288,70 @@ What the training seeds show:
   --data-root ../shared/data/zsl --seeds 0``): MSDN++ ZSL 68.0 / 69.4 / 64.7, MSDN 67.6 / 74.1 / 64.7
   (CUB / AWA2 / SUN).
 
+GENERATOR V4 (``zsl-bench-sim/4.0``, 2026-12-01). Why: one noise scale per cell sets how hard every
+method finds the data, not how much DAZLE's region attention gains over the pooled classic baselines,
+so v2's rule balanced two gaps it could not close together (3.0's record above: classic / DAZLE gaps
+up to -7.2 / +8.2, DAZLE's gain over the classic mean +26.4 against a published +16.4 on CUB with
+generated semantics, +1.6 against +8.5 on AWA2 with real ones). v4 adds a second knob per cell, the
+part kernel width (``kernel_width``, a fraction of the grid side; v2 and v3: 0.12 everywhere): wider
+parts help pooled features and blur what attention localises (the probe in "TRAINING SEEDS").
+Everything else is v3's (model, sizes, AWA2's 100 images per class); on the ``tiny`` preset, where
+calibrated knobs do not apply, v4 writes v2's data bit for bit (``tests/test_sim_versions.py``).
+Not blind: v4 was made after MSDN's, MSDN++'s and TransZero's v2 and v3 results were in ``results/``
+(and after the real-semantics check above). No number of theirs entered the rule, which reads the
+classic baselines and DAZLE only (``calibrate_sim.py`` refuses the others), and the knobs were
+committed before any of the three ran on v4 data.
+The rule (``benchmarks/calibrate_sim.py --probes``, ``rule_choice``), per (dataset, semantics) cell:
+a probe is a (noise scale s, kernel width w) with ESZSL, SAE, ALE, DeViSE, SJE and DAZLE on data
+seeds 0 and 1 and training seed 0; its gaps are v2's rule's (classic gap: the mean over the classic
+five of mean ZSL - published, leaving out methods below 3x chance; DAZLE gap). Start at v3's knobs
+(s, 0.12); a cell within 1 point there keeps them (CUB, real semantics). Otherwise two first probes
+at one width, wider than 0.12 where DAZLE's gain over the classic mean was above the published gain
+and narrower where it was below (the widths were picked from five exploratory runs on data seed 0,
+kept in the probes file), at v3's s and at a second s. Then plane steps: a least-squares plane for
+each gap over all of the cell's probes, solved for both gaps zero, clipped to s in [0.5, 1.5] and
+w in [0.06, 0.4] (under 0.06 a part is under half a cell of the small preset's 7 x 7 grid), rounded
+to 0.01, and probed; until a probe has both gaps within 1 point, the solution repeats a probe, or
+three plane steps have run. The choice: the probe with the smallest larger |gap|. FLO (no published
+number of a calibration method) takes CUB's knobs per source, as in v2. The probes (``python
+benchmarks/calibrate_sim.py --probes benchmarks/sim_calibration_v2.jsonl
+benchmarks/sim_calibration_v3.jsonl benchmarks/sim_calibration_v4_probes.jsonl --semantics
+generated,real --data-seeds 0,1 --seeds 0``, which prints them and each cell's choice; the probes ran
+as generator 2.0 (CUB, SUN) or 3.0 (AWA2) with ``--noise-scale D=S --set D.kernel_width=W``, which is
+v4's data at those knobs, ``on_model``; ``tests/test_calibrate_sim.py`` checks that the knobs are
+the rule's choice over them), gaps in ZSL points::
+
+    dataset semantics     s     w  classic  DAZLE  DAZLE gain (published)
+    awa2    generated  0.84  0.12    -3.5   +6.2   +18.2 (+8.5)
+    awa2    generated  0.84  0.30    +1.3   +2.9   +10.1 (+8.5)
+    awa2    generated  0.87  0.35    +0.1   -0.8    +7.6 (+8.5)  <- chosen
+    awa2    generated  0.95  0.30    -7.6   -4.5   +11.7 (+8.5)
+    awa2    real       0.50  0.06    +3.8   +1.1    +5.9 (+8.5)
+    awa2    real       0.51  0.06    +3.1   +0.5    +6.0 (+8.5)
+    awa2    real       0.54  0.06    +1.4   -0.8    +6.4 (+8.5)  <- chosen
+    awa2    real       0.70  0.08    +1.0   -3.0    +4.6 (+8.5)
+    awa2    real       0.86  0.08    -7.4   -7.2    +8.7 (+8.5)
+    awa2    real       0.86  0.12    +0.4   -6.3    +1.8 (+8.5)
+    cub     generated  0.98  0.15    -0.4   -0.2   +16.6 (+16.4)  <- chosen
+    cub     generated  0.99  0.12    -6.9   +0.7   +24.0 (+16.4)
+    cub     generated  0.99  0.17    +2.2   -1.8   +12.4 (+16.4)
+    cub     generated  1.10  0.17    -5.2   -9.7   +11.9 (+16.4)
+    cub     real       0.78  0.12    +0.0   -0.5   +15.9 (+16.4)  <- chosen
+    sun     generated  1.22  0.12    -4.3   +6.2   +18.2 (+7.8)
+    sun     generated  1.22  0.16    +3.1   +5.6   +10.2 (+7.8)
+    sun     generated  1.32  0.19    -0.6   -0.4    +8.0 (+7.8)  <- chosen
+    sun     generated  1.33  0.18    -2.0   +0.0    +9.8 (+7.8)
+    sun     generated  1.33  0.19    -1.4   -0.8    +8.3 (+7.8)
+    sun     generated  1.40  0.16    -7.7   -3.4   +12.0 (+7.8)
+    sun     real       1.14  0.12    +2.2   +7.5   +13.1 (+7.8)
+    sun     real       1.14  0.20    +6.7   +6.3    +7.4 (+7.8)
+    sun     real       1.30  0.20    +0.1   -0.8    +6.9 (+7.8)  <- chosen
+
+Probes one step apart show the noise of a probe: about 1 point (SUN generated at s 1.32 and 1.33).
+The width moves the gain as the first probe said: wider on CUB (0.15), SUN (0.19, 0.20) and AWA2 with
+generated semantics (0.35), narrower on AWA2 with real semantics (0.06, the edge of the box), where
+DAZLE's gain stays below the published one (+6.4 against +8.5).
+
 Semantic statistics (``SEMANTIC_TARGETS``, real published files, ``python
 benchmarks/sim_semantic_stats.py --data-root ../shared/data/zsl``; FLO's unseen classes are unknown:
 its "unseen" cosine is over all class pairs):
@@ -351,8 +417,9 @@ log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "zsl-bench-sim/2.0"
 GENERATOR_VERSION_3 = "zsl-bench-sim/3.0"  # v2's model; AWA2's small preset larger and recalibrated
+GENERATOR_VERSION_4 = "zsl-bench-sim/4.0"  # v3's model and sizes; two calibrated knobs per cell
 # name -> full version string; generate(generator=<name>) (or the full string) selects one
-GENERATORS: dict[str, str] = {"3.0": GENERATOR_VERSION_3, "2.0": GENERATOR_VERSION,
+GENERATORS: dict[str, str] = {"4.0": GENERATOR_VERSION_4, "3.0": GENERATOR_VERSION_3, "2.0": GENERATOR_VERSION,
                               "1.2": sim_v1.GENERATOR_VERSION}
 # v3 is the default since results/ was regenerated under it (v2 since its calibration record was
 # written, until then); the others are asked for by name: `--set sim.generator=2.0`,
@@ -361,7 +428,7 @@ DEFAULT_GENERATOR = "3.0"
 ENV_STORE_NAME = "features_env_resampled.h5"
 MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
-__all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "PRESETS", "SEMANTIC_TARGETS", "SimParams",
+__all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "GENERATOR_VERSION_4", "PRESETS", "SEMANTIC_TARGETS", "SimParams",
            "SimParams3", "cache_root", "data_identity", "data_version", "generate", "is_cached", "locate", "oracle_accuracy",
            "preset_params", "recorded_data_version", "resolve_generator"]
 
@@ -451,6 +518,16 @@ class SimParams3(SimParams):
 
 DEFAULTS_V3 = SimParams3()
 
+
+@dataclass(frozen=True)
+class SimParams4(SimParams):
+    """The parameters of generator v4: v2's fields and model, v3's sizes (``CALIBRATED_V4`` differs)."""
+
+    VERSION = GENERATOR_VERSION_4
+
+
+DEFAULTS_V4 = SimParams4()
+
 # The noise knobs that calibration moves together (one axis per dataset and semantics source):
 # ``noise_level(scale)`` is each at ``scale`` x its default (``part_mix`` at most 1).
 NOISE_KNOBS = ("strength_noise", "class_gap", "part_mix", "part_noise", "class_look", "image_noise",
@@ -494,11 +571,27 @@ SCALE_V3: dict[tuple[str, str], dict[str, Any]] = {
 CALIBRATED_V3 = _calibrated({**_CALIBRATED_SCALE, ("awa2", "generated"): 0.84, ("awa2", "real"): 0.86})
 
 
+# Generator v4 = v3 (model and sizes) with two calibrated knobs per (dataset, source) cell: the noise
+# scale (``noise_level``), which sets how hard every method finds the data, and the part kernel width
+# (``kernel_width``, v2/v3: 0.12 everywhere), which sets how much region attention gains over pooled
+# features (wider parts help pooled features and blur what attention localises). Chosen by the rule in
+# "GENERATOR V4" (module docstring) from the classic baselines and DAZLE only. FLO has no published
+# number of a calibration method: it takes CUB's knobs, as in v2.
+_CALIBRATED_V4: dict[tuple[str, str], tuple[float, float]] = {  # (noise scale, kernel width)
+    ("cub", "generated"): (0.98, 0.15), ("cub", "real"): (0.78, 0.12),
+    ("sun", "generated"): (1.32, 0.19), ("sun", "real"): (1.30, 0.20),
+    ("awa2", "generated"): (0.87, 0.35), ("awa2", "real"): (0.54, 0.06)}
+_CALIBRATED_V4.update({("flo", s): _CALIBRATED_V4[("cub", s)] for s in ("generated", "real")})
+CALIBRATED_V4 = {cell: {**noise_level(s), "clutter": 0.0, "kernel_width": w}
+                 for cell, (s, w) in _CALIBRATED_V4.items()}
+
+
 def _v2_model(version: str) -> tuple[SimParams, dict[tuple[str, str], dict[str, Any]],
                                      dict[tuple[str, str], dict[str, Any]]]:
     """A version with v2's model: its parameter defaults, its per-(dataset, preset) scale on top of
     the dataset's ``sim_scale``/``sim_scale_v2``, and its calibrated knobs per (dataset, source)."""
-    return (DEFAULTS_V3, SCALE_V3, CALIBRATED_V3) if version == "3.0" else (DEFAULTS, {}, CALIBRATED)
+    return {"3.0": (DEFAULTS_V3, SCALE_V3, CALIBRATED_V3),
+            "4.0": (DEFAULTS_V4, SCALE_V3, CALIBRATED_V4)}.get(version, (DEFAULTS, {}, CALIBRATED))
 
 PRESET_SCALE: dict[str, dict[str, Any]] = {
     # tiny is for unit tests that check a method learns at all: little noise, unfitted semantics.
@@ -533,6 +626,9 @@ def resolve_generator(generator: str | None) -> str:
 # Where v3's data differ from v2's: (dataset, preset). Everywhere else v3 writes v2's data bit for bit
 # (tests/test_sim_versions.py), so a result of either stands for both (``data_version``).
 V3_CHANGED: frozenset[tuple[str, str]] = frozenset({("awa2", "small"), ("awa2", "full")})
+# v4 changes the calibrated knobs of every dataset, which apply to the small and full presets only: on
+# the tiny preset v4 writes v2's data bit for bit.
+V4_CHANGED: frozenset[str] = frozenset({"small", "full"})
 
 
 def data_version(generator: str | None, dataset: str, preset: str) -> str:
@@ -544,6 +640,8 @@ def data_version(generator: str | None, dataset: str, preset: str) -> str:
     """
     name = resolve_generator(generator)
     if name == "3.0" and (str(dataset).lower(), str(preset)) not in V3_CHANGED:
+        return "2.0"
+    if name == "4.0" and str(preset) not in V4_CHANGED:
         return "2.0"
     return name
 
@@ -569,7 +667,7 @@ def data_identity(meta: dict[str, Any], dataset: str) -> str:
 
 
 def _params_class(name: str) -> type[ScaleParams]:
-    return {"1.2": sim_v1.SimParams, "3.0": SimParams3}.get(name, SimParams)
+    return {"1.2": sim_v1.SimParams, "3.0": SimParams3, "4.0": SimParams4}.get(name, SimParams)
 
 
 def preset_params(preset: str, name: str | None = None, generator: str | None = None,
