@@ -22,6 +22,16 @@ skips finished cells (``--fresh`` starts over). Examples::
     python benchmarks/calibrate_sim.py --datasets cub --methods eszsl,ale --data-seeds 0 --seeds 0
     python benchmarks/calibrate_sim.py --semantics generated,real --data-seeds 0,1 --seeds 0,1
     python benchmarks/calibrate_sim.py --datasets awa2 --set awa2.region_noise=0.4 --set occlusion=0.2
+
+Generator v4's rule (two knobs per cell: the noise scale and the part kernel width; sim.py's record,
+"GENERATOR V4") probes with ``--noise-scale D=S --set D.kernel_width=W``; ``--probes`` runs nothing
+and prints every probe of the given records, each cell's choice and the next probe::
+
+    python benchmarks/calibrate_sim.py --generator 3.0 --datasets awa2 --semantics real \
+        --methods eszsl,sae,ale,devise,sje,dazle --data-seeds 0,1 --noise-scale awa2=0.7 \
+        --set awa2.kernel_width=0.08 --out OUT
+    python benchmarks/calibrate_sim.py --probes OUT/calibration.jsonl --datasets awa2 --semantics real \
+        --data-seeds 0,1 --seeds 0
 """
 
 from __future__ import annotations

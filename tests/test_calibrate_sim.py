@@ -61,12 +61,13 @@ def test_targets_are_the_published_numbers_of_the_calibration_methods(calib, tmp
 
 
 RECORDS = {"2.0": (SCRIPT.parent / "sim_calibration_v2.jsonl", "cub"),  # the runs behind the records in
-           "3.0": (SCRIPT.parent / "sim_calibration_v3.jsonl", "awa2")}  # zsl_bench/data/sim.py
+           "3.0": (SCRIPT.parent / "sim_calibration_v3.jsonl", "awa2"),  # zsl_bench/data/sim.py
+           "4.0": (SCRIPT.parent / "sim_calibration_v4.jsonl", "cub")}
 
 
 @pytest.mark.parametrize("generator", sorted(RECORDS))
 def test_a_cheap_slice_of_the_calibration_record_reproduces(calib, tmp_path, capsys, generator):
-    """Each record's ESZSL and SAE runs (v2: CUB, v3: AWA2, the dataset it calibrated; generated
+    """Each record's ESZSL and SAE runs (v2: CUB, v3: AWA2, the dataset it calibrated, v4: CUB; generated
     semantics, data seed 0, training seed 0) come out again from the record's command: the generator
     and the calibrated knobs are frozen."""
     import json
@@ -110,7 +111,8 @@ def test_the_rule_gaps_leave_out_methods_at_chance_and_average_over_seeds(calib)
 
 RECORD_TABLES = {  # the section of sim.py's docstring holding the table -> its jsonl files and datasets
     "TRAINING SEEDS": ((SCRIPT.parent / "sim_calibration_v2.jsonl", ("cub", "sun", "flo")),
-                       (SCRIPT.parent / "sim_calibration_v3.jsonl", ("awa2",)))}
+                       (SCRIPT.parent / "sim_calibration_v3.jsonl", ("awa2",))),
+    "V4 RECORD": ((SCRIPT.parent / "sim_calibration_v4.jsonl", ("cub", "sun", "flo", "awa2")),)}
 
 
 @pytest.mark.parametrize("section", sorted(RECORD_TABLES))
@@ -141,7 +143,7 @@ def test_the_record_uses_several_seeds_and_its_table_comes_from_its_runs(calib, 
                 written = rows[(ds, sem)]
                 for m, text in zip(methods, written):
                     z = [r["zsl_acc"] for r in cell if r["method"] == m]
-                    assert text.startswith(f"{statistics.fmean(z):.1f}±"), (ds, sem, m, text)
+                    assert text.startswith(f"{statistics.fmean(z):.1f}±") if z else text == "-", (ds, sem, m, text)
                 gaps = calib.rule_gaps([r for r in cell if r["method"] != "latem"], targets)[(ds, sem)]
                 classic, dazle = written[len(methods)], written[len(methods) + 1]
                 assert classic == (f"{gaps['classic_gap']:+.1f}" if "classic_gap" in gaps else "-"), (ds, sem)
@@ -195,3 +197,14 @@ def test_v4_knobs_are_the_rule_choice_over_its_committed_probes(calib):
         assert cell_got["done"] or len(cell_got["probes"]) >= 6, cell  # 2 first probes + 3 plane steps + v3's
     for source in ("generated", "real"):
         assert sim._CALIBRATED_V4[("flo", source)] == sim._CALIBRATED_V4[("cub", source)]
+
+
+def test_probes_prints_the_rule_and_runs_nothing(calib, capsys, tmp_path):
+    out = tmp_path / "never-written"
+    probes = str(SCRIPT.parent / "sim_calibration_v4_probes.jsonl")
+    assert calib.main(["--probes", probes, "--datasets", "cub", "--semantics", "generated", "--data-seeds", "0,1",
+                       "--seeds", "0", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "- probe, cub (generated semantics): s 0.980 w 0.150: classic gap -0.4, DAZLE gap -0.2" in text
+    assert "- choice, cub (generated semantics): 3 probes; smallest larger |gap| 0.4 at s 0.980 w 0.150" in text
+    assert "sun" not in text and not out.exists()
