@@ -196,12 +196,18 @@ def knobs(record: dict[str, Any]) -> tuple[float, float]:
 
 
 def on_model(record: dict[str, Any], generator: str = "4.0") -> bool:
-    """Whether a record ran on ``generator``'s data for its cell up to the two knobs of v4's rule (v2's
-    AWA2, 24 images per class, is not v4's AWA2 at any knob)."""
+    """Whether a record ran on ``generator``'s data for its cell up to the two knobs of v4's rule: its
+    parameters differ from the cell's only in the kernel width and in the noise knobs, and those lie
+    on the noise-scale axis (``sim.noise_level`` of the record's scale). v2's AWA2 (24 images per
+    class), a single noise knob moved by ``--set`` and v1's records (other fields) are not."""
+    if sim.resolve_generator(record["generator"]) == "1.2":
+        return False
     want = asdict(sim.preset_params("small", record["dataset"], generator, record["semantics"]))
     got = asdict(sim.preset_params("small", record["dataset"], record["generator"], record["semantics"],
                                    **(record.get("overrides") or {})))
-    return {k for k in want if want[k] != got[k]} <= {*sim.NOISE_KNOBS, "kernel_width"}
+    if {k for k in want if want[k] != got[k]} - {*sim.NOISE_KNOBS, "kernel_width"}:
+        return False
+    return {k: got[k] for k in sim.NOISE_KNOBS} == sim.noise_level(knobs(record)[0])
 
 
 # Generator v4's rule searches the noise scale and the part kernel width in this box: a kernel under
@@ -232,7 +238,8 @@ def plane_solution(points: list[tuple[float, float, float, float]]) -> tuple[flo
 def rule_choice(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict[str, float]],
                 data_seeds: list[int], seeds: list[int]) -> dict[tuple[str, str], dict[str, Any]]:
     """Generator v4's rule per (dataset, semantics) over every probe on v4's data (``on_model``): a probe
-    is a (noise scale, kernel width) with all of ``data_seeds`` x ``seeds`` for the rule's methods.
+    is a (noise scale, kernel width) with all of ``data_seeds`` x ``seeds`` for the rule's methods, each
+    run counted once (the first record of a (method, data seed, training seed) at those knobs).
     Per cell: ``probes`` [(s, w, classic gap, DAZLE gap, DAZLE's gain, published gain)], ``choice``
     (the probe with the smallest larger |gap|: (that |gap|, s, w)), ``next`` (the plane solution over
     the probes: the next probe) and ``done``: the search stops when a probe has both gaps within
@@ -240,9 +247,15 @@ def rule_choice(records: list[dict[str, Any]], targets: dict[tuple[str, str], di
     rule = (*RULE_CLASSIC, "dazle")
     want = {(d, s) for d in data_seeds for s in seeds}
     groups: dict[tuple[str, str, float, float], list[dict[str, Any]]] = {}
+    seen: set[tuple[Any, ...]] = set()
     for r in records:
         if (r["data_seed"], r["seed"]) in want and r["method"] in rule and on_model(r):
-            groups.setdefault((r["dataset"], r["semantics"], *knobs(r)), []).append(r)
+            key = (r["dataset"], r["semantics"], *knobs(r))
+            run = (*key, r["data_seed"], r["seed"], r["method"])
+            if run in seen:  # the same run on the same data twice (an exploratory run, a rerun): count it once
+                continue
+            seen.add(run)
+            groups.setdefault(key, []).append(r)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for key in sorted(groups):
         rs = groups[key]

@@ -9,8 +9,8 @@ sim_overrides=...)``). Everything it writes is labelled "simulated".
 Versions (``GENERATORS``): ``"2.0"`` (``zsl-bench-sim/2.0``, this module), ``"3.0"``
 (``zsl-bench-sim/3.0``, this module: v2's model with a larger, recalibrated AWA2; "GENERATOR V3"
 below), ``"4.0"`` (``zsl-bench-sim/4.0``, this module: v3 with two calibrated knobs per dataset and
-semantics source, the noise scale and the part kernel width, so that the classic baselines and DAZLE
-both land on their published accuracy; "GENERATOR V4" below) and ``"1.2"`` (``zsl-bench-sim/1.2``,
+semantics source, the noise scale and the part kernel width, so that the mean of the classic
+baselines and DAZLE each land within 3 points of their published accuracy; "GENERATOR V4" below) and ``"1.2"`` (``zsl-bench-sim/1.2``,
 ``sim_v1``: bit-identical to the 1.2 release, its calibration record is in that module).
 ``DEFAULT_GENERATOR`` is ``"3.0"`` since ``results/`` was regenerated under it (``"2.0"`` from v2's
 calibration record until then; 4.0 becomes the default when ``results/`` is regenerated under it);
@@ -312,8 +312,8 @@ and narrower where it was below (the widths were picked from five exploratory ru
 kept in the probes file), at v3's s and at a second s. Then plane steps: a least-squares plane for
 each gap over all of the cell's probes, solved for both gaps zero, clipped to s in [0.5, 1.5] and
 w in [0.06, 0.4] (under 0.06 a part is under half a cell of the small preset's 7 x 7 grid), rounded
-to 0.01, and probed; until a probe has both gaps within 1 point, the solution repeats a probe, or
-three plane steps have run. The choice: the probe with the smallest larger |gap|. FLO (no published
+to 0.01, and probed; until a probe has both gaps within 1 point or the solution repeats a probe.
+The choice: the probe with the smallest larger |gap|, of all probes on v4's data. FLO (no published
 number of a calibration method) takes CUB's knobs per source, as in v2. The probes (``python
 benchmarks/calibrate_sim.py --probes benchmarks/sim_calibration_v2.jsonl
 benchmarks/sim_calibration_v3.jsonl benchmarks/sim_calibration_v4_probes.jsonl --semantics
@@ -329,9 +329,10 @@ the rule's choice over them), gaps in ZSL points::
     awa2    generated  0.95  0.30    -7.6   -4.5   +11.7 (+8.5)
     awa2    real       0.50  0.06    +3.8   +1.1    +5.9 (+8.5)
     awa2    real       0.51  0.06    +3.1   +0.5    +6.0 (+8.5)
-    awa2    real       0.54  0.06    +1.4   -0.8    +6.4 (+8.5)  <- chosen
+    awa2    real       0.52  0.06    +1.4   +0.1    +7.3 (+8.5)  <- chosen
+    awa2    real       0.54  0.06    +1.4   -0.8    +6.4 (+8.5)
     awa2    real       0.70  0.08    +1.0   -3.0    +4.6 (+8.5)
-    awa2    real       0.86  0.08    -7.4   -7.2    +8.7 (+8.5)
+    awa2    real       0.86  0.08    -7.3   -9.5    +6.3 (+8.5)
     awa2    real       0.86  0.12    +0.4   -6.3    +1.8 (+8.5)
     cub     generated  0.98  0.15    -0.4   -0.2   +16.6 (+16.4)  <- chosen
     cub     generated  0.99  0.12    -6.9   +0.7   +24.0 (+16.4)
@@ -345,19 +346,33 @@ the rule's choice over them), gaps in ZSL points::
     sun     generated  1.33  0.19    -1.4   -0.8    +8.3 (+7.8)
     sun     generated  1.40  0.16    -7.7   -3.4   +12.0 (+7.8)
     sun     real       1.14  0.12    +2.2   +7.5   +13.1 (+7.8)
-    sun     real       1.14  0.20    +6.7   +6.3    +7.4 (+7.8)
+    sun     real       1.14  0.20    +7.4   +7.4    +7.8 (+7.8)
     sun     real       1.30  0.20    +0.1   -0.8    +6.9 (+7.8)  <- chosen
 
-Probes one step apart show the noise of a probe: about 1 point (SUN generated at s 1.32 and 1.33).
+Neighbouring probes differ by what their step predicts and little more (SUN generated at s 1.32 and
+1.33: 0.8 and 0.4 points, of which the fitted planes give ~0.5 for a 0.01 step).
 The width moves the gain as the first probe said: wider on CUB (0.15), SUN (0.19, 0.20) and AWA2 with
 generated semantics (0.35), narrower on AWA2 with real semantics (0.06, the edge of the box), where
-DAZLE's gain stays below the published one (+6.4 against +8.5).
+DAZLE's gain stays below the published one (+7.3 against +8.5).
+A review fix changed one knob. As first run (7b8bf76), ``rule_choice`` counted the five exploratory
+data-seed-0 runs, whose knobs equal two probes', a second time: SUN real at (1.14, 0.20) read +6.7 /
++6.3 instead of +7.4 / +7.4, and AWA2 real at (0.86, 0.08) -7.4 / -7.2 instead of -7.3 / -9.5. That
+moved AWA2 real's first plane step to (0.54, 0.06) (corrected: (0.52, 0.06)); no other cell's path
+or choice changed. Now a run is counted once (``tests/test_calibrate_sim.py``); (0.52, 0.06) was
+probed afterwards and is the choice by 0.01 point (larger |gap| 1.36 against 1.38 at (0.54, 0.06):
+the two are equal within a probe's noise, and the rule decides). AWA2 real's knobs moved from (0.54,
+0.06) to (0.52, 0.06) and its rows of the record below were run again; the first ones, at (0.54,
+0.06), gave classic / DAZLE gaps +1.7 / -1.1 (gain +5.7) over the same seeds (runs in git at
+b046af0); at (0.52, 0.06) they are +2.7 / -0.1 (below): the probes' 0.01-point preference does not
+survive the record's seeds, and the rule's choice stands as made. MSDN, MSDN++ and TransZero had
+not run on AWA2 with real semantics under v4: the checks
+below use generated semantics.
 
-V4 RECORD (the knobs above, frozen in 7b8bf76 before the record ran; ``python
-benchmarks/calibrate_sim.py --generator 4.0 --datasets all --semantics generated,real --methods
+V4 RECORD (the knobs above: frozen in 7b8bf76 before the record ran, AWA2 real's moved by the review
+fix above; ``python benchmarks/calibrate_sim.py --generator 4.0 --datasets all --semantics generated,real --methods
 eszsl,sae,ale,devise,sje,dazle --data-seeds 0,1 --seeds 0,1,2 --out OUT``, runs in
 ``benchmarks/sim_calibration_v4.jsonl``; CI re-runs its CUB generated ESZSL and SAE runs and checks
-this table against the runs; LATEM, not in the rule, was not run on v4). ZSL mean ± sd over 2 data
+this table against the runs; LATEM, not in the rule, is not in this record). ZSL mean ± sd over 2 data
 seeds x 3 training seeds / published, the rule's gaps, and DAZLE's gain over the classic mean beside
 the published gain::
 
@@ -369,27 +384,28 @@ the published gain::
     flo     generated      61.6±7.8/-      54.9±1.8/-      61.4±6.6/-      54.2±3.3/-      57.7±4.2/-      53.0±7.0/-               -        -      -  -
     flo     real           59.8±6.3/-      26.8±5.8/-      55.7±9.5/-      53.2±7.7/-      56.0±4.0/-     52.3±10.3/-               -        -      -  -
     awa2    generated   63.0±3.4/58.6  61.9±13.3/54.1   63.9±9.5/62.5   53.4±4.0/59.7   53.9±2.2/61.9   66.7±1.4/67.9               -     -0.1   -1.2  +7.5 (+8.5)
-    awa2    real        76.1±0.5/58.6   57.3±0.6/54.1   62.2±0.5/62.5   45.7±4.0/59.7   64.1±3.5/61.9   66.8±8.2/67.9               -     +1.7   -1.1  +5.7 (+8.5)
+    awa2    real        77.8±0.4/58.6   59.0±1.4/54.1   62.8±0.4/62.5   46.8±4.4/59.7   64.1±3.1/61.9   67.8±8.3/67.9               -     +2.7   -0.1  +5.7 (+8.5)
 
     (FLO: no published target; it takes CUB's knobs. CUB and FLO with real semantics keep v3's knobs,
     so their rows repeat the "TRAINING SEEDS" ones: the same data.)
 
 What the record says and leaves open:
-- The rule's targets are met on every cell with a target: the classic gap and the DAZLE gap are
-  within 1.7 points (3.0: up to 7.2 and 8.2), and DAZLE's gain over the classic mean is within
-  2.8 points of the published gain (3.0: up to 10 points off, +26.4 against +16.4 on CUB
-  generated). Against the probes (training seed 0) the three training seeds moved a gap by at most
+- On every cell with a target the classic gap and the DAZLE gap are within 1.6 points over the
+  record's seeds, except AWA2 real's classic gap, +2.7 (3.0: up to 7.2 and 8.2; the rule's tolerance
+  of 1 point is on its probes, and AWA2 real ended at 1.4, see above); DAZLE's gain over the classic
+  mean is within 2.9 points of the published gain (3.0: up to 10 points off, +26.4 against +16.4 on
+  CUB generated). Against the probes (training seed 0) the three training seeds moved a gap by at most
   1.8 points.
 - Single methods still spread about the classic mean, by what the dataset-level knobs cannot set:
   mean |ZSL gap| over ESZSL, SAE, ALE, DeViSE, SJE and DAZLE (DeViSE on SUN left out): CUB 6.8
-  (generated) and 5.1 (real), SUN 4.8 and 3.5, AWA2 4.9 and 6.4 (3.0: CUB 9.7 and 5.1, SUN 5.6 and
-  4.2, AWA2 5.3 and 6.5). The largest: SAE on CUB is 11-18 points above its published 33.3 (itself ~20 points below the
-  other published classic baselines on CUB), ESZSL on AWA2 with real semantics +17.5, DeViSE 6-14
-  points low (its validated settings assume ResNet-101's 2048-d features) and at chance on SUN
+  (generated) and 5.1 (real), SUN 4.8 and 3.5, AWA2 4.9 and 6.6 (3.0: CUB 9.7 and 5.1, SUN 5.6 and
+  4.2, AWA2 5.3 and 6.5). The largest: SAE on CUB is 11-18 points above its published 33.3 (itself
+  ~20 points below the other published classic baselines on CUB), ESZSL on AWA2 with real semantics
+  +19.2, DeViSE 6-13 points low (its validated settings assume ResNet-101's 2048-d features) and at chance on SUN
   (feature scale, as before: left out of the rule there). On FLO (CUB's knobs, no target) DAZLE sits
   below ESZSL and ALE (53.0 against 61.6 and 61.4, generated): CUB's width is not FLO's, and there is
   no published DAZLE number on FLO to choose one.
-- Nothing is at the ceiling or at chance apart from DeViSE on SUN: the highest cell mean is 76.1
+- Nothing is at the ceiling or at chance apart from DeViSE on SUN: the highest cell mean is 77.8
   (ESZSL on AWA2, real semantics).
   The methods under study on v4 (run after the knobs were committed, informing nothing; data seed 0,
   training seed 0, generated semantics): MSDN++ ZSL CUB 70.8, SUN 56.9, FLO 57.0, AWA2 72.4
@@ -398,7 +414,8 @@ What the record says and leaves open:
   (``zsl-bench ablate benchmarks/main_table_cpu.yaml --sim --set sim.generator=4.0 --seeds 0``) lands
   between 45.4 and 70.4 on every dataset, DeViSE on SUN (1.4) apart: LATEM 50.6 / 48.9 / 57.8 / 59.8
   (published 49.3 / 55.3 / - / 55.8), f-CLSWGAN 48.8 / 47.8 / 57.5 / 55.9, tf-VAEGAN 60.0 / 52.5 /
-  67.3 / 70.4. TransZero was not run on v4 (a CPU unit takes 15-40 min).
+  67.2 / 70.4 (rows and table: ``results/v4_check/``). TransZero was not run on v4 (a CPU unit takes
+  15-40 min).
 
 Semantic statistics (``SEMANTIC_TARGETS``, real published files, ``python
 benchmarks/sim_semantic_stats.py --data-root ../shared/data/zsl``; FLO's unseen classes are unknown:
@@ -628,7 +645,7 @@ CALIBRATED_V3 = _calibrated({**_CALIBRATED_SCALE, ("awa2", "generated"): 0.84, (
 _CALIBRATED_V4: dict[tuple[str, str], tuple[float, float]] = {  # (noise scale, kernel width)
     ("cub", "generated"): (0.98, 0.15), ("cub", "real"): (0.78, 0.12),
     ("sun", "generated"): (1.32, 0.19), ("sun", "real"): (1.30, 0.20),
-    ("awa2", "generated"): (0.87, 0.35), ("awa2", "real"): (0.54, 0.06)}
+    ("awa2", "generated"): (0.87, 0.35), ("awa2", "real"): (0.52, 0.06)}
 _CALIBRATED_V4.update({("flo", s): _CALIBRATED_V4[("cub", s)] for s in ("generated", "real")})
 CALIBRATED_V4 = {cell: {**noise_level(s), "clutter": 0.0, "kernel_width": w}
                  for cell, (s, w) in _CALIBRATED_V4.items()}
@@ -681,7 +698,9 @@ V4_CHANGED: frozenset[str] = frozenset({"small", "full"})
 
 def data_version(generator: str | None, dataset: str, preset: str) -> str:
     """The oldest generator version (a name) that writes the same data as ``generator`` for
-    ``dataset`` at ``preset``: v3 off AWA2's small and full presets is v2 (``V3_CHANGED``).
+    ``dataset`` at ``preset``: v3 off AWA2's small and full presets is v2 (``V3_CHANGED``), v4 on the
+    tiny preset is v2 (``V4_CHANGED``; v4 keeps v3's knobs on CUB and FLO with real semantics, but the
+    version is per dataset and preset, so those units count as changed too).
 
     Studies compare this, not the version name, to tell whether finished units still stand for the
     data the code now generates (a changed default generator reruns only where the data changed).
