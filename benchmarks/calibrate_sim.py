@@ -187,12 +187,21 @@ def rule_gaps(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict
     return out
 
 
+def _record_params(record: dict[str, Any]) -> Any:
+    """The small preset's parameters a record's data were made with: its overrides over its
+    generator's calibrated cell."""
+    return sim.preset_params("small", record["dataset"], record["generator"], record["semantics"],
+                             **(record.get("overrides") or {}))
+
+
+def _knobs_of(params: Any) -> tuple[float, float]:
+    return round(params.strength_noise / sim.DEFAULTS.strength_noise, 3), float(params.kernel_width)
+
+
 def knobs(record: dict[str, Any]) -> tuple[float, float]:
     """(noise scale, part kernel width) of the data a record ran on: its overrides over its generator's
     calibrated cell (the two knobs of generator v4's rule; the scale as ``sim.noise_level`` writes it)."""
-    p = sim.preset_params("small", record["dataset"], record["generator"], record["semantics"],
-                          **(record.get("overrides") or {}))
-    return round(p.strength_noise / sim.DEFAULTS.strength_noise, 3), float(p.kernel_width)
+    return _knobs_of(_record_params(record))
 
 
 def on_model(record: dict[str, Any], generator: str = "4.0") -> bool:
@@ -202,12 +211,12 @@ def on_model(record: dict[str, Any], generator: str = "4.0") -> bool:
     class), a single noise knob moved by ``--set`` and v1's records (other fields) are not."""
     if sim.resolve_generator(record["generator"]) == "1.2":
         return False
+    params = _record_params(record)
     want = asdict(sim.preset_params("small", record["dataset"], generator, record["semantics"]))
-    got = asdict(sim.preset_params("small", record["dataset"], record["generator"], record["semantics"],
-                                   **(record.get("overrides") or {})))
+    got = asdict(params)
     if {k for k in want if want[k] != got[k]} - {*sim.NOISE_KNOBS, "kernel_width"}:
         return False
-    return {k: got[k] for k in sim.NOISE_KNOBS} == sim.noise_level(knobs(record)[0])
+    return {k: got[k] for k in sim.NOISE_KNOBS} == sim.noise_level(_knobs_of(params)[0])
 
 
 # Generator v4's rule searches the noise scale and the part kernel width in this box: a kernel under

@@ -51,7 +51,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     for name in parse_dataset_list(args.dataset):
         ddir, params, real = locate(name, args.preset, args.seed, args.data_root, out, gen)
         cached = not args.force and is_cached(ddir, args.preset, args.seed, params, real)
-        ddir = generate(name, args.preset, args.seed, data_root=args.data_root, out_root=out,
-                        force=args.force, progress=not cached, generator=gen)
+        if not cached:  # (a cached dataset needs no second locate, which hashes the real files again)
+            ddir = generate(name, args.preset, args.seed, data_root=args.data_root, out_root=out,
+                            force=args.force, progress=True, generator=gen)
         print(f"{name}\t{'cached' if cached else 'generated'}\t{ddir}")
     return 0
