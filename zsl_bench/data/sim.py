@@ -12,8 +12,8 @@ below), ``"4.0"`` (``zsl-bench-sim/4.0``, this module: v3 with two calibrated kn
 semantics source, the noise scale and the part kernel width, so that the mean of the classic
 baselines and DAZLE each land within 3 points of their published accuracy; "GENERATOR V4" below) and ``"1.2"`` (``zsl-bench-sim/1.2``,
 ``sim_v1``: bit-identical to the 1.2 release, its calibration record is in that module).
-``DEFAULT_GENERATOR`` is ``"3.0"`` since ``results/`` was regenerated under it (``"2.0"`` from v2's
-calibration record until then; 4.0 becomes the default when ``results/`` is regenerated under it);
+``DEFAULT_GENERATOR`` is ``"4.0"`` since ``results/`` was regenerated under it (``"3.0"`` and ``"2.0"``
+before it, each from its own regeneration or calibration record);
 ``generate(..., generator="1.2")`` selects v1, ``--set sim.generator=2.0`` v2. Off AWA2's small and
 full presets v3 writes v2's data bit for bit, and studies treat results of either as standing for
 both (``data_version``); v4 writes v2's data on the tiny preset only. The default cache directory is
@@ -486,10 +486,10 @@ GENERATOR_VERSION_4 = "zsl-bench-sim/4.0"  # v3's model and sizes; two calibrate
 # name -> full version string; generate(generator=<name>) (or the full string) selects one
 GENERATORS: dict[str, str] = {"4.0": GENERATOR_VERSION_4, "3.0": GENERATOR_VERSION_3, "2.0": GENERATOR_VERSION,
                               "1.2": sim_v1.GENERATOR_VERSION}
-# v3 is the default since results/ was regenerated under it (v2 since its calibration record was
-# written, until then); the others are asked for by name: `--set sim.generator=2.0`,
+# v4 is the default since results/ was regenerated under it (v3 from its own regeneration, v2 from
+# its calibration record, until then); the others are asked for by name: `--set sim.generator=2.0`,
 # `zsl-bench data sim --generator 1.2`, `generate(..., generator="1.2")`.
-DEFAULT_GENERATOR = "3.0"
+DEFAULT_GENERATOR = "4.0"
 ENV_STORE_NAME = "features_env_resampled.h5"
 MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
