@@ -6,7 +6,8 @@
 #   TRANSZERO=1 bash results/make_results.sh  also TransZero's CPU-budget study (hours on 2 cores)
 # Studies resume: rerunning after an interruption, or with more seeds, only runs missing units;
 # --rerun-changed redoes the units whose config or data the code now resolves differently (a
-# preset or the default generator changed: 2.0 -> 3.0 reran the AWA2 units only).
+# preset or the default generator changed: 2.0 -> 3.0 reran the AWA2 units only, 3.0 -> 4.0 every
+# unit, since v4 changes every dataset's small data).
 # One thread per process: on 2 shared cores PyTorch's default (2 threads) thrashes under any other load.
 set -euo pipefail
 cd "$(dirname "$0")/.."

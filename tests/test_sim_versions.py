@@ -75,8 +75,8 @@ def test_versions_names_and_errors(tmp_path: Path) -> None:
     assert sim.GENERATOR_VERSION == "zsl-bench-sim/2.0" == sim.GENERATORS["2.0"]
     assert sim.GENERATOR_VERSION_3 == "zsl-bench-sim/3.0" == sim.GENERATORS["3.0"]
     assert sim.GENERATOR_VERSION_4 == "zsl-bench-sim/4.0" == sim.GENERATORS["4.0"]
-    # v3 is the default since results/ was regenerated under it (issue 16)
-    assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "3.0"
+    # v4 is the default since results/ was regenerated under it (issue 16)
+    assert sim.resolve_generator(None) == sim.DEFAULT_GENERATOR == "4.0"
     assert sim.resolve_generator("zsl-bench-sim/1.2") == "1.2"
     with pytest.raises(ConfigError, match=r"unknown sim generator '5.0'; valid: 4.0, 3.0, 2.0, 1.2"):
         sim.generate("cub", "tiny", out_root=tmp_path, generator="5.0")
@@ -89,13 +89,14 @@ def test_versions_names_and_errors(tmp_path: Path) -> None:
     assert isinstance(sim.preset_params("tiny", "cub", "2.0"), sim.SimParams)
     assert sim.preset_params("small", "flo", "2.0").latent_parts == 6  # v2's per-dataset scale on top of v1's
     assert sim.preset_params("small", "flo", "1.2").images_per_class == 8  # v1's stays
-    assert sim.preset_params("small", "flo").images_per_class == 20  # v3, the default: v2's
-    assert sim.preset_params("small", "awa2").images_per_class == 100  # v3's own
+    assert sim.preset_params("small", "flo").images_per_class == 20  # v4, the default: v2's
+    assert sim.preset_params("small", "awa2").images_per_class == 100  # v3's, kept by v4
 
 
 def test_cache_root_is_keyed_by_version_and_overrides() -> None:
-    default = sim.cache_root("small", 0)  # the default generator (3.0) without overrides
-    assert default == sim_root("small", 0) == sim.cache_root("small", 0, "3.0")
+    default = sim.cache_root("small", 0)  # the default generator (4.0) without overrides
+    assert default == sim_root("small", 0) == sim.cache_root("small", 0, "4.0")
+    assert sim.cache_root("small", 0, "3.0").name == "small-seed0-sim3.0"
     v1 = sim.cache_root("small", 0, "1.2")
     assert v1.parent == default.parent and v1.name == "small-seed0-sim1.2"
     a = sim.cache_root("small", 0, "2.0", rho=0.5)
@@ -196,7 +197,8 @@ def test_v3_is_v2_off_awa2_small_and_full(tmp_path: Path) -> None:
                        == asdict(sim.preset_params(preset, name, "3.0", source)) for source in ("generated", "real"))
             assert sim.data_version("zsl-bench-sim/3.0", name, preset) == ("2.0" if same else "3.0"), (name, preset)
             assert sim.data_version("2.0", name, preset) == "2.0" and sim.data_version("1.2", name, preset) == "1.2"
-    assert sim.data_version(None, "AWA2", "small") == "3.0"  # the default; dataset names in any case
+    assert sim.data_version(None, "AWA2", "small") == "4.0"  # the default; dataset names in any case
+    assert sim.data_version(None, "CUB", "tiny") == "2.0"  # v4 writes v2's data on the tiny preset
 
 
 def test_v4_is_v3_with_two_calibrated_knobs_per_cell(tmp_path: Path) -> None:
@@ -226,7 +228,7 @@ def test_v4_is_v3_with_two_calibrated_knobs_per_cell(tmp_path: Path) -> None:
     b = sim.generate("sun", "tiny", out_root=tmp_path / "b", generator="4.0")
     assert v1_digest(a, meta=False) == v1_digest(b, meta=False)
     assert json.loads((b / "sim.json").read_text())["generator"] == "zsl-bench-sim/4.0"
-    assert sim.cache_root("small", 0, "4.0").name == "small-seed0-sim4.0"
+    assert sim.cache_root("small", 0, "4.0") == sim_root("small", 0)  # the default's
 
 
 def test_checkpoints_name_their_data() -> None:

@@ -327,7 +327,7 @@ def test_confounding_sweep_spec_sweeps_rho_for_msdn_and_the_intervention_variant
     spec = parse_spec(raw, "confounding_sweep.yaml")
     check_configs(spec)
     rhos = [0.0, 0.25, 0.5, 0.75, 0.9]
-    assert spec.sim == "small" and sim_settings(spec) == [{"context_strength": 0.25, "generator": "3.0", "rho": r}
+    assert spec.sim == "small" and sim_settings(spec) == [{"context_strength": 0.25, "generator": "4.0", "rho": r}
                                                          for r in rhos]
     named = ["msdn", "full", *(f"intervention_{k}" for k in ("uniform", "reversed", "shuffle_batch",
                                                               "shuffle_region", "shuffle_attribute"))]

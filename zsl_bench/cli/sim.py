@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", metavar="DATASET", help="a dataset (zsl-bench ls datasets), a comma list, or 'all'")
     p.add_argument("--preset", default="small", help="tiny | small | full (default: small)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
-    p.add_argument("--generator", default=None, help="generator version: 4.0 (3.0 with a noise scale and a part kernel "
-                   "width calibrated per dataset and semantics source), 3.0 (default: 2.0 with a larger, recalibrated "
+    p.add_argument("--generator", default=None, help="generator version: 4.0 (default: 3.0 with a noise scale and a part "
+                   "kernel width calibrated per dataset and semantics source), 3.0 (2.0 with a larger, recalibrated "
                    "AWA2), 2.0 (calibrated; 3.0 writes its data on CUB, SUN, FLO and AWA2 tiny) or 1.2 (the first one)")
     p.add_argument("--data-root", default=None, help="real metadata root for the semantics "
                    "(default: $ZSL_BENCH_DATA, else the cache)")

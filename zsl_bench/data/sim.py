@@ -161,7 +161,7 @@ What the record says and leaves open:
 - AWA2 misses the rule's balance: DAZLE sits below the classic baselines on the simulated AWA2
   (real: ~8 points above), so the rule leaves the classics high (real semantics: +15) and DAZLE
   low (-12). Its 10 unseen classes also give the largest sds; ESZSL on real semantics reaches 92.25 on
-  data seed 1, above the issue's ceiling of 90 (v2's AWA2 is not the default: 3.0 replaces it). AWA2 needs a knob that moves
+  data seed 1, above the issue's ceiling of 90 (v2's AWA2 is not the default: 3.0, then 4.0, replace it). AWA2 needs a knob that moves
   attention relative to pooled features; none of the current ones does (clutter, tried on CUB,
   hurt both). [Later: the cause is the size of the small AWA2, not a missing knob; see
   "GENERATOR V3".]
