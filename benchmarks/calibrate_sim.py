@@ -147,7 +147,7 @@ def _gap(v: float) -> str:
     return "–" if math.isnan(v) else f"{v:+.1f}"
 
 
-RULE_CLASSIC = ("eszsl", "sae", "ale", "devise", "sje")  # the rule's classic mean (LATEM came later)
+RULE_CLASSIC = sim.RULE_CLASSIC  # the rule's classic mean (LATEM came later)
 
 
 def _spread(rs: list[dict[str, Any]]) -> tuple[str, str]:
@@ -169,7 +169,7 @@ def rule_gaps(records: list[dict[str, Any]], targets: dict[tuple[str, str], dict
     chance; the DAZLE gap; and DAZLE's gain over the classic mean beside the published one."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for ds, sem in sorted({(r["dataset"], r["semantics"]) for r in records}):
-        mean = {m: statistics.fmean(z) for m in (*RULE_CLASSIC, "dazle")
+        mean = {m: statistics.fmean(z) for m in sim.RULE_METHODS
                 if (z := [r["zsl_acc"] for r in records if (r["dataset"], r["semantics"], r["method"]) == (ds, sem, m)])}
         chance = max((r["chance"] for r in records if (r["dataset"], r["semantics"]) == (ds, sem)), default=0.0)
         kept = [m for m in RULE_CLASSIC if m in mean and (m, ds) in targets and mean[m] >= 3 * chance]
@@ -253,7 +253,7 @@ def rule_choice(records: list[dict[str, Any]], targets: dict[tuple[str, str], di
     (the probe with the smallest larger |gap|: (that |gap|, s, w)), ``next`` (the plane solution over
     the probes: the next probe) and ``done``: the search stops when a probe has both gaps within
     ``RULE_TOLERANCE`` points or the next probe is a probed point."""
-    rule = (*RULE_CLASSIC, "dazle")
+    rule = sim.RULE_METHODS
     want = {(d, s) for d in data_seeds for s in seeds}
     groups: dict[tuple[str, str, float, float], list[dict[str, Any]]] = {}
     seen: set[tuple[Any, ...]] = set()

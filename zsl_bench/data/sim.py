@@ -490,10 +490,15 @@ GENERATORS: dict[str, str] = {"4.0": GENERATOR_VERSION_4, "3.0": GENERATOR_VERSI
 # its calibration record, until then); the others are asked for by name: `--set sim.generator=2.0`,
 # `zsl-bench data sim --generator 1.2`, `generate(..., generator="1.2")`.
 DEFAULT_GENERATOR = "4.0"
+# The methods v2-v4's calibration rule reads (and nothing else): the classic baselines, whose mean is
+# one target, and DAZLE, the one attention baseline (benchmarks/calibrate_sim.py applies the rule,
+# benchmarks/rank_agreement.py reports the ranking over them). LATEM came after the rule was fixed.
+RULE_CLASSIC = ("eszsl", "sae", "ale", "devise", "sje")
+RULE_METHODS = (*RULE_CLASSIC, "dazle")
 ENV_STORE_NAME = "features_env_resampled.h5"
 MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
-__all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "GENERATOR_VERSION_4", "PRESETS", "SEMANTIC_TARGETS", "SimParams",
+__all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "GENERATOR_VERSION_4", "PRESETS", "RULE_CLASSIC", "RULE_METHODS", "SEMANTIC_TARGETS", "SimParams",
            "SimParams3", "SimParams4", "cache_root", "data_identity", "data_version", "generate", "is_cached", "locate", "oracle_accuracy",
            "preset_params", "recorded_data_version", "resolve_generator"]
 
