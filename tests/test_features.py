@@ -18,7 +18,7 @@ from zsl_bench.data import loader
 from zsl_bench.data.loader import load_from_dir
 from zsl_bench.data.store import StoreWriter
 from zsl_bench.errors import DataError
-from zsl_bench.results import COLUMNS, LEGACY_HEADER, append_rows, read_rows
+from zsl_bench.results import ADDED_COLUMNS, COLUMNS, LEGACY_HEADER, LEGACY_HEADERS, append_rows, read_rows
 
 R = HW * HW
 
@@ -115,7 +115,7 @@ def test_simulated_label_and_rows_carry_features_and_precision(tmp_path: Path) -
 
 def test_results_written_before_the_columns_are_read_and_migrated(tmp_path: Path) -> None:
     csv = tmp_path / "results.csv"
-    old = [c for c in COLUMNS if c not in ("features", "precision")]
+    old = [c for c in COLUMNS if c not in ADDED_COLUMNS]
     row = dict.fromkeys(old, "")
     row.update(run_id="r1", method="ale", dataset="cub", source="real", protocol="val", seed="0", metric="h",
                value="1.5", versions="torch=2;device=cuda:0 (X);precision=bf16")
@@ -130,6 +130,25 @@ def test_results_written_before_the_columns_are_read_and_migrated(tmp_path: Path
     got = read_rows(csv, validate=True)
     assert [(r["run_id"], r["precision"], r["features"]) for r in got] == [
         ("r1", "bf16", ""), ("r2", "fp32", ""), ("r3", "fp32", "xlsa17 res101.mat (224 px, pooled)")]
+
+
+def test_results_written_before_the_semantics_column_are_read_and_migrated(tmp_path: Path) -> None:
+    """Files of issue 12's header (features and precision, no sim_semantics): read with the semantics
+    source unrecorded (''), migrated on the next append, every value kept."""
+    csv = tmp_path / "results.csv"
+    old = LEGACY_HEADERS[1].rstrip("\n").split(",")
+    assert old == [c for c in COLUMNS if c != "sim_semantics"]
+    row = {**dict.fromkeys(old, ""), "run_id": "r1", "method": "ale", "dataset": "cub", "source": "simulated",
+           "sim_preset": "small", "generator_version": "zsl-bench-sim/4.0", "protocol": "val", "seed": "0",
+           "metric": "h", "value": "1.5", "features": "simulated small (regions R=49 mean-pooled)", "precision": "fp32"}
+    csv.write_text(LEGACY_HEADERS[1] + ",".join(row[c] for c in old) + "\n")
+    got = read_rows(csv, validate=True)
+    assert [(r["sim_semantics"], r["features"], r["precision"]) for r in got] == [
+        ("", "simulated small (regions R=49 mean-pooled)", "fp32")]
+    append_rows(csv, [{**row, "run_id": "r2", "sim_semantics": "generated"}])
+    assert csv.read_text().splitlines()[0].split(",") == list(COLUMNS)
+    got = read_rows(csv, validate=True)
+    assert [(r["run_id"], r["sim_semantics"], r["value"]) for r in got] == [("r1", "", "1.5"), ("r2", "generated", "1.5")]
 
 
 def test_store_name_by_size() -> None:

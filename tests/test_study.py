@@ -527,6 +527,39 @@ def test_changed_default_generator_reruns_only_units_whose_data_changed(tmp_path
     assert StudyRunner(spec, tmp_path, progress=False).run().ran == 0
 
 
+def test_rows_record_the_semantics_source_and_a_change_of_it_stops_the_study(tmp_path, monkeypatch, shared_root):
+    """Simulated data take real class semantics where the data root holds the dataset's metadata
+    (e.g. after `zsl-bench data download`). Rows record the source (sim_semantics); finished units of
+    generated semantics do not stand for units that would now read real ones, and --rerun-changed
+    redoes them."""
+    import shutil
+
+    data_root = tmp_path / "data"
+    (data_root / "CUB").mkdir(parents=True)
+    monkeypatch.setenv("ZSL_BENCH_DATA", str(data_root))  # the default data root: no metadata yet
+    spec = parse_spec({"name": "sem", "methods": ["eszsl"], "datasets": ["cub"], "seeds": [0], "sim": "small"})
+    out = tmp_path / "out"
+    assert StudyRunner(spec, out, progress=False).run().ran == 1
+    before = read_rows(out / "results.csv")
+    assert {r["sim_semantics"] for r in before} == {"generated"}
+    assert StudyRunner(spec, out, progress=False).run().ran == 0  # same source: reused
+
+    shutil.copy(shared_root / "CUB" / "att_splits.mat", data_root / "CUB" / "att_splits.mat")
+    plan = StudyRunner(spec, out, progress=False).plan()
+    assert not plan.done and "1 trained from another config or data" in plan.summary()
+    with pytest.raises(ConfigError, match=r"1 finished unit\(s\).*\(semantics generated -> real-[0-9a-f]{10}\)"):
+        StudyRunner(spec, out, progress=False).run()
+    assert read_rows(out / "results.csv") == before  # untouched
+    assert StudyRunner(spec, out, progress=False, rerun_changed=True).run().ran == 1
+    rows = read_rows(out / "results.csv")
+    assert {r["run_id"] for r in rows} == {r["run_id"] for r in before}  # replaced, not added
+    (semantics,) = {r["sim_semantics"] for r in rows}
+    assert semantics.startswith("real-") and {r["config_hash"] for r in rows} == {r["config_hash"] for r in before}
+    assert StudyRunner(spec, out, progress=False).run().ran == 0
+    table = build_table(rows)
+    assert "real class semantics" in table.caption and "generated" not in table.caption
+
+
 def test_rows_name_the_commit_the_study_started_from(tmp_path, monkeypatch):
     """A checkout committed to while a long study runs: its rows keep naming the code it started with."""
     from zsl_bench import results

@@ -451,6 +451,11 @@ def plot_run_attention(run_dir: str | os.PathLike[str], row: dict[str, Any], out
         sim_overrides["generator"] = str(row["generator_version"])  # the row's data, whatever the default is now
     data = load_dataset(str(row["dataset"]), None, sim_preset=str(row["sim_preset"]),
                         sim_seed=int(row.get("data_seed") or 0), sim_overrides=sim_overrides)
+    want, got = str(row.get("sim_semantics") or ""), str(data.provenance.get("semantics") or "")
+    if want and got and want != got:  # the default data root gained (or lost) the dataset's metadata
+        raise DataError(f"run {row.get('run_id', '?')} was trained on simulated data with {want} class semantics, "
+                        f"but the default data root now gives {got} ones; set $ZSL_BENCH_DATA to the data root "
+                        "it was trained with")
     gt_path = data.ground_truth
     if gt_path is None:
         raise DataError(f"simulated {row['dataset']} has no ground_truth.npz")

@@ -37,17 +37,20 @@ CRASH_POINTS = ("rows-mid",)
 """``ZSL_BENCH_CRASH_AT`` points here: ``rows-mid`` = half of a unit's row bytes written and synced."""
 
 COLUMNS = (
-    "run_id", "method", "variant", "dataset", "source", "sim_preset", "generator_version", "data_seed",
-    "features", "precision",
+    "run_id", "method", "variant", "dataset", "source", "sim_preset", "generator_version", "sim_semantics",
+    "data_seed", "features", "precision",
     "protocol", "seed", "metric", "value", "gamma", "epoch", "config_hash", "config",
     "git_commit", "versions", "wall_time_s", "timestamp",
 )
 HEADER = ",".join(COLUMNS) + "\n"
-# Provenance columns added after files were written without them (issue 12): a file whose header
-# lacks them is read with them filled in (:func:`legacy_value`) and rewritten with the current header
-# the first time rows are appended to it.
-ADDED_COLUMNS = ("features", "precision")
-LEGACY_HEADER = ",".join(c for c in COLUMNS if c not in ADDED_COLUMNS) + "\n"
+# Provenance columns added after files were written without them, oldest first: ``features`` and
+# ``precision`` (issue 12), ``sim_semantics`` (issue 16: the semantics source of simulated data). A
+# file whose header lacks them is read with them filled in (:func:`legacy_value`) and rewritten with
+# the current header the first time rows are appended to it.
+ADDED_COLUMNS = ("features", "precision", "sim_semantics")
+LEGACY_HEADERS = tuple(",".join(c for c in COLUMNS if c not in absent) + "\n"  # before issue 12; before sim_semantics
+                       for absent in (ADDED_COLUMNS, ADDED_COLUMNS[2:]))
+LEGACY_HEADER = LEGACY_HEADERS[0]
 
 SOURCES = ("real", "simulated")
 _INT_COLUMNS = {"seed": True, "data_seed": False, "epoch": False}  # column -> required
@@ -156,7 +159,8 @@ def legacy_value(column: str, row: dict[str, str]) -> str:
     """The value of an :data:`ADDED_COLUMNS` column for a row written before it existed.
 
     ``precision``: such rows were fp32 unless their ``versions`` names another (CUDA runs recorded
-    ``precision=bf16`` there; CPU runs were always fp32). ``features``: not recorded (empty).
+    ``precision=bf16`` there; CPU runs were always fp32). ``features`` and ``sim_semantics``: not
+    recorded (empty; a study takes an unrecorded semantics source as matching any).
     """
     if column == "precision":
         for part in row.get("versions", "").split(";"):
@@ -417,8 +421,9 @@ def _repair_tail(p: Path, fd: int, size: int) -> int:
     """
     head = os.pread(fd, min(size, len(HEADER.encode()) + 1), 0)
     width = len(COLUMNS)
-    if head.startswith(LEGACY_HEADER.encode()):  # written before ADDED_COLUMNS (migrated by append_rows)
-        width -= len(ADDED_COLUMNS)
+    legacy = next((h for h in LEGACY_HEADERS if head.startswith(h.encode())), None)
+    if legacy is not None:  # written before some ADDED_COLUMNS (migrated by append_rows)
+        width = legacy.count(",") + 1
     elif not head.startswith(HEADER.encode()) and not (b"\n" not in head and HEADER.encode().startswith(head)):
         first = head.split(b"\n", 1)[0][:80]
         raise DataError(f"{p}: line 1: not the header of a zsl-bench results file (starts {first!r}); "
@@ -573,16 +578,18 @@ def _migrate(p: Path) -> None:
     the caller holds the lock). Its rows keep every value; the added columns get :func:`legacy_value`."""
     try:
         with open(p, "rb") as fh:
-            head = fh.read(len(LEGACY_HEADER.encode()))
+            head = fh.read(max(len(h.encode()) for h in LEGACY_HEADERS))
     except FileNotFoundError:
         return
-    if head != LEGACY_HEADER.encode():
+    legacy = next((h for h in LEGACY_HEADERS if head.startswith(h.encode())), None)
+    if legacy is None:
         return
     recover(p)
     rows = read_rows(p, validate=False, partial_tail="ignore")
     write_text_atomic(p, _csv_text(rows, header=True), fsync=True)
+    added = [c for c in ADDED_COLUMNS if c not in legacy.rstrip("\n").split(",")]
     log.info("%s: added the columns %s to its header (earlier rows: precision from their versions column, "
-             "else fp32; features not recorded)", p, ", ".join(ADDED_COLUMNS))
+             "else fp32; features and semantics source not recorded)", p, ", ".join(added))
 
 
 def _fsync_dir(d: Path) -> None:

@@ -210,6 +210,8 @@ def make_rows(spec: RunSpec, cfg: ResolvedConfig, data: ZSLData, metrics: dict[s
         "sim_preset": (spec.sim_preset or "") if simulated else "",
         "generator_version": str(data.provenance.get("generator_version") or data.provenance.get("generator", ""))
         if simulated else "",
+        # generated, or real-<digest of the real metadata files> (sim.semantics_label); '' on real data
+        "sim_semantics": str(data.provenance.get("semantics") or "") if simulated else "",
         "data_seed": spec.sim_seed if simulated else "",
         "features": features or _features_fallback(data),
         "precision": cfg.train.precision,

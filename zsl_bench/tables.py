@@ -431,7 +431,8 @@ def caption(rows: list[dict[str, Any]], kind: str, has_published: bool = False,
             parts.append(f"Protocol {p}.")
     if sims:
         preset = ", ".join(s for s in sims if s) or "unknown preset"
-        gens = _generators_phrase([r for r in rows if "sim" in str(r.get("source", "")).lower()])
+        sim_rows = [r for r in rows if "sim" in str(r.get("source", "")).lower()]
+        gens = _generators_phrase(sim_rows) + _semantics_phrase(sim_rows)
         parts.append(f"Data: simulated ({preset}{gens}){' and real' if real else ''}; simulated numbers are not "
                      "comparable to published ones.")
     if has_published:
@@ -462,6 +463,19 @@ def _generators_phrase(rows: list[dict[str, Any]]) -> str:
         note = f" ({newest}'s data there)" if g != newest and all(same(g, k) for k in keys) else ""
         listed.append(f"{g} on {names}{note}")
     return "; generators " + ", ".join(listed[:-1]) + " and " + listed[-1]
+
+
+def _semantics_phrase(rows: list[dict[str, Any]]) -> str:
+    """'; generated class semantics', '; real class semantics' or, mixed, '; class semantics real on
+    CUB and generated on SUN, AWA2' (column ``sim_semantics``; rows that do not record it add nothing)."""
+    by_source: dict[str, dict[str, None]] = {}
+    for r in rows:
+        if v := str(r.get("sim_semantics") or ""):
+            by_source.setdefault("generated" if v == "generated" else "real", {})[str(r.get("dataset", "")).upper()] = None
+    if len(by_source) <= 1:
+        return "".join(f"; {k} class semantics" for k in by_source)
+    return "; class semantics " + " and ".join(f"{k} on {', '.join(v)}" for k, v in sorted(by_source.items(),
+                                                                                         reverse=True))
 
 
 def _metrics_phrase(specs: list[metrics.MetricSpec]) -> str:

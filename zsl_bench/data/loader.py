@@ -126,6 +126,8 @@ def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, s
         if out is not None and Path(out).is_dir():
             ddir = Path(out)
     meta = read_sim_meta(ddir / SIM_META)
+    # generated or real-<digest of the real files>: result rows record it (column sim_semantics)
+    meta["semantics"] = sim.dataset_semantics(ddir, meta)
     return load_from_dir(spec.name, ddir, source="simulated", root=ddir.parent, provenance=meta)
 
 

@@ -500,7 +500,7 @@ MAX_BLOBS = 4  # clutter blobs per image at most
 EMBED_NOISE = 0.2  # FLO: embedding noise relative to the latent signal's spread
 __all__ = ["GENERATORS", "GENERATOR_VERSION", "GENERATOR_VERSION_3", "GENERATOR_VERSION_4", "PRESETS", "RULE_CLASSIC", "RULE_METHODS", "SEMANTIC_TARGETS", "SimParams",
            "SimParams3", "SimParams4", "cache_root", "data_identity", "data_version", "generate", "is_cached", "locate", "oracle_accuracy",
-           "preset_params", "recorded_data_version", "resolve_generator"]
+           "preset_params", "dataset_semantics", "recorded_data_version", "resolve_generator", "semantics_label"]
 
 # Statistics of the real class semantics (command in the module docstring); generated v2 semantics
 # are fitted to them. A dataset not listed here (a plug-in) gets CUB's.
@@ -813,6 +813,24 @@ def semantics_key(real: dict[str, str] | None) -> str:
     if not real:
         return ""
     return "real-" + hashlib.sha256(json.dumps(real, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def semantics_label(real: dict[str, str] | None) -> str:
+    """What a result row's ``sim_semantics`` column records for data whose semantics came from
+    ``real`` ({real file: sha256}, empty for generated ones): ``generated`` or :func:`semantics_key`."""
+    return semantics_key(real) or "generated"
+
+
+def dataset_semantics(ddir: Path, meta: dict[str, Any]) -> str:
+    """:func:`semantics_label` of a generated dataset directory, from its ``sim.json`` (``meta``) and
+    ``real_files.json``; ``real`` when real semantics were used but their files were not recorded (v1)."""
+    if not meta.get("real_semantics"):
+        return "generated"
+    try:
+        real = json.loads((Path(ddir) / REAL_FILES_NAME).read_text())
+    except (OSError, ValueError):
+        return "real"
+    return semantics_label(real) if isinstance(real, dict) and real else "real"
 
 
 def cache_root(preset: str, seed: int, generator: str | None = None, *, semantics: str = "",

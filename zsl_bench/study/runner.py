@@ -66,31 +66,38 @@ RunFn = Callable[..., Any]
 history, curve, config). Default: ``runner.run_one`` on the runner's cached data."""
 
 
-def row_state(row: dict[str, Any]) -> tuple[str, str]:
+State = tuple[str, str, str]
+"""What a unit's rows were trained from: (config digest, generator of the data, semantics source)."""
+
+
+def row_state(row: dict[str, Any]) -> State:
     """What a result row says its unit was trained from: the config digest, and on simulated data
-    the generator whose data it read (``sim.data_version``: v3 off AWA2 is v2); '' where unrecorded."""
+    the generator whose data it read (``sim.data_version``: v3 off AWA2 is v2) and the source of its
+    class semantics (``sim_semantics``: generated or real-<digest>); '' where unrecorded."""
     gen = str(row.get("generator_version") or "")
     if gen and row.get("sim_preset"):
         from ..data import sim
 
         gen = sim.recorded_data_version(gen, str(row.get("dataset", "")), str(row["sim_preset"]))
-    return str(row.get("config_hash") or ""), gen
+    return str(row.get("config_hash") or ""), gen, str(row.get("sim_semantics") or "")
 
 
-def state_matches(state: tuple[str, str], want: tuple[str, str]) -> bool:
-    """Whether rows of ``state`` stand for a unit that wants ``want`` (an unrecorded part matches)."""
+def state_matches(state: State, want: State) -> bool:
+    """Whether rows of ``state`` stand for a unit that wants ``want`` (an unrecorded part matches:
+    rows written before a part was recorded stand for any value of it)."""
     return all(not got or not w or got == w for got, w in zip(state, want))
 
 
-def stale_states(states: Iterable[tuple[str, str]], want: tuple[str, str]) -> set[tuple[str, str]]:
+def stale_states(states: Iterable[State], want: State) -> set[State]:
     """The ``states`` that do not stand for a unit that wants ``want`` (:func:`state_matches`)."""
     return {st for st in states if not state_matches(st, want)}
 
 
-def _drift(stale: set[tuple[str, str]], want: tuple[str, str]) -> str:
-    """'config a -> b', 'generator 2.0 -> 3.0' or both: how ``stale`` states differ from ``want``."""
+def _drift(stale: set[State], want: State) -> str:
+    """'config a -> b', 'generator 2.0 -> 3.0', 'semantics generated -> real-…' or several: how
+    ``stale`` states differ from ``want``."""
     parts = []
-    for i, what in enumerate(("config", "generator")):
+    for i, what in enumerate(("config", "generator", "semantics")):
         old = sorted({st[i] for st in stale if st[i] and want[i] and st[i] != want[i]})
         if old:
             parts.append(f"{what} {','.join(old)} -> {want[i]}")
@@ -244,6 +251,7 @@ class StudyRunner:
         self.best: dict[str, dict[str, Any]] = {}
         self._expected: dict[str, set[str]] = {}  # study name -> unit keys this run stands for
         self._data: dict[tuple[Any, ...], Any] = {}  # loaded datasets, shared by this runner's units
+        self._semantics_of: dict[tuple[Any, ...], str] = {}  # wanted_state: the semantics source per data key
         self._resume_ids: set[str] = set()  # run ids of units with a checkpoint to resume (run them first)
         self._done_by_study: dict[str, int] = {}  # grid study name -> finished units (the overall bar)
         self._overall = OverallProgress(0, 0, enabled=False, log=log)
@@ -346,7 +354,7 @@ class StudyRunner:
             return Plan(spec.name, [], "", search=text)  # its units depend on the trials
         # Rows a killed writer cut short are not done: the next run removes them and redoes the unit.
         walls: dict[Any, Any] = {}
-        states: dict[Any, set[tuple[str, str]]] = {}
+        states: dict[Any, set[State]] = {}
         for r in read_rows(self.results_csv, partial_tail="ignore"):
             walls[r.get("run_id")] = r.get("wall_time_s")
             states.setdefault(r.get("run_id"), set()).add(row_state(r))
@@ -424,24 +432,46 @@ class StudyRunner:
         return StudyOutcome(rows, trial_rows, self.failed, self.ran, self.best)
 
     # -- config drift
-    def wanted_state(self, unit: Unit) -> tuple[str, str]:
+    def wanted_state(self, unit: Unit) -> State:
         """What ``unit``'s rows must record to stand for it now (:func:`row_state`): the digest of the
-        config the code resolves, and on simulated data the generator whose data it reads."""
+        config the code resolves, and on simulated data the generator whose data it reads and the
+        source of its semantics (real where the data root holds the dataset's metadata)."""
         from ..data import sim
 
         cfg = self.requested(unit)
         s = unit.spec
-        data = sim.data_version(cfg.sim.generator, s.dataset, s.sim_preset) if s.sim_preset else ""
-        return cfg.digest(), data
+        if not s.sim_preset:
+            return cfg.digest(), "", ""
+        data = sim.data_version(cfg.sim.generator, s.dataset, s.sim_preset)
+        return cfg.digest(), data, self._semantics(s.dataset, s.sim_seed, cfg.sim.overrides())
 
-    def _recorded_states(self, t: Any) -> set[tuple[str, str]]:
+    def _semantics(self, dataset: str, data_seed: int | None, sim_cfg: dict[str, Any]) -> str:
+        """The semantics source (``sim.semantics_label``) of the simulated data a unit reads: that of
+        the data loaded for it, else where the generator would take them from (real files are
+        hashed once per runner); '' for a preset that is not the generator's."""
+        from ..data import sim
+
+        key = self._data_key(dataset, data_seed, sim_cfg)
+        if key in self._data:
+            return str(self._data[key].provenance.get("semantics") or "")
+        if self.spec.sim not in sim.PRESETS:
+            return ""
+        if key not in self._semantics_of:
+            over = dict(sim_cfg)
+            generator = over.pop("generator", None)
+            self._semantics_of[key] = sim.semantics_label(
+                sim.locate(dataset, self.spec.sim, key[3], self.spec.data_root, generator=generator, **over)[2])
+        return self._semantics_of[key]
+
+    def _recorded_states(self, t: Any) -> set[State]:
         """What a finished trial's unit was trained from (rows; failures: the claim's digest and data)."""
         from optuna.trial import TrialState
 
         if t.state == TrialState.COMPLETE:
             return {st for r in json.loads(t.user_attrs.get("rows", "[]")) if (st := row_state(r))[0]}
         if t.state == TrialState.FAIL and "failure" in t.user_attrs and t.user_attrs.get("config_hash"):
-            return {(t.user_attrs["config_hash"], t.user_attrs.get("data_version", ""))}
+            return {(t.user_attrs["config_hash"], t.user_attrs.get("data_version", ""),
+                     t.user_attrs.get("sim_semantics", ""))}
         return set()
 
     def _check_changed(self, study: Any, units: list[Unit]) -> Any:
@@ -464,7 +494,7 @@ class StudyRunner:
         seen_at = time.time()
         by_key = {u.key: u for u in units}
         changed: list[tuple[Any, Unit, str]] = []
-        wants: dict[str, tuple[str, str]] = {}
+        wants: dict[str, State] = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             unit = by_key.get(t.user_attrs.get("unit_key"))
             if unit is None or "superseded" in t.user_attrs:
@@ -557,9 +587,10 @@ class StudyRunner:
                 unit = dataclasses.replace(Unit.from_json(frozen.user_attrs["unit"]),
                                            show_data_seed=len(self.spec.data_seeds or ()) > 1)
                 # Lets _check_changed judge a unit that fails (it leaves no rows with a digest).
-                digest, data = self.wanted_state(unit)
+                digest, data, semantics = self.wanted_state(unit)
                 self.queue.set_attr(frozen, "config_hash", digest)
                 self.queue.set_attr(frozen, "data_version", data)
+                self.queue.set_attr(frozen, "sim_semantics", semantics)
                 self._execute(frozen, unit, phase)
         bar.close()
 
