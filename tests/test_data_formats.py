@@ -200,6 +200,7 @@ def test_missing_sim_files_call_the_generator(sim_cache: Path, monkeypatch: pyte
 
     fake = types.ModuleType("zsl_bench.data.sim")
     fake.generate = generate  # type: ignore[attr-defined]
+    fake.dataset_semantics = lambda ddir, meta: "generated"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "zsl_bench.data.sim", fake)
     monkeypatch.setattr("zsl_bench.data.sim", fake, raising=False)
     data = load_dataset("cub", sim_preset=PRESET)

@@ -48,7 +48,7 @@ def make_data(tmp: Path, seed: int = 0, noise: float = 0.3) -> ZSLData:
         w.write(0, pooled=x)
     return ZSLData(name="cub", att=att, labels=labels, seen_classes=SEEN, unseen_classes=UNSEEN, splits=splits,
                    val_seen_classes=val_seen_classes, val_unseen_classes=val_unseen_classes, source="simulated",
-                   features=FeatureStore(path), provenance={"generator": "toy/1", "root": str(tmp)})
+                   features=FeatureStore(path), provenance={"generator": "toy/1", "root": str(tmp), "semantics": "generated"})
 
 
 @pytest.fixture(scope="module")

@@ -126,8 +126,6 @@ def _load_dataset(spec: DatasetSpec, data_root: str | os.PathLike[str] | None, s
         if out is not None and Path(out).is_dir():
             ddir = Path(out)
     meta = read_sim_meta(ddir / SIM_META)
-    # generated or real-<digest of the real files>: result rows record it (column sim_semantics)
-    meta["semantics"] = sim.dataset_semantics(ddir, meta)
     return load_from_dir(spec.name, ddir, source="simulated", root=ddir.parent, provenance=meta)
 
 
@@ -237,6 +235,11 @@ def _load_from_dir(spec: DatasetSpec, ddir: Path, source: str, root: str | os.Pa
     if provenance:
         data.provenance.update({k: v for k, v in provenance.items() if k not in ("root", "dir", "files")})
         data.provenance["source"] = source
+    if source == "simulated" and "semantics" not in data.provenance:
+        from . import sim  # lazy, as for generating
+
+        # generated or real-<digest of the real files read>: result rows record it (column sim_semantics)
+        data.provenance["semantics"] = sim.dataset_semantics(ddir, data.provenance)
     return data
 
 
