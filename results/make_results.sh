@@ -41,7 +41,7 @@ zsl-bench plot "${ROWS[@]}" results/main/results.csv "${CURVES[@]}" --curves res
   --out results/figures/all_methods
 
 # 3. The MSDN++ ablation with paired 95% CIs (benchmarks/msdnpp_ablation_paired_cpu.yaml: CUB, AWA2,
-#    2 training x 2 data seeds), its table, figures and the measured power of its design.
+#    6 training x 2 data seeds), its table, figures and the measured power of its design.
 zsl-bench ablate benchmarks/msdnpp_ablation_paired_cpu.yaml --out results/ablation --no-progress --rerun-changed
 zsl-bench plot results/ablation/results.csv --curves results/ablation/curves --kind all --out results/ablation/figures
 zsl-bench power results/ablation/results.csv --reference full > results/ablation/tables/power.txt
