@@ -412,6 +412,11 @@ class RowIndex:
 # ---------------------------------------------------------------- writing
 
 
+def _legacy_header(head: bytes) -> str | None:
+    """The :data:`LEGACY_HEADERS` entry a file starting with ``head`` was written with, else None."""
+    return next((h for h in LEGACY_HEADERS if head.startswith(h.encode())), None)
+
+
 def _repair_tail(p: Path, fd: int, size: int) -> int:
     """Check the header and the last line of the results file open (O_APPEND) as ``fd``; returns the size.
 
@@ -421,7 +426,7 @@ def _repair_tail(p: Path, fd: int, size: int) -> int:
     """
     head = os.pread(fd, min(size, len(HEADER.encode()) + 1), 0)
     width = len(COLUMNS)
-    legacy = next((h for h in LEGACY_HEADERS if head.startswith(h.encode())), None)
+    legacy = _legacy_header(head)
     if legacy is not None:  # written before some ADDED_COLUMNS (migrated by append_rows)
         width = legacy.count(",") + 1
     elif not head.startswith(HEADER.encode()) and not (b"\n" not in head and HEADER.encode().startswith(head)):
@@ -581,7 +586,7 @@ def _migrate(p: Path) -> None:
             head = fh.read(max(len(h.encode()) for h in LEGACY_HEADERS))
     except FileNotFoundError:
         return
-    legacy = next((h for h in LEGACY_HEADERS if head.startswith(h.encode())), None)
+    legacy = _legacy_header(head)
     if legacy is None:
         return
     recover(p)
